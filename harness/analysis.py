@@ -1,0 +1,498 @@
+"""Statistics over a run's trials: race rates with Wilson intervals, the analytic
+race model (DESIGN.md), timing precision and guard cost.
+
+Pure pandas/numpy: the only I/O is `load_trials`; plotting and file output live
+in `harness.plots` / `harness.report`. Functions that have no data to work on
+return NaN (floats) so callers can tell "no data" from 0; `summarize` turns
+those into JSON `null`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ReportError
+from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome, TrialResult
+from mock_orders_api.config import DelayDistribution, parse_delay
+from mock_orders_api.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SUMMARY_SCHEMA_VERSION = 1
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+# |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
+# the summary also reports each guard's rate outside it.
+WINDOW_MIN_ABS_OFFSET_MS = 50.0
+KNOWN_GUARDS: tuple[str, ...] = ("none", "finished-check", "serialized")
+MAX_DISAGREEMENT_EXAMPLES = 20
+# More distinct offsets than this per guard means the plan drew offsets
+# continuously, so per-offset bins would hold ~1 trial each: bin them instead.
+_MAX_EXACT_OFFSETS = 60
+_TARGET_BINS = 40
+
+RaceModel = Callable[[float, str], float]
+"""(offset_ms, guard) -> expected race probability."""
+
+RATE_COLUMNS = ["guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "indeterminate"]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% two-sided by default).
+
+    Chosen over the normal approximation because it stays inside [0, 1] and is
+    meaningful at 0/n, which is exactly the case a guard regression test hits.
+    n == 0 gives the uninformative (0.0, 1.0).
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"wilson_interval: need 0 <= successes <= n; got {successes}/{n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    # Pin the edges exactly: float noise would otherwise make 0/n's lower bound 1e-17.
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return (low, high)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _to_int(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        f = float(s)
+        if not f.is_integer():
+            raise
+        return int(f)
+
+
+def _to_float(s: str) -> float:
+    return math.nan if s.strip() == "" else float(s)
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _to_bool(s: str) -> bool:
+    return _BOOLS[s.strip().lower()]
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": str}
+_DTYPES: dict[str, Any] = {"int": "int64", "float": "float64", "bool": "bool", "str": str}
+
+
+def _column_types() -> dict[str, str]:
+    # Derived from TrialResult so a column change there needs no edit here.
+    return {f.name: (f.type if isinstance(f.type, str) else f.type.__name__) for f in fields(TrialResult)}
+
+
+def load_trials(run_dir: Path | str) -> pd.DataFrame:
+    """Read `run_dir/trials.csv` into a typed DataFrame (one row per finished trial).
+
+    The runner appends rows as trials finish, so a crash can leave a partial
+    last line: unparsable *trailing* records are skipped and counted in
+    `df.attrs["skipped_lines"]` (and logged). An unparsable record followed by
+    good ones is corruption, not truncation, and raises ReportError, as do a
+    missing file and a header lacking TrialResult's columns.
+    """
+    path = Path(run_dir) / "trials.csv"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{path}: missing (the run recorded no trials file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
+
+    records: list[tuple[int, list[str]]] = []  # (line number, fields)
+    reader = csv.reader(io.StringIO(text))
+    truncated_tail = False
+    try:
+        for rec in reader:
+            records.append((reader.line_num, rec))
+    except csv.Error:
+        truncated_tail = True  # e.g. EOF inside a quoted field
+    if records and not text.endswith(("\n", "\r")) and not truncated_tail:
+        # The writer ends every row with a newline; without one the last row was cut.
+        records.pop()
+        truncated_tail = True
+    if not records:
+        raise ReportError(f"{path}: empty (expected a header row {TrialResult.columns()[:3]}...)")
+
+    header = [h.strip() for h in records[0][1]]
+    types = _column_types()
+    missing = [c for c in types if c not in header]
+    if missing:
+        raise ReportError(
+            f"{path}: malformed header: missing column(s) {missing} "
+            f"(trials.csv schema_version {TRIALS_SCHEMA_VERSION} expects {list(types)})"
+        )
+    index = {name: header.index(name) for name in types}
+
+    columns: dict[str, list[Any]] = {name: [] for name in types}
+    bad: list[int] = []  # line numbers of unparsable records
+    for line_no, rec in records[1:]:
+        if not rec:
+            continue  # blank line
+        try:
+            if len(rec) != len(header):
+                raise ValueError("wrong field count")
+            parsed = {name: _PARSERS.get(t, str)(rec[index[name]]) for name, t in types.items()}
+        except (ValueError, KeyError):
+            bad.append(line_no)
+            continue
+        if bad:
+            raise ReportError(f"{path}: line {bad[0]}: unparsable row followed by valid rows (file corrupted)")
+        for name, value in parsed.items():
+            columns[name].append(value)
+
+    skipped = len(bad) + (1 if truncated_tail else 0)
+    if skipped:
+        log.warning("%s: skipped %d unparsable trailing line(s) (run interrupted?)", path, skipped)
+    df = pd.DataFrame({name: pd.Series(vals, dtype=_DTYPES.get(types[name], object)) for name, vals in columns.items()})
+    df.attrs["skipped_lines"] = skipped
+    df.attrs["source"] = str(path)
+    return df
+
+
+# --------------------------------------------------------------------------- rates
+
+
+def _guard_key(guard: str) -> tuple[int, str]:
+    return (KNOWN_GUARDS.index(guard) if guard in KNOWN_GUARDS else len(KNOWN_GUARDS), guard)
+
+
+def ordered_guards(guards: Any) -> list[str]:
+    """Distinct guard names, known guards first in DESIGN.md order (stable output order)."""
+    return sorted({str(g) for g in guards}, key=_guard_key)
+
+
+def choose_bin_ms(df: pd.DataFrame) -> float | None:
+    """Offset bin width for `rate_table`, or None when planned offsets form a grid.
+
+    Width comes from the 1-2-5 series so bin edges are round numbers and one bin
+    edge sits at 0 (where the race model jumps).
+    """
+    if df.empty:
+        return None
+    counts = df.groupby("guard")["offset_ms"].nunique()
+    if counts.max() <= _MAX_EXACT_OFFSETS:
+        return None
+    span = float(df["offset_ms"].max() - df["offset_ms"].min())
+    raw = max(span / _TARGET_BINS, 1e-9)
+    exp = math.floor(math.log10(raw))
+    for mult in (1, 2, 5, 10):
+        width = mult * 10.0**exp
+        if width >= raw:
+            return width
+    return 10.0 ** (exp + 1)
+
+
+def _determinate(df: pd.DataFrame) -> pd.Series:
+    return df["outcome"] != Outcome.INDETERMINATE.value
+
+
+def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel | None = None) -> pd.DataFrame:
+    """Race rate per guard x planned offset, with 95% Wilson intervals.
+
+    Columns: guard, offset_ms, trials, races, rate, ci_low, ci_high,
+    indeterminate (+ model when `model` is given).
+
+    `indeterminate` trials (a timeout or 5xx: the request may or may not have
+    been applied, so the trial may or may not have raced) are counted in their
+    own column and left out of trials/races/rate: counting them as either
+    outcome would bias the rate. `rate` is NaN for a bin with no determinate trial.
+
+    With `bin_ms`, offsets are grouped into [k*bin_ms, (k+1)*bin_ms) and
+    `offset_ms` is the bin centre. `model` is averaged over the bin's
+    determinate trials' own offsets, which is the expected rate of that bin
+    (for a grid plan it is simply the model at that offset).
+    """
+    cols = RATE_COLUMNS + (["model"] if model is not None else [])
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=str if c == "guard" else "float64") for c in cols})
+    offsets = df["offset_ms"].astype("float64")
+    if bin_ms is not None:
+        offsets = np.floor(offsets / bin_ms) * bin_ms + bin_ms / 2
+    work = pd.DataFrame(
+        {
+            "guard": df["guard"].astype(str).to_numpy(),
+            "offset_ms": offsets.to_numpy(),
+            "det": _determinate(df).to_numpy(),
+            "race": (df["outcome"] == Outcome.RACE.value).to_numpy(),
+        }
+    )
+    if model is not None:
+        work["model"] = [
+            model(float(o), str(g)) if det else math.nan
+            for o, g, det in zip(df["offset_ms"], df["guard"], work["det"])
+        ]
+    rows: list[dict[str, Any]] = []
+    for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):
+        det = grp[grp["det"]]
+        n = len(det)
+        k = int(det["race"].sum())
+        low, high = wilson_interval(k, n)
+        row: dict[str, Any] = {
+            "guard": guard,
+            "offset_ms": float(offset),
+            "trials": n,
+            "races": k,
+            "rate": k / n if n else math.nan,
+            "ci_low": low,
+            "ci_high": high,
+            "indeterminate": int(len(grp) - n),
+        }
+        if model is not None:
+            row["model"] = float(det["model"].mean()) if n else math.nan
+        rows.append(row)
+    rows.sort(key=lambda r: (_guard_key(r["guard"]), r["offset_ms"]))
+    out = pd.DataFrame(rows, columns=cols)
+    return out.astype({"trials": "int64", "races": "int64", "indeterminate": "int64"})
+
+
+def _window_mask(df: pd.DataFrame, guard: str, min_abs_offset_ms: float, offset_range_ms: tuple[float, float] | None) -> pd.Series:
+    off = df["offset_ms"]
+    mask = (df["guard"] == guard) & (off.abs() >= min_abs_offset_ms)
+    if offset_range_ms is not None:
+        lo, hi = offset_range_ms
+        mask &= (off >= lo) & (off <= hi)
+    return mask
+
+
+def window_rate(
+    df: pd.DataFrame,
+    guard: str,
+    min_abs_offset_ms: float = 0.0,
+    offset_range_ms: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Pooled race rate of one guard over an offset window (bounds inclusive).
+
+    Returns trials, races, rate (NaN when no trial), ci_low, ci_high and
+    indeterminate (excluded from trials, as in `rate_table`).
+    """
+    if df.empty:
+        sub = df
+    else:
+        sub = df[_window_mask(df, guard, min_abs_offset_ms, offset_range_ms)]
+    det = sub[_determinate(sub)] if not sub.empty else sub
+    n = len(det)
+    k = int((det["outcome"] == Outcome.RACE.value).sum()) if n else 0
+    low, high = wilson_interval(k, n)
+    return {
+        "trials": n,
+        "races": k,
+        "rate": k / n if n else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "indeterminate": int(len(sub) - n),
+    }
+
+
+# --------------------------------------------------------------------------- model
+
+
+def model_race_probability(
+    offset_ms: float, delay: DelayDistribution, settle_ms: float, policy: str, guard: str
+) -> float:
+    """Expected race probability at a planned offset (DESIGN.md race model).
+
+    offset = t_invoice - t_change. Under `vulnerable`: unguarded, an invoice
+    after the Change races while the Change is unfinished (P(D > offset)); one
+    within `settle_ms` before it races always (the Change is still accepted).
+    offset == 0 is treated as "Change first". `finished-check` closes the
+    Change-first side but not the invoice-first one; `serialized` closes both.
+    `strict` closes everything. Unknown guard or policy: NaN.
+    """
+    if guard not in KNOWN_GUARDS or policy not in ("vulnerable", "strict"):
+        return math.nan
+    if policy == "strict" or guard == "serialized":
+        return 0.0
+    invoice_first_race = 1.0 if settle_ms > 0 and -settle_ms < offset_ms < 0 else 0.0
+    if guard == "none":
+        if offset_ms >= 0:
+            return float(delay.sf(offset_ms))
+        return invoice_first_race
+    # finished-check
+    return invoice_first_race if offset_ms < 0 else 0.0
+
+
+def model_from_run(run_meta: Mapping[str, Any]) -> RaceModel | None:
+    """The race model for the mock settings recorded in run.json, or None when
+    they are missing or unparsable (e.g. a run against a foreign target)."""
+    mock = run_meta.get("mock")
+    if not isinstance(mock, Mapping):
+        return None
+    try:
+        delay = parse_delay(mock.get("delay"), "run.json mock.delay")  # type: ignore[arg-type]
+        settle = float(mock.get("settle_ms") or 0.0)
+    except (ConfigError, TypeError, ValueError):
+        return None
+    policy = str(mock.get("policy", ""))
+
+    def model(offset_ms: float, guard: str) -> float:
+        return model_race_probability(offset_ms, delay, settle, policy, guard)
+
+    return model
+
+
+# --------------------------------------------------------------------------- timing and cost
+
+
+def _quantiles(values: pd.Series) -> dict[str, Any]:
+    v = values.dropna().to_numpy(dtype="float64")
+    if v.size == 0:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan, "n": 0}
+    return {
+        "p50": float(np.quantile(v, 0.5)),
+        "p99": float(np.quantile(v, 0.99)),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
+
+
+def offset_error_stats(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """p50/p99/max/n of |offset error|, client side (send times) and server side
+    (the mock's act times). Only unguarded trials carry these (NaN elsewhere)."""
+    if df.empty:
+        empty = pd.Series(dtype="float64")
+        return {"client": _quantiles(empty), "server": _quantiles(empty)}
+    return {
+        "client": _quantiles(df["client_offset_error_ms"].abs()),
+        "server": _quantiles(df["server_offset_error_ms"].abs()),
+    }
+
+
+def guard_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Per guard: n, p50, p99, mean of guard_cost_ms (how long the guard held the invoice)."""
+    rows = []
+    for guard in ordered_guards(df["guard"]) if not df.empty else []:
+        v = df.loc[df["guard"] == guard, "guard_cost_ms"].dropna().to_numpy(dtype="float64")
+        rows.append(
+            {
+                "guard": guard,
+                "n": int(v.size),
+                "p50": float(np.quantile(v, 0.5)) if v.size else math.nan,
+                "p99": float(np.quantile(v, 0.99)) if v.size else math.nan,
+                "mean": float(v.mean()) if v.size else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["guard", "n", "p50", "p99", "mean"])
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: float | None) -> dict[str, Any]:
+    model = model_from_run(run_meta)
+    mock = run_meta.get("mock") if isinstance(run_meta.get("mock"), Mapping) else {}
+    result: dict[str, Any] = {"guard": "none", "policy": mock.get("policy")}  # type: ignore[union-attr]
+    none_df = df[df["guard"] == "none"] if not df.empty else df
+    if model is None:
+        bins = rate_table(none_df, bin_ms)
+        n_bins = int((bins["trials"] > 0).sum())
+        return result | {"covered": None, "bins": n_bins, "fraction": None, "uncovered_offsets_ms": [],
+                         "note": "run.json has no usable mock delay/policy: model not evaluated"}
+    table = rate_table(none_df, bin_ms, model)
+    table = table[table["trials"] > 0]
+    # Tolerance: the model sits exactly on 0/1 where the interval is pinned.
+    covered = (table["ci_low"] - 1e-9 <= table["model"]) & (table["model"] <= table["ci_high"] + 1e-9)
+    n_bins = len(table)
+    return result | {
+        "covered": int(covered.sum()),
+        "bins": n_bins,
+        "fraction": float(covered.sum()) / n_bins if n_bins else None,
+        "uncovered_offsets_ms": [float(o) for o in table.loc[~covered, "offset_ms"]],
+    }
+
+
+def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary.json payload (SUMMARY_SCHEMA_VERSION; fields in docs/outputs.md).
+
+    Everything is JSON-safe: "no data" values are None.
+    """
+    scenario = run_meta.get("scenario") if isinstance(run_meta.get("scenario"), Mapping) else {}
+    n_total = len(df)
+    wall = run_meta.get("wall_s")
+    bin_ms = choose_bin_ms(df)
+
+    guards: dict[str, Any] = {}
+    costs = guard_cost(df).set_index("guard") if not df.empty else None
+    for guard in ordered_guards(df["guard"]) if not df.empty else []:
+        sub = df[df["guard"] == guard]
+        overall = window_rate(df, guard)
+        outcomes = {o.value: 0 for o in Outcome}
+        for name, count in sub["outcome"].value_counts().items():
+            outcomes[str(name)] = int(count)
+        window = window_rate(df, guard, min_abs_offset_ms=WINDOW_MIN_ABS_OFFSET_MS)
+        guards[guard] = {
+            **overall,
+            "outcomes": outcomes,
+            "guard_cost_ms": {"p50": costs.loc[guard, "p50"], "p99": costs.loc[guard, "p99"]},  # type: ignore[union-attr]
+            "window": {"min_abs_offset_ms": WINDOW_MIN_ABS_OFFSET_MS, **window},
+        }
+
+    if df.empty:
+        disagree = df
+    else:
+        disagree = df[~df["agree"].astype(bool)].sort_values("trial_id")
+    examples = [
+        {"trial_id": int(r.trial_id), "disagreement": str(r.disagreement)}
+        for r in disagree.head(MAX_DISAGREEMENT_EXAMPLES).itertuples()
+    ]
+
+    summary: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "trials_schema_version": TRIALS_SCHEMA_VERSION,
+        "run_schema_version": run_meta.get("schema_version"),
+        "scenario": scenario.get("name"),  # type: ignore[union-attr]
+        "seed": run_meta.get("seed"),
+        "run": {
+            "started_at": run_meta.get("started_at"),
+            "finished_at": run_meta.get("finished_at"),
+            "wall_s": wall,
+            "planned_trials": run_meta.get("planned_trials"),
+            "trials": n_total,
+            "trials_per_s": n_total / wall if isinstance(wall, (int, float)) and wall > 0 else None,
+            "interrupted": bool(run_meta.get("interrupted", False)),
+            "concurrency": run_meta.get("concurrency"),
+            "skipped_trial_lines": int(df.attrs.get("skipped_lines", 0)),
+        },
+        "target": run_meta.get("target"),
+        "mock": run_meta.get("mock"),
+        "rate_bin_ms": bin_ms,
+        "guards": guards,
+        "offset_error_ms": offset_error_stats(df),
+        "disagreements": {"count": len(disagree), "examples": examples},
+        "model_agreement": _model_agreement(df, run_meta, bin_ms),
+    }
+    return _clean(summary)

@@ -1,0 +1,178 @@
+"""`race-harness`: run a scenario, rebuild a report, gate CI, or serve the mock."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RaceHarnessError
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_SCENARIO = "scenarios/ticket-1348894.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mock_orders_api.__main__ import add_serve_arguments
+
+    p = argparse.ArgumentParser(prog="race-harness", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (("run", "run a scenario and write its report"),
+                        ("check", "run a scenario, then gate: exit 0 only if every threshold holds")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario TOML (default {DEFAULT_SCENARIO})")
+        s.add_argument("--target-url", help="run against this server instead of the embedded mock")
+        s.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
+        s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+        s.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folder")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar (CI logs)")
+    r = sub.add_parser("report", help="rebuild a run folder's report from its trials (also after a crash)")
+    r.add_argument("run_dir", type=Path)
+    s = sub.add_parser("serve", help="serve the mock Orders API")
+    add_serve_arguments(s)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from mock_orders_api.__main__ import run_serve
+
+            return run_serve(args)
+        if args.command == "report":
+            return _report(args.run_dir)
+        return _run(args, gate=args.command == "check")
+    except RaceHarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _report(run_dir: Path) -> int:
+    from harness.report import build_report
+
+    paths = build_report(run_dir)
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    _print_summary(summary, paths.html)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, gate: bool) -> int:
+    from harness.plan import build_plan
+    from harness.report import build_report
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario).with_overrides(
+        trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url
+    )
+    plan = build_plan(scenario)
+    run_dir, interrupted = asyncio.run(_execute(scenario, plan, args.out, progress=not args.no_progress))
+    paths = build_report(run_dir)
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    _print_summary(summary, paths.html)
+    if interrupted:
+        print(f"interrupted: kept {summary['run']['trials']} finished trials in {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if gate:
+        for line in summary["gate"]["results"]:
+            print(line)
+        if not summary["gate"]["passed"]:
+            print("gate: FAILED", file=sys.stderr)
+            return EXIT_GATE_FAILED
+        print("gate: passed")
+    return EXIT_OK
+
+
+async def _execute(scenario: Any, plan: Any, out: Path, progress: bool) -> tuple[Path, bool]:
+    from harness.rundir import RunWriter, new_run_dir
+    from harness.runner import Runner
+    from harness.targets import open_target
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def _on_sigint() -> None:
+        if stop.is_set():  # second Ctrl-C: stop waiting for trials in flight
+            assert main_task is not None
+            main_task.cancel()
+        else:
+            print("\nstopping: finishing trials in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+            stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, _on_sigint)
+    with open_target(scenario) as target:
+        run_dir = new_run_dir(out, scenario.name)
+        writer = RunWriter(run_dir, {
+            "scenario": scenario.to_dict(),
+            "seed": scenario.seed,
+            "target": {"kind": target.kind, "url": target.url},
+            "mock": {"policy": scenario.mock.policy, "delay": scenario.mock.change_delay.spec(),
+                     "settle_ms": scenario.mock.settle_ms},
+            "planned_trials": len(plan.trials),
+            "concurrency": scenario.run.concurrency,
+        })
+        print(f"run folder: {run_dir}", file=sys.stderr)
+        bar = _Progress(len(plan.trials), scenario.guards.names) if progress else None
+        runner = Runner(scenario, plan, target.url, writer, credentials=target.credentials,
+                        progress=bar.update if bar else None)
+        interrupted = True
+        try:
+            if bar:
+                bar.start()
+            stats = await runner.run(stop)
+            interrupted = stats.interrupted
+        except asyncio.CancelledError:
+            interrupted = True
+        finally:
+            if bar:
+                bar.stop()
+            loop.remove_signal_handler(signal.SIGINT)
+            writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s)
+    return run_dir, interrupted
+
+
+class _Progress:
+    """Trials done, races so far per guard, ETA (rich)."""
+
+    def __init__(self, total: int, guards: tuple[str, ...]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), transient=False)
+        self._guards = guards
+        self._task = self._progress.add_task(self._describe({}), total=total)
+
+    def _describe(self, outcomes: dict[str, dict[str, int]]) -> str:
+        return "races " + " ".join(f"{g}={outcomes.get(g, {}).get('race', 0)}" for g in self._guards)
+
+    def start(self) -> None:
+        self._progress.start()
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+    def update(self, result: Any, stats: Any) -> None:
+        self._progress.update(self._task, completed=stats.done, description=self._describe(stats.outcomes))
+
+
+def _print_summary(summary: dict[str, Any], html: Path) -> None:
+    run = summary["run"]
+    print(f"{summary['scenario']}: {run['trials']} trials in {run['wall_s']:.1f} s "
+          f"({run['trials_per_s']:.1f} trials/s)" if run.get("wall_s") else
+          f"{summary['scenario']}: {run['trials']} trials")
+    for name, g in summary["guards"].items():
+        print(f"  {name:15s} races {g['races']}/{g['trials']}  rate {g['rate']:.3f}  "
+              f"95% CI [{g['ci_low']:.3f}, {g['ci_high']:.3f}]")
+    for side, st in summary["offset_error_ms"].items():
+        if st.get("n"):
+            print(f"  offset error ({side}): p50 {st['p50']:.2f} ms  p99 {st['p99']:.2f} ms  max {st['max']:.2f} ms")
+    print(f"report: {html}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

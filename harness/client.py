@@ -1,0 +1,192 @@
+"""The integration's view of the Orders API (and the mock's admin API), over httpx.
+
+Every call is recorded in the trial's history. Untimed calls retry 429/5xx a
+bounded number of times honouring `Retry-After`; the timed Change and invoice
+retry only a 429 (refused before it was applied) because retrying a request
+that may have applied would change what the trial measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import httpx
+from asyncio_throttle import Throttler
+
+from harness import history as h
+from harness.clock import Clock
+from harness.errors import TargetError
+
+DELAY_HEADER = "X-Mock-Change-Delay-Ms"
+ADMIN_HEADER = "X-Mock-Admin-Token"
+_MAX_RETRY_AFTER_S = 5.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    app_key: str | None = None
+    app_token: str | None = None
+    admin_token: str | None = None
+
+    def vtex_headers(self) -> dict[str, str]:
+        if self.app_key is None or self.app_token is None:
+            return {}
+        return {"X-VTEX-API-AppKey": self.app_key, "X-VTEX-API-AppToken": self.app_token}
+
+    def admin_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.admin_token} if self.admin_token else {}
+
+
+class OrdersClient:
+    """One shared client for all trials; `history` names the trial each call belongs to."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        credentials: Credentials = Credentials(),
+        max_retries: int = 2,
+        rate_limit_rps: float = 0.0,
+    ) -> None:
+        self.http = http
+        self.clock = clock
+        self.credentials = credentials
+        self.max_retries = max_retries
+        self._throttler = Throttler(rate_limit=rate_limit_rps, period=1.0) if rate_limit_rps > 0 else None
+        self._vtex = credentials.vtex_headers()
+        self._admin = credentials.admin_headers()
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._throttler is None:
+            yield
+        else:
+            async with self._throttler:
+                yield
+
+    async def call(
+        self,
+        hist: h.TrialHistory | None,
+        kind: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        deadline_ns: int | None = None,
+        admin: bool = False,
+    ) -> h.RequestEvent:
+        """Send one request (at `deadline_ns` if given) and record it; never raises for HTTP errors."""
+        all_headers = dict(self._admin if admin else self._vtex)
+        if headers:
+            all_headers.update(headers)
+        request = self.http.build_request(method, path, json=json, headers=all_headers)
+        timed = deadline_ns is not None
+        attempts = 0
+        while True:
+            attempts += 1
+            async with self._slot():
+                if deadline_ns is not None and attempts == 1:
+                    await self.clock.sleep_until(deadline_ns)
+                sent = self.clock.now_ns()
+                event = h.RequestEvent(kind, method, path, deadline_ns, sent, request_body=json, attempts=attempts)
+                try:
+                    response = await self.http.send(request)
+                except httpx.HTTPError as err:
+                    event.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                    response = None
+            if response is not None:
+                event.response_ns = self.clock.now_ns()
+                event.status = response.status_code
+                event.response_body = _body(response)
+            retryable = response is not None and (
+                response.status_code == 429 or (not timed and response.status_code >= 500)
+            )
+            if not timed and response is None:
+                retryable = True
+            if not retryable or attempts > self.max_retries:
+                break
+            await asyncio.sleep(_retry_after(response, attempts))
+        if hist is not None:
+            hist.add(event)
+        return event
+
+    # --- Orders API (what an integration calls) --------------------------------
+    async def get_order(self, hist: h.TrialHistory, order_id: str, deadline_ns: int | None = None) -> h.RequestEvent:
+        return await self.call(hist, h.GET_ORDER, "GET", f"/api/oms/pvt/orders/{order_id}", deadline_ns=deadline_ns)
+
+    async def start_handling(self, hist: h.TrialHistory, order_id: str) -> h.RequestEvent:
+        return await self.call(hist, h.START_HANDLING, "POST", f"/api/oms/pvt/orders/{order_id}/start-handling")
+
+    async def list_changes(self, hist: h.TrialHistory, order_id: str,
+                           deadline_ns: int | None = None) -> h.RequestEvent:
+        return await self.call(hist, h.GET_CHANGES, "GET", f"/api/order-system/orders/{order_id}/changes",
+                               deadline_ns=deadline_ns)
+
+    async def change(self, hist: h.TrialHistory, order_id: str, body: dict[str, Any], deadline_ns: int | None,
+                     pinned_delay_ms: float | None = None) -> h.RequestEvent:
+        headers = {DELAY_HEADER: f"{pinned_delay_ms:.3f}"} if pinned_delay_ms is not None else None
+        return await self.call(hist, h.CHANGE, "PATCH", f"/api/order-system/orders/{order_id}/changes",
+                               json=body, headers=headers, deadline_ns=deadline_ns)
+
+    async def invoice(self, hist: h.TrialHistory, order_id: str, body: dict[str, Any],
+                      deadline_ns: int | None = None) -> h.RequestEvent:
+        return await self.call(hist, h.INVOICE, "POST", f"/api/orders/pvt/document/{order_id}/invoices",
+                               json=body, deadline_ns=deadline_ns)
+
+    # --- mock admin API ------------------------------------------------------------
+    async def admin(self, method: str, path: str, json: Any = None) -> Any:
+        """An admin call outside any trial; raises TargetError on failure."""
+        event = await self.call(None, "admin", method, f"/_mock{path}", json=json, admin=True)
+        if not event.ok:
+            detail = event.error or f"HTTP {event.status}: {event.response_body}"
+            raise TargetError(f"mock admin {method} /_mock{path} failed: {detail}")
+        return event.response_body
+
+    async def create_order(self, hist: h.TrialHistory, spec: dict[str, Any]) -> h.RequestEvent:
+        return await self.call(hist, h.CREATE_ORDER, "POST", "/_mock/orders", json=spec, admin=True)
+
+    async def audit(self, hist: h.TrialHistory | None, order_id: str) -> h.RequestEvent:
+        return await self.call(hist, h.AUDIT, "GET", f"/_mock/orders/{order_id}/audit", admin=True)
+
+
+def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
+    return {
+        "type": "Output",
+        "issuanceDate": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "invoiceNumber": invoice_number,
+        "invoiceValue": str(value),
+        "invoiceKey": None,
+        "invoiceUrl": None,
+        "courier": "",
+        "trackingNumber": "",
+        "trackingUrl": "",
+        "items": items or [],
+    }
+
+
+def _body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def _retry_after(response: httpx.Response | None, attempt: int) -> float:
+    backoff = min(0.05 * 2 ** (attempt - 1), _MAX_RETRY_AFTER_S)
+    if response is None:
+        return backoff
+    value = response.headers.get("retry-after")
+    if value is None:
+        return backoff
+    try:
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER_S)
+    except ValueError:
+        return backoff

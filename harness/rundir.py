@@ -1,0 +1,95 @@
+"""The run folder: `run.json`, and the trial data appended as each trial finishes.
+
+Each trial's row, requests and audit are written and flushed the moment the
+trial ends, so an interrupted or crashed run keeps everything it measured and
+`race-harness report DIR` can rebuild the report from the folder alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.oracle import TRIALS_SCHEMA_VERSION, TrialResult
+
+RUN_SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_dir(reports: Path, scenario_name: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = reports / f"{scenario_name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = reports / f"{scenario_name}-{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+class RunWriter:
+    """Appends trials to the folder; a context manager so files close on any exit."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = {
+            "schema_version": RUN_SCHEMA_VERSION,
+            "trials_schema_version": TRIALS_SCHEMA_VERSION,
+            "started_at": utc_now(),
+            "finished_at": None,
+            "interrupted": False,
+            "wall_s": None,
+            "host": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+            **meta,
+        }
+        self._write_meta()
+        self._trials: TextIO = open(path / "trials.csv", "w", newline="", encoding="utf-8")
+        self._csv = csv.DictWriter(self._trials, fieldnames=TrialResult.columns())
+        self._csv.writeheader()
+        self._history: TextIO = open(path / "history.jsonl", "w", encoding="utf-8")
+        self._audits: TextIO = open(path / "audits.jsonl", "w", encoding="utf-8")
+        self.count = 0
+
+    def _write_meta(self) -> None:
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(_jsonable(self.meta), indent=2), encoding="utf-8")
+        tmp.replace(self.path / "run.json")  # atomic: a crash never leaves half a run.json
+
+    def add(self, result: TrialResult, events: list[dict[str, Any]], audit: dict[str, Any] | None) -> None:
+        for event in events:
+            self._history.write(json.dumps(_jsonable(event)) + "\n")
+        self._audits.write(json.dumps({"trial_id": result.trial_id, "order_id": result.order_id,
+                                       "audit": _jsonable(audit)}) + "\n")
+        self._csv.writerow(result.row())
+        # history and audit first: a row in trials.csv promises its evidence is on disk.
+        self._history.flush()
+        self._audits.flush()
+        self._trials.flush()
+        self.count += 1
+
+    def close(self, interrupted: bool, wall_s: float, extra: dict[str, Any] | None = None) -> None:
+        for f in (self._history, self._audits, self._trials):
+            f.close()
+        self.meta.update({"finished_at": utc_now(), "interrupted": interrupted, "wall_s": wall_s,
+                          "trials_written": self.count, **(extra or {})})
+        self._write_meta()

@@ -1,0 +1,293 @@
+"""Runs a plan's trials concurrently against a target and appends each result to the run folder.
+
+One trial = one fresh order: create it, start handling, read its value (the
+`handling` trigger), then fire the Change at t0 and the invoice side at
+t0 + offset through the trial's guard, wait until the mock has finished the
+Change, fetch the mock's audit and judge the trial (oracle).
+
+The clock and the HTTP transport are parameters: real monotonic time and
+sockets by default, an in-process ASGI transport or a virtual clock otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+
+from harness import history as h
+from harness.client import Credentials, OrdersClient
+from harness.clock import Clock, MonotonicClock
+from harness.errors import TargetError
+from harness.guards import GuardTimeout, TrialContext, get_guard
+from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
+from harness.plan import Plan, PlannedTrial
+from harness.rundir import RunWriter
+from harness.scenario import Scenario
+
+_AUDIT_POLL_S = 0.05
+
+
+@dataclass
+class RunStats:
+    planned: int
+    done: int = 0
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # guard -> outcome -> count
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    def add(self, result: TrialResult) -> None:
+        self.done += 1
+        per = self.outcomes.setdefault(result.guard, {})
+        per[result.outcome] = per.get(result.outcome, 0) + 1
+
+
+ProgressFn = Callable[[TrialResult, RunStats], None]
+
+
+def order_spec(scenario: Scenario) -> dict[str, Any]:
+    o = scenario.order
+    return {
+        "items": [{"id": i.id, "name": i.name or f"Item {i.id}", "quantity": i.quantity, "price": i.price}
+                  for i in o.items],
+        "shipping": o.shipping,
+        "tax": o.tax,
+    }
+
+
+def change_body(scenario: Scenario) -> dict[str, Any]:
+    c = scenario.change
+    body: dict[str, Any] = {"reason": c.reason}
+    if c.items_removed:
+        body["remove"] = {"items": [{"id": r.id, "quantity": r.quantity} for r in c.items_removed]}
+    if c.discount_value:
+        body["manualDiscountValue"] = c.discount_value
+    return body
+
+
+def mock_settings(scenario: Scenario) -> dict[str, Any]:
+    m = scenario.mock
+    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        plan: Plan,
+        base_url: str,
+        writer: RunWriter,
+        *,
+        credentials: Credentials = Credentials(),
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        progress: ProgressFn | None = None,
+        configure_mock: bool = True,
+    ) -> None:
+        self.scenario = scenario
+        self.plan = plan
+        self.base_url = base_url
+        self.writer = writer
+        self.credentials = credentials
+        self.clock = clock or MonotonicClock()
+        self.transport = transport
+        self.progress = progress
+        self.configure_mock = configure_mock
+        self.stats = RunStats(planned=len(plan.trials))
+        self._change_body = change_body(scenario)
+        self._order_spec = order_spec(scenario)
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunStats:
+        """Run every planned trial (or until `stop` is set); returns the counts."""
+        stop = stop or asyncio.Event()
+        run = self.scenario.run
+        limits = httpx.Limits(max_connections=run.concurrency * 3 + 10,
+                              max_keepalive_connections=run.concurrency * 3 + 10)
+        timeout = httpx.Timeout(run.request_timeout_s)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=self.base_url, transport=self.transport, timeout=timeout,
+                                     limits=limits) as http:
+            client = OrdersClient(http, self.clock, self.credentials, run.max_retries, run.rate_limit_rps)
+            if self.configure_mock:
+                await client.admin("PATCH", "/config", mock_settings(self.scenario))
+            await self._warm(client)
+            try:
+                await self._schedule(client, stop)
+            finally:
+                self.stats.wall_s = time.monotonic() - started
+        return self.stats
+
+    async def _warm(self, client: OrdersClient) -> None:
+        """Open the keep-alive pool before timing starts, so no timed request pays a connect."""
+        n = min(self.scenario.run.concurrency * 2, 400)
+        results = await asyncio.gather(*(client.call(None, "warm", "GET", "/_mock/health", admin=True)
+                                         for _ in range(n)))
+        bad = [e for e in results if not e.ok]
+        if len(bad) == n:
+            raise TargetError(f"target {self.base_url} did not answer /_mock/health: "
+                              f"{bad[0].error or bad[0].status}")
+
+    async def _schedule(self, client: OrdersClient, stop: asyncio.Event) -> None:
+        run = self.scenario.run
+        slots = asyncio.Semaphore(run.concurrency)
+        gap_ns = round(run.start_spread_ms * 1e6 / run.concurrency)
+        lead_ns = round(run.lead_ms * 1e6)
+        next_start = self.clock.now_ns()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def _one(p: PlannedTrial, start_ns: int) -> None:
+            try:
+                result, events, audit = await self._trial(client, p, start_ns)
+                self.writer.add(result, events, audit)
+                self.stats.add(result)
+                if self.progress is not None:
+                    self.progress(result, self.stats)
+            finally:
+                slots.release()
+
+        try:
+            for p in self.plan.trials:
+                await slots.acquire()
+                if stop.is_set():
+                    slots.release()
+                    break
+                # Evenly spaced starts: setups never bunch up on the timed requests of others.
+                next_start = max(next_start + gap_ns, self.clock.now_ns())
+                t0 = next_start + lead_ns + round(max(0.0, -p.offset_ms) * 1e6)
+                task = asyncio.create_task(_one(p, t0))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            self.stats.interrupted = stop.is_set() or self.stats.done < self.stats.planned
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _trial(self, client: OrdersClient, p: PlannedTrial,
+                     t0: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
+        began = self.clock.now_ns()
+        hist = h.TrialHistory()
+        g = self.scenario.guards
+        created = await client.create_order(hist, self._order_spec)
+        if not created.ok:
+            return self._failed(p, hist, t0, began, "", f"create order: {created.error or created.status}")
+        order_id = created.response_body["orderId"]
+        initial = int(created.response_body["value"])
+        handled = await client.start_handling(hist, order_id)
+        trigger = await client.get_order(hist, order_id) if handled.ok else handled
+        if not trigger.ok:
+            return self._failed(p, hist, t0, began, order_id, f"{trigger.kind}: {trigger.error or trigger.status}")
+        ctx = TrialContext(
+            client=client, hist=hist, order_id=order_id, naive_value=int(trigger.response_body["value"]),
+            change_body=self._change_body, change_deadline_ns=t0,
+            invoice_deadline_ns=t0 + round(p.offset_ms * 1e6), pinned_delay_ms=p.change_delay_ms,
+            poll_interval_ms=g.poll_interval_ms, timeout_ms=g.timeout_ms,
+            invoice_number=f"NF-{self.plan.seed}-{p.trial_id}",
+        )
+        guard = get_guard(p.guard)
+        results = await asyncio.gather(guard.change(ctx), guard.invoice(ctx), return_exceptions=True)
+        for r in results:
+            if isinstance(r, GuardTimeout):
+                ctx.guard_error = str(r)
+            elif isinstance(r, BaseException):
+                raise r
+        audit = await self._final_audit(client, hist, ctx)
+        return self._judge(p, ctx, t0, began, initial, audit), _events(hist, p, t0), audit
+
+    async def _final_audit(self, client: OrdersClient, hist: h.TrialHistory,
+                           ctx: TrialContext) -> dict[str, Any] | None:
+        """The mock's audit once the Change has finished (bounded wait); None if the target has none."""
+        change = ctx.change_event
+        if change is not None and change.ok and isinstance(change.response_body, dict):
+            delay = change.response_body.get("delayMs")
+            if isinstance(delay, (int, float)):
+                await self.clock.sleep_until(change.sent_ns + round(delay * 1e6))
+        stop = self.clock.now_ns() + round((ctx.timeout_ms + 1000) * 1e6)
+        while True:
+            event = await client.audit(None, ctx.order_id)
+            if not event.ok:
+                return None
+            audit: dict[str, Any] = event.response_body
+            if audit.get("verdict") != "pending" or self.clock.now_ns() >= stop:
+                return audit
+            await asyncio.sleep(_AUDIT_POLL_S)
+
+    def _judge(self, p: PlannedTrial, ctx: TrialContext, t0: int, began: int, initial: int,
+               audit: dict[str, Any] | None) -> TrialResult:
+        change, invoice = ctx.change_event, ctx.invoice_event
+        outcome, detail = client_outcome(change, invoice, ctx.invoice_value, initial, ctx.guard_error)
+        verdict, agree, disagreement = cross_check(outcome, bool(invoice and invoice.ok),
+                                                   bool(change and change.ok), audit)
+        a_change = _audit_change(audit)
+        a_invoice = _audit_invoice(audit, ctx.invoice_number)
+        change_sent = _rel(change.sent_ns if change else None, t0)
+        invoice_sent = _rel(invoice.sent_ns if invoice else None, t0)
+        change_acted = _rel(a_change.get("actedNs"), t0)
+        invoice_acted = _rel(a_invoice.get("actedNs"), t0)
+        unguarded = p.guard == "none"
+        invoice_planned = p.offset_ms
+        return TrialResult(
+            trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=ctx.order_id,
+            outcome=outcome.value, audit_verdict=verdict, agree=agree, disagreement=disagreement,
+            initial_value=initial,
+            final_value=int(audit["finalValue"]) if audit else _client_final(initial, change),
+            invoice_value=ctx.invoice_value,
+            invoiced_total=int(audit["invoicedTotal"]) if audit else (ctx.invoice_value if invoice and invoice.ok else 0),
+            invoice_status=invoice.status if invoice else 0, change_status=change.status if change else 0,
+            change_delay_ms=float(a_change.get("delayMs", math.nan) if a_change.get("delayMs") is not None
+                                  else (p.change_delay_ms if p.change_delay_ms is not None else math.nan)),
+            change_planned_ms=0.0, invoice_planned_ms=invoice_planned,
+            change_sent_ms=change_sent, invoice_sent_ms=invoice_sent,
+            change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
+            change_finished_ms=_rel(a_change.get("finishedNs"), t0),
+            client_offset_error_ms=(invoice_sent - change_sent - p.offset_ms) if unguarded else math.nan,
+            server_offset_error_ms=(invoice_acted - change_acted - p.offset_ms) if unguarded else math.nan,
+            guard_cost_ms=(invoice_sent - invoice_planned) if invoice else math.nan,
+            duration_ms=(self.clock.now_ns() - began) / 1e6,
+            error=detail,
+        )
+
+    def _failed(self, p: PlannedTrial, hist: h.TrialHistory, t0: int, began: int, order_id: str,
+                error: str) -> tuple[TrialResult, list[dict[str, Any]], None]:
+        """A trial whose setup failed: indeterminate, with the reason."""
+        nan = math.nan
+        result = TrialResult(
+            trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=order_id,
+            outcome=Outcome.INDETERMINATE.value, audit_verdict="unknown", agree=True, disagreement="",
+            initial_value=-1, final_value=-1, invoice_value=-1, invoiced_total=0, invoice_status=0,
+            change_status=0, change_delay_ms=nan, change_planned_ms=0.0, invoice_planned_ms=p.offset_ms,
+            change_sent_ms=nan, invoice_sent_ms=nan, change_acted_ms=nan, invoice_acted_ms=nan,
+            change_finished_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan, guard_cost_ms=nan,
+            duration_ms=(self.clock.now_ns() - began) / 1e6, error=f"setup failed: {error}",
+        )
+        return result, _events(hist, p, t0), None
+
+
+def _events(hist: h.TrialHistory, p: PlannedTrial, t0: int) -> list[dict[str, Any]]:
+    return [e.to_json(p.trial_id, p.guard, t0) for e in hist.events]
+
+
+def _rel(ns: int | None, t0: int) -> float:
+    return math.nan if ns is None else (ns - t0) / 1e6
+
+
+def _audit_change(audit: dict[str, Any] | None) -> dict[str, Any]:
+    changes = (audit or {}).get("changes") or []
+    return changes[0] if changes else {}
+
+
+def _audit_invoice(audit: dict[str, Any] | None, number: str) -> dict[str, Any]:
+    return next((i for i in (audit or {}).get("invoices") or [] if i.get("invoiceNumber") == number), {})
+
+
+def _client_final(initial: int, change: h.RequestEvent | None) -> int:
+    if change is not None and change.ok and isinstance(change.response_body, dict):
+        return initial + int(change.response_body.get("totalChangeValue", 0))
+    return initial

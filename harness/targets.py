@@ -1,0 +1,56 @@
+"""Where the trials go: the embedded mock (started for the run) or a URL.
+
+`embedded` starts the mock in a child process on a free loopback port: the
+harness and the mock then each have a core and a GIL of their own, which is
+what keeps timed requests precise on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from harness.client import Credentials
+from harness.errors import TargetError
+from harness.scenario import Scenario
+from mock_orders_api.config import MockConfig
+from mock_orders_api.server import MockProcess, ServerError
+
+
+@dataclass(frozen=True)
+class OpenTarget:
+    kind: str
+    url: str
+    credentials: Credentials
+
+
+def credentials_from_env(scenario: Scenario) -> Credentials:
+    """Secrets come from the environment variables the scenario names, never from files."""
+    t = scenario.target
+    return Credentials(
+        app_key=os.environ.get(t.app_key_env) or None,
+        app_token=os.environ.get(t.app_token_env) or None,
+        admin_token=os.environ.get(t.admin_token_env) or None,
+    )
+
+
+@contextlib.contextmanager
+def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
+    creds = credentials_from_env(scenario)
+    if scenario.target.kind == "url":
+        assert scenario.target.url is not None
+        yield OpenTarget("url", scenario.target.url.rstrip("/"), creds)
+        return
+    m = scenario.mock
+    config = MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
+                        app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token)
+    if (config.app_key is None) != (config.app_token is None):
+        config.app_key = config.app_token = None
+        creds = Credentials(admin_token=creds.admin_token)
+    try:
+        with MockProcess(config) as proc:
+            yield OpenTarget("embedded", proc.url, creds)
+    except ServerError as err:
+        raise TargetError(f"embedded mock: {err}") from None

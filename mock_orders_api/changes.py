@@ -1,0 +1,392 @@
+"""Changes (partial cancellation / value reduction), processed asynchronously.
+
+A Change is accepted with 202 and stays `finished: false` for its delay D; it
+then applies to the order's items and value. Within one order Changes apply in
+arrival order (the next one starts processing when the previous finishes);
+across orders they are independent. Finishing is evaluated lazily from the
+clock (`advance`), so every observer sees `finished` flip exactly at
+`started + D`, whatever the event loop's timer jitter; a timer also advances the
+order at that moment so that side effects (hooks, journal) happen on time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from mock_orders_api.errors import BadRequest, Conflict
+from mock_orders_api.store import (
+    CANCELED,
+    HANDLING,
+    INVOICE,
+    INVOICED,
+    WAITING_FOR_FULFILLMENT,
+    Item,
+    Order,
+    cents,
+    iso_now,
+)
+
+_CHANGEABLE = (HANDLING, WAITING_FOR_FULFILLMENT)
+
+
+@dataclass(frozen=True)
+class ItemDelta:
+    id: str
+    quantity: int
+    price: int | None = None  # cents; needed only for an item new to the order
+
+
+@dataclass(frozen=True)
+class ChangeSpec:
+    """A Change request normalised from either public endpoint's body."""
+
+    reason: str
+    removed: tuple[ItemDelta, ...] = ()
+    added: tuple[ItemDelta, ...] = ()
+    discount: int = 0
+    increment: int = 0
+    request_id: str | None = None
+
+
+@dataclass
+class ChangeRecord:
+    request_id: str
+    workflow_id: str
+    order_id: str
+    account: str
+    endpoint: str  # "order-system" | "oms"
+    spec: ChangeSpec
+    delay_ms: float
+    arrival_ns: int
+    acted_ns: int
+    date: str
+    value_before: int  # committed value when the Change was accepted
+    change_value: int  # signed effect on the order value, cents
+    started_ns: int | None = None  # processing start (after any earlier Change of the order)
+    due_ns: int | None = None
+    finished_ns: int | None = None  # == due_ns: the moment it applied in mock time
+    applied_ns: int | None = None  # when the mock actually ran the apply (timer or lazy)
+    value_after: int | None = None
+    finished_date: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_ns is not None
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else ("processing" if self.started_ns is not None else "queued")
+
+    def view(self) -> dict[str, Any]:
+        """The change request as the order-system Change API returns it."""
+        s = self.spec
+        return {
+            "requestId": self.request_id,
+            "workflowId": self.workflow_id,
+            "reason": s.reason,
+            "manualDiscountValue": s.discount,
+            "manualIncrementValue": s.increment,
+            "totalChangeValue": self.change_value,
+            "totals": [{"id": "Change", "value": self.change_value}],
+            "add": {"items": [_delta_view(d) for d in s.added]} if s.added else None,
+            "remove": {"items": [_delta_view(d) for d in s.removed]} if s.removed else None,
+            "replace": None,
+            "date": self.date,
+            "origin": {"account": self.account, "orderId": self.order_id, "component": "MockOrdersApi"},
+            "status": self.status,
+            "finished": self.finished,
+            "finishedDate": self.finished_date,
+            "delayMs": self.delay_ms,
+        }
+
+    def attachment_view(self) -> dict[str, Any]:
+        """The entry in the order's `changesAttachment.changesData`."""
+        s = self.spec
+        return {
+            "reason": s.reason,
+            "discountValue": s.discount,
+            "incrementValue": s.increment,
+            "itemsAdded": [_delta_view(d) for d in s.added],
+            "itemsRemoved": [_delta_view(d) for d in s.removed],
+            "receipt": {"date": self.finished_date, "orderId": self.order_id, "receipt": self.request_id},
+        }
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id,
+            "endpoint": self.endpoint,
+            "accepted": True,
+            "status": 202,
+            "finished": self.finished,
+            "delayMs": self.delay_ms,
+            "arrivalNs": self.arrival_ns,
+            "actedNs": self.acted_ns,
+            "startedNs": self.started_ns,
+            "dueNs": self.due_ns,
+            "finishedNs": self.finished_ns,
+            "appliedNs": self.applied_ns,
+            "valueBefore": self.value_before,
+            "valueAfter": self.value_after,
+            "changeValue": self.change_value,
+        }
+
+
+def _delta_view(d: ItemDelta) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": d.id, "quantity": d.quantity}
+    if d.price is not None:
+        out["price"] = d.price
+    return out
+
+
+# --- parsing ---------------------------------------------------------------
+
+def parse_order_system_body(body: Any) -> ChangeSpec:
+    """Body of `PATCH /api/order-system/orders/{changeOrderId}/changes`."""
+    obj = _object(body, "change")
+    _no_unknown(obj, {"reason", "add", "remove", "replace", "manualDiscountValue", "manualIncrementValue"}, "change")
+    if obj.get("replace"):
+        raise BadRequest("change.replace: item replacement is not simulated by this mock; use add/remove")
+    return ChangeSpec(
+        reason=_reason(obj.get("reason")),
+        removed=_deltas(obj.get("remove"), "change.remove"),
+        added=_deltas(obj.get("add"), "change.add"),
+        discount=cents(obj.get("manualDiscountValue") or 0, "change.manualDiscountValue"),
+        increment=cents(obj.get("manualIncrementValue") or 0, "change.manualIncrementValue"),
+    )
+
+
+def parse_oms_body(body: Any) -> ChangeSpec:
+    """Body of the older `POST /api/oms/pvt/orders/{orderId}/changes`."""
+    obj = _object(body, "change")
+    _no_unknown(
+        obj, {"requestId", "reason", "discountValue", "incrementValue", "itemsRemoved", "itemsAdded"}, "change"
+    )
+    request_id = obj.get("requestId")
+    if request_id is not None and (not isinstance(request_id, str) or not request_id):
+        raise BadRequest(f"change.requestId: expected a non-empty string; got {request_id!r}")
+    return ChangeSpec(
+        reason=_reason(obj.get("reason")),
+        removed=_deltas(obj.get("itemsRemoved"), "change.itemsRemoved"),
+        added=_deltas(obj.get("itemsAdded"), "change.itemsAdded"),
+        discount=cents(obj.get("discountValue") or 0, "change.discountValue"),
+        increment=cents(obj.get("incrementValue") or 0, "change.incrementValue"),
+        request_id=request_id,
+    )
+
+
+def _object(body: Any, where: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{where}: expected a JSON object; got {type(body).__name__}")
+    return body
+
+
+def _no_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(obj) - allowed
+    if unknown:
+        raise BadRequest(f"{where}: unknown field(s) {sorted(unknown)}; expected some of {sorted(allowed)}")
+
+
+def _reason(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"change.reason: required, a non-empty string; got {value!r}")
+    return value
+
+
+def _deltas(value: Any, where: str) -> tuple[ItemDelta, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):  # order-system shape: {"items": [...]}
+        value = value.get("items", [])
+        where = f"{where}.items"
+    if not isinstance(value, list):
+        raise BadRequest(f"{where}: expected a list of {{id, quantity}}; got {type(value).__name__}")
+    out: list[ItemDelta] = []
+    for n, raw in enumerate(value):
+        at = f"{where}[{n}]"
+        if not isinstance(raw, dict):
+            raise BadRequest(f"{at}: expected an object {{id, quantity}}")
+        item_id = raw.get("id")
+        if not isinstance(item_id, str) or not item_id:
+            raise BadRequest(f"{at}.id: expected a non-empty string; got {item_id!r}")
+        quantity = cents(raw.get("quantity"), f"{at}.quantity", minimum=1, what="an integer quantity")
+        price = raw.get("price")
+        if price is not None:
+            price = cents(price, f"{at}.price")
+        out.append(ItemDelta(item_id, quantity, price))
+    return tuple(out)
+
+
+# --- state transitions -------------------------------------------------------
+
+def _projected_quantities(order: Order) -> dict[str, int]:
+    """Item quantities once every accepted Change has applied."""
+    qty = {i.id: i.quantity for i in order.items}
+    for c in order.unfinished_changes():
+        for d in c.spec.removed:
+            qty[d.id] = qty.get(d.id, 0) - d.quantity
+        for d in c.spec.added:
+            qty[d.id] = qty.get(d.id, 0) + d.quantity
+    return qty
+
+
+def _unit_price(order: Order, delta: ItemDelta, where: str) -> int:
+    item = order.item(delta.id)
+    if item is not None:
+        return item.selling_price
+    for c in order.unfinished_changes():
+        for d in c.spec.added:
+            if d.id == delta.id and d.price is not None:
+                return d.price
+    if delta.price is None:
+        raise BadRequest(f"{where}: item {delta.id!r} is new to the order; its price (cents) is required")
+    return delta.price
+
+
+def change_value(order: Order, spec: ChangeSpec) -> int:
+    """Signed effect of `spec` on the order value, validated against the projected items."""
+    qty = _projected_quantities(order)
+    value = spec.increment - spec.discount
+    for n, d in enumerate(spec.removed):
+        if d.id not in qty:
+            raise BadRequest(f"change.remove[{n}]: item {d.id!r} is not in order {order.order_id}")
+        if d.quantity > qty[d.id]:
+            raise BadRequest(
+                f"change.remove[{n}]: cannot remove {d.quantity} of item {d.id!r}; "
+                f"{qty[d.id]} left once pending Changes apply"
+            )
+        qty[d.id] -= d.quantity
+        value -= d.quantity * _unit_price(order, d, f"change.remove[{n}]")
+    for n, d in enumerate(spec.added):
+        value += d.quantity * _unit_price(order, d, f"change.add[{n}]")
+    return value
+
+
+def check_changeable(order: Order, policy: str, spec_value: int) -> None:
+    """Raise the refusal the policy gives for a Change on this order now."""
+    if order.status == CANCELED:
+        raise Conflict(f"order {order.order_id} is canceled and cannot be changed", code="OrderCanceled")
+    if order.status == INVOICED:
+        raise Conflict(f"order {order.order_id} is invoiced and cannot be changed", code="OrderAlreadyInvoiced")
+    if order.status == INVOICE:
+        # The ticket's invoice-first window: a vulnerable platform still accepts
+        # a Change while the invoice is settling.
+        if policy == "strict":
+            raise Conflict(
+                f"order {order.order_id} has an invoice being processed; Changes are refused",
+                code="InvoiceInProgress",
+            )
+    elif order.status not in _CHANGEABLE:
+        raise Conflict(
+            f"order {order.order_id} is {order.status!r}; Changes are allowed in {list(_CHANGEABLE)}",
+            code="OrderStatusNotChangeable",
+        )
+    projected = order.value + sum(c.change_value for c in order.unfinished_changes()) + spec_value
+    if projected < 0:
+        raise BadRequest(f"change would make the order value negative ({projected} cents)", code="InvalidChange")
+    if policy == "strict" and spec_value < 0 and projected < order.invoiced_total:
+        raise Conflict(
+            f"change would lower order {order.order_id} to {projected} cents, below the "
+            f"{order.invoiced_total} cents already invoiced",
+            code="ChangeBelowInvoicedValue",
+        )
+
+
+def register(
+    order: Order,
+    spec: ChangeSpec,
+    *,
+    policy: str,
+    delay_ms: float,
+    arrival_ns: int,
+    now_ns: int,
+    endpoint: str,
+    account: str,
+) -> ChangeRecord:
+    """Validate and accept a Change (state is untouched when this raises)."""
+    value = change_value(order, spec)
+    check_changeable(order, policy, value)
+    if spec.request_id is not None and any(c.request_id == spec.request_id for c in order.changes):
+        raise Conflict(f"change request {spec.request_id!r} already exists", code="ChangeAlreadyExists")
+    record = ChangeRecord(
+        request_id=spec.request_id or uuid.uuid4().hex,
+        workflow_id=uuid.uuid4().hex,
+        order_id=order.order_id,
+        account=account,
+        endpoint=endpoint,
+        spec=spec,
+        delay_ms=delay_ms,
+        arrival_ns=arrival_ns,
+        acted_ns=now_ns,
+        date=iso_now(),
+        value_before=order.value,
+        change_value=value,
+    )
+    order.changes.append(record)
+    _start_next(order, now_ns)
+    return record
+
+
+def refuse(order: Order, error: Exception, *, arrival_ns: int, now_ns: int, endpoint: str) -> None:
+    """Keep a refused Change in the order's audit."""
+    order.refused_changes.append(
+        {
+            "requestId": None,
+            "endpoint": endpoint,
+            "accepted": False,
+            "status": getattr(error, "status", 400),
+            "reason": str(error),
+            "finished": False,
+            "arrivalNs": arrival_ns,
+            "actedNs": now_ns,
+        }
+    )
+
+
+def _start_next(order: Order, ready_ns: int) -> None:
+    for c in order.changes:
+        if c.finished:
+            continue
+        if c.started_ns is None:
+            c.started_ns = max(c.acted_ns, ready_ns)
+            c.due_ns = c.started_ns + round(c.delay_ms * 1e6)
+        return
+
+
+def advance(order: Order, now_ns: int) -> list[ChangeRecord]:
+    """Apply every Change whose processing is due by `now_ns`; return those applied."""
+    applied: list[ChangeRecord] = []
+    for c in order.changes:
+        if c.finished:
+            continue
+        if c.due_ns is None or c.due_ns > now_ns:
+            break
+        _apply(order, c, now_ns)
+        applied.append(c)
+        _start_next(order, c.due_ns)
+    return applied
+
+
+def next_due_ns(order: Order) -> int | None:
+    return next((c.due_ns for c in order.changes if not c.finished), None)
+
+
+def _apply(order: Order, c: ChangeRecord, now_ns: int) -> None:
+    for d in c.spec.removed:
+        item = order.item(d.id)
+        assert item is not None and item.quantity >= d.quantity, "validated at registration"
+        item.quantity -= d.quantity
+    for d in c.spec.added:
+        item = order.item(d.id)
+        if item is not None:
+            item.quantity += d.quantity
+        else:
+            price = d.price if d.price is not None else 0
+            order.items.append(Item(d.id, f"Item {d.id}", d.quantity, price, price))
+    order.discounts += c.spec.discount
+    order.increments += c.spec.increment
+    c.finished_ns = c.due_ns
+    c.applied_ns = now_ns
+    c.value_after = order.value
+    c.finished_date = iso_now()

@@ -1,0 +1,264 @@
+"""Mock configuration: policy, Change-delay distributions, settle time, auth.
+
+Delay distributions are small strategy classes behind one protocol so the
+harness can both *draw* from them (the mock, the planner) and *evaluate* them
+(the analytic race model needs P(D > x)).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from mock_orders_api.errors import ConfigError
+
+Policy = Literal["vulnerable", "strict"]
+POLICIES: tuple[str, ...] = ("vulnerable", "strict")
+
+
+@runtime_checkable
+class DelayDistribution(Protocol):
+    """A distribution of Change-processing delays, in milliseconds."""
+
+    def sample(self, rng: random.Random) -> float: ...
+
+    def sf(self, ms: float) -> float:
+        """Survival function P(D > ms)."""
+        ...
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description that `parse_delay` turns back into this object."""
+        ...
+
+
+@dataclass(frozen=True)
+class Fixed:
+    ms: float
+
+    def sample(self, rng: random.Random) -> float:
+        return self.ms
+
+    def sf(self, ms: float) -> float:
+        return 1.0 if ms < self.ms else 0.0
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "fixed", "ms": self.ms}
+
+
+@dataclass(frozen=True)
+class Uniform:
+    min_ms: float
+    max_ms: float
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.uniform(self.min_ms, self.max_ms)
+
+    def sf(self, ms: float) -> float:
+        if ms < self.min_ms:
+            return 1.0
+        if ms >= self.max_ms:
+            return 0.0
+        return (self.max_ms - ms) / (self.max_ms - self.min_ms)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "uniform", "min_ms": self.min_ms, "max_ms": self.max_ms}
+
+
+@dataclass(frozen=True)
+class Normal:
+    """Normal(mean, sd) clamped at 0: the clamped mass sits at exactly 0 ms."""
+
+    mean_ms: float
+    sd_ms: float
+
+    def sample(self, rng: random.Random) -> float:
+        return max(0.0, rng.gauss(self.mean_ms, self.sd_ms))
+
+    def sf(self, ms: float) -> float:
+        if ms < 0:
+            return 1.0
+        if self.sd_ms == 0:
+            return 1.0 if ms < self.mean_ms else 0.0
+        return 0.5 * math.erfc((ms - self.mean_ms) / (self.sd_ms * math.sqrt(2)))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "normal", "mean_ms": self.mean_ms, "sd_ms": self.sd_ms}
+
+
+@dataclass(frozen=True)
+class LogNormal:
+    median_ms: float
+    sigma: float
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.lognormvariate(math.log(self.median_ms), self.sigma)
+
+    def sf(self, ms: float) -> float:
+        if ms <= 0:
+            return 1.0
+        if self.sigma == 0:
+            return 1.0 if ms < self.median_ms else 0.0
+        z = (math.log(ms) - math.log(self.median_ms)) / self.sigma
+        return 0.5 * math.erfc(z / math.sqrt(2))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "lognormal", "median_ms": self.median_ms, "sigma": self.sigma}
+
+
+_KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "fixed": (Fixed, ("ms",)),
+    "uniform": (Uniform, ("min_ms", "max_ms")),
+    "normal": (Normal, ("mean_ms", "sd_ms")),
+    "lognormal": (LogNormal, ("median_ms", "sigma")),
+}
+DELAY_SYNTAX = "fixed:MS | uniform:MIN,MAX | normal:MEAN,SD | lognormal:MEDIAN,SIGMA"
+
+
+def parse_delay(value: str | dict[str, Any] | DelayDistribution, where: str = "delay") -> DelayDistribution:
+    """Build a distribution from `"uniform:50,1000"` or `{"kind": "uniform", ...}`.
+
+    `where` names the setting in error messages (a flag, an env var, a file field).
+    """
+    if isinstance(value, (Fixed, Uniform, Normal, LogNormal)):
+        return value
+    if isinstance(value, str):
+        kind, _, args = value.strip().partition(":")
+        kind = kind.strip().lower()
+        if kind not in _KINDS:
+            raise ConfigError(f"{where}: unknown delay distribution {kind!r}; expected {DELAY_SYNTAX}")
+        cls, names = _KINDS[kind]
+        parts = [p for p in args.split(",") if p.strip()]
+        if len(parts) != len(names):
+            raise ConfigError(f"{where}: {kind} takes {len(names)} number(s) ({', '.join(names)}); got {value!r}")
+        raw = dict(zip(names, parts))
+    elif isinstance(value, dict):
+        kind = str(value.get("kind", "")).lower()
+        if kind not in _KINDS:
+            raise ConfigError(f"{where}.kind: expected one of {sorted(_KINDS)}; got {value.get('kind')!r}")
+        cls, names = _KINDS[kind]
+        unknown = set(value) - set(names) - {"kind"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} for {kind}; expected {list(names)}")
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise ConfigError(f"{where}: {kind} needs {missing}")
+        raw = {n: value[n] for n in names}
+    else:
+        raise ConfigError(f"{where}: expected a string like {DELAY_SYNTAX!r} or a table; got {type(value).__name__}")
+    nums: dict[str, float] = {}
+    for name, v in raw.items():
+        try:
+            num = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.{name}: expected a number; got {v!r}") from None
+        if isinstance(v, bool) or not math.isfinite(num) or num < 0:
+            raise ConfigError(f"{where}.{name}: expected a finite number >= 0; got {v!r}")
+        nums[name] = num
+    if kind == "uniform" and nums["min_ms"] > nums["max_ms"]:
+        raise ConfigError(f"{where}: uniform needs min_ms <= max_ms; got {nums['min_ms']} > {nums['max_ms']}")
+    if kind == "lognormal" and nums["median_ms"] <= 0:
+        raise ConfigError(f"{where}.median_ms: expected > 0; got {nums['median_ms']}")
+    return cls(**nums)
+
+
+@dataclass
+class MockConfig:
+    """Runtime-switchable mock settings (see `/_mock/config`)."""
+
+    policy: Policy = "vulnerable"
+    delay: DelayDistribution = field(default_factory=lambda: Fixed(300.0))
+    settle_ms: float = 0.0
+    seed: int = 0
+    app_key: str | None = None
+    app_token: str | None = None
+    admin_token: str | None = None
+    # A second credential pair without write roles: its writes get 403, as a
+    # VTEX key lacking the needed role does.
+    readonly_app_key: str | None = None
+    readonly_app_token: str | None = None
+    journal_size: int = 200_000
+
+    def public(self) -> dict[str, Any]:
+        """The config as the admin API shows it (credentials masked)."""
+        return {
+            "policy": self.policy,
+            "delay": self.delay.spec(),
+            "settle_ms": self.settle_ms,
+            "seed": self.seed,
+            "auth": self.app_key is not None,
+            "admin_auth": self.admin_token is not None,
+            "journal_size": self.journal_size,
+        }
+
+    def updated(self, patch: dict[str, Any], where: str = "config") -> MockConfig:
+        """A validated copy with `patch` applied; raises ConfigError and leaves self untouched."""
+        allowed = {"policy", "delay", "settle_ms", "seed"}
+        unknown = set(patch) - allowed
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; settable: {sorted(allowed)}")
+        changes: dict[str, Any] = {}
+        if "policy" in patch:
+            changes["policy"] = check_policy(patch["policy"], f"{where}.policy")
+        if "delay" in patch:
+            changes["delay"] = parse_delay(patch["delay"], f"{where}.delay")
+        if "settle_ms" in patch:
+            changes["settle_ms"] = check_ms(patch["settle_ms"], f"{where}.settle_ms")
+        if "seed" in patch:
+            seed = patch["seed"]
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ConfigError(f"{where}.seed: expected an integer; got {seed!r}")
+            changes["seed"] = seed
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> MockConfig:
+        """Read `MOCK_*` / `VTEX_*` environment variables (flags override these)."""
+        env = dict(os.environ if env is None else env)
+        cfg = cls()
+        patch: dict[str, Any] = {}
+        if "MOCK_POLICY" in env:
+            patch["policy"] = env["MOCK_POLICY"]
+        if "MOCK_CHANGE_DELAY" in env:
+            patch["delay"] = env["MOCK_CHANGE_DELAY"]
+        if "MOCK_SETTLE_MS" in env:
+            patch["settle_ms"] = env["MOCK_SETTLE_MS"]
+        if "MOCK_SEED" in env:
+            try:
+                patch["seed"] = int(env["MOCK_SEED"])
+            except ValueError:
+                raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
+        cfg = cfg.updated(patch, where="env")
+        cfg.app_key = env.get("VTEX_APP_KEY") or None
+        cfg.app_token = env.get("VTEX_APP_TOKEN") or None
+        cfg.admin_token = env.get("MOCK_ADMIN_TOKEN") or None
+        cfg.readonly_app_key = env.get("VTEX_READONLY_APP_KEY") or None
+        cfg.readonly_app_token = env.get("VTEX_READONLY_APP_TOKEN") or None
+        cfg.check_auth()
+        return cfg
+
+    def check_auth(self) -> None:
+        if (self.app_key is None) != (self.app_token is None):
+            raise ConfigError("auth: set both the app key and the app token, or neither")
+        if (self.readonly_app_key is None) != (self.readonly_app_token is None):
+            raise ConfigError("auth: set both the read-only app key and token, or neither")
+        if self.readonly_app_key is not None and self.app_key is None:
+            raise ConfigError("auth: a read-only key needs the main app key/token to be set too")
+
+
+def check_policy(value: Any, where: str) -> Policy:
+    if value not in POLICIES:
+        raise ConfigError(f"{where}: expected one of {list(POLICIES)}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_ms(value: Any, where: str) -> float:
+    try:
+        ms = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected milliseconds as a number; got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(ms) or ms < 0:
+        raise ConfigError(f"{where}: expected a finite number >= 0; got {value!r}")
+    return ms

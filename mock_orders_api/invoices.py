@@ -1,0 +1,226 @@
+"""Invoice notifications and the policy that validates them.
+
+`vulnerable` validates an invoice against the order's *committed* value, so an
+unfinished value-reducing Change is ignored: ticket 1348894. `strict` refuses
+the invoice while such a Change is unfinished. An accepted invoice that brings
+the invoiced total to the order value moves the order to `invoice` for the
+settle time S, then to `invoiced` (immediately when S = 0).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from mock_orders_api.errors import ApiError, BadRequest, Conflict
+from mock_orders_api.store import (
+    CANCELED,
+    HANDLING,
+    INVOICE,
+    INVOICED,
+    READY_FOR_HANDLING,
+    WAITING_FOR_FULFILLMENT,
+    Order,
+    cents,
+    iso_now,
+)
+
+_TYPES = ("Output", "Input")
+_OPTIONAL_TEXT = (
+    "invoiceKey",
+    "invoiceUrl",
+    "courier",
+    "trackingNumber",
+    "trackingUrl",
+    "dispatchedDate",
+    "embeddedInvoice",
+    "cfop",
+    "volumes",
+)
+
+
+@dataclass
+class InvoiceRecord:
+    invoice_number: str
+    type: str
+    invoice_value: int
+    body: dict[str, Any]  # the invoice JSON as received
+    arrival_ns: int
+    acted_ns: int
+    accepted: bool
+    status: int
+    validated_against: int | None  # the order value the policy compared with
+    reason: str = ""
+    receipt: str | None = None
+    date: str = ""
+
+    def response(self, order_id: str) -> dict[str, Any]:
+        return {"date": self.date, "orderId": order_id, "receipt": self.receipt}
+
+    def package_view(self) -> dict[str, Any]:
+        """The entry in the order's `packageAttachment.packages`."""
+        view = {k: v for k, v in self.body.items() if k != "invoiceValue"}
+        view.update(
+            {
+                "type": self.type,
+                "invoiceNumber": self.invoice_number,
+                "invoiceValue": self.invoice_value,
+                "items": self.body.get("items", []),
+            }
+        )
+        return view
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "invoiceNumber": self.invoice_number,
+            "type": self.type,
+            "invoiceValue": self.invoice_value,
+            "accepted": self.accepted,
+            "status": self.status,
+            "validatedAgainst": self.validated_against,
+            "reason": self.reason,
+            "arrivalNs": self.arrival_ns,
+            "actedNs": self.acted_ns,
+            "receipt": self.receipt,
+            "body": self.body,
+        }
+
+
+@dataclass(frozen=True)
+class InvoiceSpec:
+    type: str
+    invoice_number: str
+    invoice_value: int
+    body: dict[str, Any]
+
+
+def parse_body(body: Any) -> InvoiceSpec:
+    if not isinstance(body, dict):
+        raise BadRequest(f"invoice: expected a JSON object; got {type(body).__name__}")
+    kind = body.get("type")
+    if kind not in _TYPES:
+        raise BadRequest(f"invoice.type: required, one of {list(_TYPES)} (Output = sale, Input = return); got {kind!r}")
+    number = body.get("invoiceNumber")
+    if not isinstance(number, (str, int)) or isinstance(number, bool) or str(number).strip() == "":
+        raise BadRequest(f"invoice.invoiceNumber: required, a non-empty string; got {number!r}")
+    value = cents(body.get("invoiceValue"), "invoice.invoiceValue", minimum=1)
+    issuance = body.get("issuanceDate")
+    if not isinstance(issuance, str) or not issuance.strip():
+        raise BadRequest(f"invoice.issuanceDate: required, an ISO 8601 date string; got {issuance!r}")
+    for name in _OPTIONAL_TEXT:
+        if name in body and body[name] is not None and not isinstance(body[name], (str, int)):
+            raise BadRequest(f"invoice.{name}: expected a string; got {body[name]!r}")
+    items = body.get("items", [])
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise BadRequest(f"invoice.items: expected a list of {{id, price, quantity}}; got {type(items).__name__}")
+    for n, raw in enumerate(items):
+        at = f"invoice.items[{n}]"
+        if not isinstance(raw, dict):
+            raise BadRequest(f"{at}: expected an object {{id, price, quantity}}")
+        if not isinstance(raw.get("id"), str) or not raw.get("id"):
+            raise BadRequest(f"{at}.id: expected a non-empty string; got {raw.get('id')!r}")
+        cents(raw.get("price"), f"{at}.price")
+        cents(raw.get("quantity"), f"{at}.quantity", minimum=1, what="an integer quantity")
+    return InvoiceSpec(kind, str(number), value, dict(body))
+
+
+def post_invoice(
+    order: Order,
+    spec: InvoiceSpec,
+    *,
+    policy: str,
+    settle_ms: float,
+    arrival_ns: int,
+    now_ns: int,
+) -> InvoiceRecord:
+    """Validate and record an invoice. A refusal is recorded in the audit, then raised."""
+    for prior in order.invoices:
+        if prior.accepted and prior.invoice_number == spec.invoice_number:
+            if prior.invoice_value == spec.invoice_value and prior.type == spec.type:
+                return prior  # an idempotent retry gets the original receipt
+            raise Conflict(
+                f"invoice {spec.invoice_number!r} already exists on order {order.order_id} "
+                f"with value {prior.invoice_value}",
+                code="InvoiceAlreadyExists",
+            )
+    record = InvoiceRecord(
+        invoice_number=spec.invoice_number,
+        type=spec.type,
+        invoice_value=spec.invoice_value,
+        body=spec.body,
+        arrival_ns=arrival_ns,
+        acted_ns=now_ns,
+        accepted=False,
+        status=0,
+        validated_against=None,
+        date=iso_now(),
+    )
+    try:
+        record.validated_against = _validate(order, spec, policy)
+    except ApiError as err:
+        record.status = err.status
+        record.reason = err.message
+        order.invoices.append(record)
+        raise
+    record.accepted = True
+    record.status = 200
+    record.receipt = uuid.uuid4().hex
+    order.invoices.append(record)
+    if spec.type == "Output" and order.invoiced_total >= order.value and order.status != INVOICED:
+        if settle_ms > 0:
+            order.set_status(INVOICE, now_ns)
+            order.settle_due_ns = now_ns + round(settle_ms * 1e6)
+        else:
+            order.set_status(INVOICED, now_ns)
+    return record
+
+
+def _validate(order: Order, spec: InvoiceSpec, policy: str) -> int:
+    """Return the order value the invoice was validated against, or raise the refusal."""
+    oid = order.order_id
+    if order.status == CANCELED:
+        raise Conflict(f"order {oid} is canceled; it cannot be invoiced", code="OrderCanceled")
+    if spec.type == "Input":
+        if spec.invoice_value > order.invoiced_total:
+            raise BadRequest(
+                f"return invoice value {spec.invoice_value} exceeds the {order.invoiced_total} cents invoiced",
+                code="InvalidInvoiceValue",
+            )
+        return order.value
+    if order.status == READY_FOR_HANDLING:
+        raise Conflict(f"order {oid} is ready-for-handling; start handling before invoicing", code="InvalidStatus")
+    if order.status not in (HANDLING, WAITING_FOR_FULFILLMENT, INVOICE, INVOICED):
+        raise Conflict(f"order {oid} is {order.status!r}; it cannot be invoiced", code="InvalidStatus")
+    if policy == "strict":
+        pending = [c for c in order.unfinished_changes() if c.change_value < 0]
+        if pending:
+            raise Conflict(
+                f"order {oid} has {len(pending)} unfinished Change(s) that reduce its value "
+                f"(request {pending[0].request_id}); wait until finished is true, then invoice the updated value",
+                code="ChangeInProgress",
+            )
+    # vulnerable: unfinished Changes are ignored, which is the bug being reproduced.
+    value = order.value
+    remaining = value - order.invoiced_total
+    if spec.invoice_value > remaining:
+        raise BadRequest(
+            f"invoice value {spec.invoice_value} exceeds the order's remaining value {remaining} "
+            f"(order value {value}, already invoiced {order.invoiced_total})",
+            code="InvalidInvoiceValue",
+        )
+    return value
+
+
+def settle(order: Order, now_ns: int) -> bool:
+    """Finish the settle window if it is over; True when the order became `invoiced`."""
+    if order.settle_due_ns is None or now_ns < order.settle_due_ns:
+        return False
+    due = order.settle_due_ns
+    order.settle_due_ns = None
+    if order.status == INVOICE:
+        order.set_status(INVOICED, due)
+        return True
+    return False

@@ -1,0 +1,92 @@
+"""Request journal: every request with server arrival, acted and completion times.
+
+`arrival_ns` is when the ASGI app is called (headers parsed); `acted_ns` is when
+the handler acted on the request (body read, state mutated) and is the time
+that counts for the race model; `done_ns` is when the last response byte was
+handed to the server. All are `time.monotonic_ns()`, comparable with a client
+on the same host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mock_orders_api.store import iso_now
+
+
+class Journal:
+    """A bounded in-memory journal; `dropped` counts entries evicted by the bound."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._seq = itertools.count(1)
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if len(self._entries) == self._entries.maxlen:
+            self.dropped += 1
+        entry["seq"] = next(self._seq)
+        self._entries.append(entry)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.dropped = 0
+
+    def query(self, since: int = 0, limit: int = 1000, order_id: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for e in self._entries:
+            if e["seq"] <= since or (order_id is not None and e.get("orderId") != order_id):
+                continue
+            out.append(e)
+            if len(out) >= limit:
+                break
+        return out
+
+
+class JournalMiddleware:
+    """Pure ASGI middleware (no per-request task switch, unlike BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, journal: Journal) -> None:
+        self.app = app
+        self.journal = journal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        arrival = time.monotonic_ns()
+        state = scope.setdefault("state", {})
+        state["arrival_ns"] = arrival
+        status = 0
+
+        async def _send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            self.journal.add(
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "status": status,
+                    "arrivalNs": arrival,
+                    "actedNs": state.get("acted_ns"),
+                    "doneNs": time.monotonic_ns(),
+                    "date": iso_now(),
+                    "orderId": state.get("order_id"),
+                    "outcome": state.get("outcome"),
+                }
+            )

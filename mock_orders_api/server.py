@@ -1,0 +1,152 @@
+"""Running the mock: in the foreground, in a thread (tests), or as a child process.
+
+Loopback-only by default. A socket is bound *before* uvicorn starts so that
+port 0 (a free port) works and the caller knows the port with no race.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from types import TracebackType
+
+import httpx
+import uvicorn
+
+from mock_orders_api.app import create_app
+from mock_orders_api.config import MockConfig
+from mock_orders_api.errors import RaceHarnessError
+
+_UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
+
+
+class ServerError(RaceHarnessError):
+    """The mock server could not start or stop."""
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ServerError(f"cannot bind {host}:{port}: {err}") from None
+    sock.listen(4096)
+    return sock
+
+
+def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int | None = None,
+          log_level: str = "warning") -> None:
+    """Serve in the foreground until interrupted."""
+    sock = socket.socket(fileno=fd) if fd is not None else bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=log_level, **_UVICORN))
+    server.run(sockets=[sock])
+
+
+def wait_healthy(url: str, timeout_s: float = 15.0, headers: dict[str, str] | None = None,
+                 alive: "subprocess.Popen[bytes] | None" = None) -> None:
+    """Poll `/_mock/health` until it answers 200, within a bound."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if alive is not None and alive.poll() is not None:
+                raise ServerError(f"mock process exited with code {alive.returncode} before it was healthy")
+            try:
+                r = client.get(f"{url}/_mock/health", headers=headers)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except httpx.HTTPError as err:
+                last = repr(err)
+            time.sleep(0.02)
+    raise ServerError(f"mock at {url} not healthy after {timeout_s:.0f} s ({last})")
+
+
+class ThreadedMock:
+    """The mock on a free loopback port, served by uvicorn in a background thread.
+
+    `with ThreadedMock(config) as m: m.url, m.app` — `m.app.state.mock` is the
+    live state for white-box assertions.
+    """
+
+    def __init__(self, config: MockConfig | None = None, host: str = "127.0.0.1") -> None:
+        self.config = config or MockConfig()
+        self.app = create_app(self.config)
+        self._sock = bind(host, 0)
+        port = self._sock.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", **_UVICORN))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> ThreadedMock:
+        self._thread.start()
+        wait_healthy(self.url, headers=_admin_headers(self.config))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+        if self._thread.is_alive():
+            raise ServerError("mock server thread did not stop within 10 s")
+
+
+class MockProcess:
+    """The mock in a child process (its own core and GIL: timing is not shared with the client)."""
+
+    def __init__(self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+                 log_level: str = "warning") -> None:
+        self.config = config or MockConfig()
+        self._sock = bind(host, port)
+        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self._log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MockProcess:
+        cfg = self.config
+        args = [sys.executable, "-m", "mock_orders_api", "--fd", str(self._sock.fileno()),
+                "--policy", cfg.policy, "--change-delay", _delay_arg(cfg), "--settle-ms", str(cfg.settle_ms),
+                "--seed", str(cfg.seed), "--log-level", self._log_level]
+        env = dict(os.environ)
+        # Credentials travel by environment, never on the command line (ps shows it).
+        for name, value in (("VTEX_APP_KEY", cfg.app_key), ("VTEX_APP_TOKEN", cfg.app_token),
+                            ("MOCK_ADMIN_TOKEN", cfg.admin_token)):
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        self._proc = subprocess.Popen(args, pass_fds=(self._sock.fileno(),), env=env)
+        try:
+            wait_healthy(self.url, headers=_admin_headers(cfg), alive=self._proc)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._sock.close()
+
+
+def _delay_arg(cfg: MockConfig) -> str:
+    spec = cfg.delay.spec()
+    kind = spec.pop("kind")
+    return f"{kind}:" + ",".join(str(v) for v in spec.values())
+
+
+def _admin_headers(cfg: MockConfig) -> dict[str, str] | None:
+    return {"X-Mock-Admin-Token": cfg.admin_token} if cfg.admin_token else None

@@ -1,0 +1,250 @@
+"""Tests for harness.report: a synthetic run folder in, every report file out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.analysis import SUMMARY_SCHEMA_VERSION, wilson_interval
+from harness.errors import ReportError
+from harness.oracle import TrialResult
+from harness.report import ReportPaths, build_report
+
+INITIAL, FINAL, DELAY_MS = 15_000, 9_990, 300.0
+OFFSETS = [-100.0, 0.0, 100.0, 400.0]
+REPS = 4
+THRESHOLDS = [
+    {"guard": "none", "min_lower": 0.2, "min_abs_offset_ms": 0.0, "offset_range_ms": None},  # passes
+    {"guard": "finished-check", "max_upper": 0.05, "min_abs_offset_ms": 50.0, "offset_range_ms": None},  # fails (n small)
+    {"guard": "serialized", "max_upper": 0.5, "min_abs_offset_ms": 0.0, "offset_range_ms": None},  # no trials: fails
+]
+
+
+def _outcome(guard: str, offset: float) -> str:
+    # Fixed 300 ms delay, vulnerable policy, settle 0 (DESIGN.md table).
+    if guard == "none":
+        if 0 <= offset < DELAY_MS:
+            return "race"
+        return "invoice_refused" if offset >= DELAY_MS else "change_refused"
+    return "clean" if offset >= 0 else "change_refused"
+
+
+def make_trial(trial_id: int, guard: str, offset: float, outcome: str | None = None, **kw: Any) -> TrialResult:
+    outcome = outcome or _outcome(guard, offset)
+    raced = outcome == "race"
+    inv_value = INITIAL if guard == "none" else FINAL
+    fields: dict[str, Any] = dict(
+        trial_id=trial_id, seq=trial_id, guard=guard, offset_ms=offset, order_id=f"1348894-{trial_id:02d}",
+        outcome=outcome, audit_verdict="race" if raced else "clean", agree=True, disagreement="",
+        initial_value=INITIAL, final_value=FINAL if outcome != "change_refused" else INITIAL,
+        invoice_value=inv_value, invoiced_total=inv_value if outcome != "invoice_refused" else 0,
+        invoice_status=409 if outcome == "invoice_refused" else 200,
+        change_status=409 if outcome == "change_refused" else 202, change_delay_ms=DELAY_MS,
+        change_planned_ms=0.0, invoice_planned_ms=offset, change_sent_ms=0.2,
+        invoice_sent_ms=offset + 0.3 + (0.0 if guard == "none" else 310.0), change_acted_ms=0.6,
+        invoice_acted_ms=offset + 0.9, change_finished_ms=DELAY_MS + 0.6,
+        client_offset_error_ms=0.1 * (trial_id % 5) if guard == "none" else float("nan"),
+        server_offset_error_ms=0.2 * (trial_id % 7) if guard == "none" else float("nan"),
+        guard_cost_ms=0.3 if guard == "none" else 310.0 + trial_id, duration_ms=500.0, error="",
+    )
+    fields.update(kw)
+    return TrialResult(**fields)
+
+
+def _invoice_body(t: TrialResult) -> dict[str, Any]:
+    return {"type": "Output", "invoiceNumber": f"NF-{t.trial_id}", "invoiceValue": str(t.invoice_value),
+            "issuanceDate": "2026-01-09T10:00:00Z", "items": [{"id": "1", "price": t.invoice_value, "quantity": 1}]}
+
+
+def _history(t: TrialResult) -> list[dict[str, Any]]:
+    def ev(kind: str, method: str, path: str, planned: float | None, sent: float, status: int,
+           req: Any = None, resp: Any = None) -> dict[str, Any]:
+        return {"trial_id": t.trial_id, "guard": t.guard, "kind": kind, "method": method, "path": path,
+                "planned_ms": planned, "sent_ms": sent, "response_ms": sent + 2.0, "status": status,
+                "request_body": req, "response_body": resp, "error": ""}
+
+    return [
+        ev("create_order", "POST", "/_mock/orders", None, -50.0, 201),
+        ev("start_handling", "POST", f"/api/oms/pvt/orders/{t.order_id}/start-handling", None, -20.0, 204),
+        ev("invoice", "POST", f"/api/orders/pvt/document/{t.order_id}/invoices", t.invoice_planned_ms,
+           t.invoice_sent_ms, t.invoice_status, _invoice_body(t), {"receipt": "r"}),
+        ev("change", "PATCH", f"/api/order-system/orders/{t.order_id}/changes", 0.0, t.change_sent_ms,
+           t.change_status, {"reason": "partial cancel"}, {"requestId": "c1"}),
+    ]
+
+
+def _audit(t: TrialResult) -> dict[str, Any]:
+    accepted = t.invoice_status == 200
+    return {"trial_id": t.trial_id, "order_id": t.order_id, "audit": {
+        "orderId": t.order_id, "initialValue": t.initial_value, "finalValue": t.final_value,
+        "invoicedTotal": t.invoiced_total, "verdict": t.audit_verdict,
+        "invoices": [{"invoiceNumber": f"NF-{t.trial_id}", "invoiceValue": t.invoice_value, "accepted": accepted,
+                      "status": t.invoice_status, "validatedAgainst": t.initial_value, "arrivalNs": 1,
+                      "actedNs": 2, "body": _invoice_body(t)}],
+        "changes": [{"requestId": "c1", "accepted": t.change_status == 202, "status": t.change_status,
+                     "finished": True, "delayMs": DELAY_MS, "arrivalNs": 1, "actedNs": 2, "finishedNs": 3,
+                     "valueBefore": t.initial_value, "valueAfter": t.final_value}]}}
+
+
+def make_run(run_dir: Path, trials: list[TrialResult], **meta_kw: Any) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "schema_version": 1,
+        "scenario": {"name": "ticket-1348894", "description": "Synthetic <b>run</b> & friends",
+                     "thresholds": THRESHOLDS},
+        "seed": 1348894, "target": {"kind": "embedded", "url": "http://127.0.0.1:8765"},
+        "mock": {"policy": "vulnerable", "delay": {"kind": "fixed", "ms": DELAY_MS}, "settle_ms": 0.0},
+        "started_at": "2026-01-09T10:00:00+00:00", "finished_at": "2026-01-09T10:00:20+00:00",
+        "interrupted": False, "planned_trials": len(trials), "wall_s": 20.0,
+        "host": {"python": "3.11.7", "platform": "Linux", "cpus": 2}, "concurrency": 8,
+    }
+    meta.update(meta_kw)
+    (run_dir / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    with (run_dir / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=TrialResult.columns())
+        w.writeheader()
+        for t in trials:
+            w.writerow(t.row())
+    with (run_dir / "history.jsonl").open("w", encoding="utf-8") as fh:
+        for t in trials:
+            for e in _history(t):
+                fh.write(json.dumps(e) + "\n")
+    with (run_dir / "audits.jsonl").open("w", encoding="utf-8") as fh:
+        for t in trials:
+            fh.write(json.dumps(_audit(t)) + "\n")
+    return run_dir
+
+
+def sweep(guards: tuple[str, ...] = ("none", "finished-check")) -> list[TrialResult]:
+    trials: list[TrialResult] = []
+    for _ in range(REPS):
+        for g in guards:
+            for o in OFFSETS:
+                trials.append(make_trial(len(trials), g, o))
+    return trials
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportPaths, list[TrialResult]]:
+    trials = sweep()
+    # One disagreement, with markup in it, to check escaping and reporting.
+    trials[-1] = make_trial(trials[-1].trial_id, trials[-1].guard, trials[-1].offset_ms, agree=False,
+                            disagreement="<script>alert(1)</script> audit says race")
+    run_dir = make_run(tmp_path_factory.mktemp("run") / "ticket-1348894-20260109T100000", trials)
+    return build_report(run_dir), trials
+
+
+def test_all_files_written(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    for p in (paths.summary, paths.rates, paths.race_rate_png, paths.timeline_png, paths.offset_error_png,
+              paths.guard_cost_png, paths.html, paths.markdown, paths.junit):
+        assert p.exists() and p.stat().st_size > 0 and p.parent == paths.run_dir
+    assert paths.race_rate_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_numbers_from_data(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, trials = built
+    s = json.loads(paths.summary.read_text())
+    assert s["schema_version"] == SUMMARY_SCHEMA_VERSION
+    assert s["scenario"] == "ticket-1348894" and s["seed"] == 1348894
+    assert s["run"]["trials"] == len(trials) and s["run"]["planned_trials"] == len(trials)
+    for guard in ("none", "finished-check"):
+        mine = [t for t in trials if t.guard == guard]
+        races = sum(t.outcome == "race" for t in mine)
+        g = s["guards"][guard]
+        assert (g["trials"], g["races"]) == (len(mine), races)
+        assert [g["ci_low"], g["ci_high"]] == pytest.approx(list(wilson_interval(races, len(mine))))
+    assert s["disagreements"]["count"] == sum(not t.agree for t in trials)
+    ma = s["model_agreement"]
+    assert ma["bins"] == len(OFFSETS) and ma["covered"] == len(OFFSETS)  # outcomes follow the model exactly
+    expected_fail = 2  # finished-check (upper bound of 0/n with small n) and serialized (no trials)
+    assert s["gate"]["passed"] is False and len(s["gate"]["results"]) == len(THRESHOLDS)
+    assert sum(not c["passed"] for c in s["gate"]["checks"]) == expected_fail
+    assert s["evidence"]["invoiced_total"] == INITIAL and s["evidence"]["final_value"] == FINAL
+    assert s["evidence"]["guard"] == "none"
+    assert s["warnings"] == []
+
+
+def test_rates_csv(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, trials = built
+    rows = list(csv.DictReader(paths.rates.open()))
+    assert len(rows) == len({(t.guard, t.offset_ms) for t in trials})
+    assert {"guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "indeterminate", "model"} <= set(rows[0])
+    assert sum(int(r["races"]) for r in rows) == sum(t.outcome == "race" for t in trials)
+
+
+def test_junit_failures(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    root = ET.parse(paths.junit).getroot()
+    cases = root.findall(".//testcase")
+    failures = root.findall(".//testcase/failure")
+    assert len(cases) == len(THRESHOLDS)
+    summary = json.loads(paths.summary.read_text())
+    assert len(failures) == sum(not c["passed"] for c in summary["gate"]["checks"])
+    assert {f.get("message") for f in failures} <= set(summary["gate"]["results"])
+    assert any("no trials in window" in (f.get("message") or "") for f in failures)
+
+
+def test_html_evidence_and_escaping(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    page = paths.html.read_text()
+    assert f'"invoiceValue": "{INITIAL}"' in page.replace("&quot;", '"')
+    assert f"{FINAL / 100:,.2f}" in page and f"{INITIAL / 100:,.2f}" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "Synthetic &lt;b&gt;run&lt;/b&gt; &amp; friends" in page
+    assert page.count("data:image/png;base64,") == 4
+    md = paths.markdown.read_text()
+    assert "(race_rate.png)" in md and f'"invoiceValue": "{INITIAL}"' in md
+
+
+def test_deterministic(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    before = {p: p.read_bytes() for p in paths.run_dir.iterdir()}
+    build_report(paths.run_dir)
+    after = {p: p.read_bytes() for p in paths.run_dir.iterdir()}
+    assert before.keys() == after.keys()
+    changed = [p.name for p in before if before[p] != after[p]]
+    assert changed == []
+
+
+def test_interrupted_truncated_run(tmp_path: Path) -> None:
+    trials = sweep(("none",))[:7]
+    run_dir = make_run(tmp_path / "run", trials, finished_at=None, interrupted=True, wall_s=None,
+                       planned_trials=32)
+    with (run_dir / "trials.csv").open("a", encoding="utf-8") as fh:
+        fh.write("7,7,none,100.0,1348894-07,ra")  # the crash cut this row
+    with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"trial_id": 7, "kind": "inv')
+    paths = build_report(run_dir)
+    s = json.loads(paths.summary.read_text())
+    assert s["run"]["trials"] == len(trials) and s["run"]["skipped_trial_lines"] == 1
+    assert s["run"]["interrupted"] is True and s["run"]["finished_at"] is None and s["run"]["trials_per_s"] is None
+    assert any("history.jsonl" in w for w in s["warnings"])
+    assert "interrupted" in paths.html.read_text()
+
+
+def test_zero_races(tmp_path: Path) -> None:
+    trials = [make_trial(i, "finished-check", o) for i, o in enumerate(OFFSETS * 3)]
+    paths = build_report(make_run(tmp_path / "run", trials, scenario={"name": "clean", "thresholds": []}))
+    s = json.loads(paths.summary.read_text())
+    assert s["evidence"] is None and s["gate"] == {"passed": True, "results": [], "checks": []}
+    assert paths.gate_passed
+    assert "No race observed" in paths.html.read_text() and "No race observed" in paths.markdown.read_text()
+    assert ET.parse(paths.junit).getroot().findall(".//testcase") == []
+
+
+def test_missing_or_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="run.json"):
+        build_report(tmp_path)
+    run_dir = make_run(tmp_path / "run", sweep(("none",))[:2])
+    (run_dir / "trials.csv").unlink()
+    with pytest.raises(ReportError, match="trials.csv"):
+        build_report(run_dir)
+    (run_dir / "run.json").write_text("{not json")
+    with pytest.raises(ReportError, match="run.json"):
+        build_report(run_dir)
