@@ -32,11 +32,14 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
-KNOWN_GUARDS: tuple[str, ...] = ("none", "finished-check", "serialized")
+from harness.guards import GUARDS as _GUARDS
+
+KNOWN_GUARDS: tuple[str, ...] = tuple(_GUARDS)
 MAX_DISAGREEMENT_EXAMPLES = 20
-# More distinct offsets than this per guard means the plan drew offsets
-# continuously, so per-offset bins would hold ~1 trial each: bin them instead.
+# Many distinct offsets with few trials each means the plan drew offsets
+# continuously (per-offset bins would hold ~1 trial): bin them instead.
 _MAX_EXACT_OFFSETS = 60
+_MIN_TRIALS_PER_OFFSET = 3
 _TARGET_BINS = 40
 
 RaceModel = Callable[[float, str], float]
@@ -114,7 +117,8 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
     """
     path = Path(run_dir) / "trials.csv"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as fh:  # newline="": the csv module handles line ends
+            text = fh.read()
     except FileNotFoundError:
         raise ReportError(f"{path}: missing (the run recorded no trials file)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -184,16 +188,18 @@ def ordered_guards(guards: Any) -> list[str]:
 
 
 def choose_bin_ms(df: pd.DataFrame) -> float | None:
-    """Offset bin width for `rate_table`, or None when planned offsets form a grid.
+    """Offset bin width for `rate_table`, or None when planned offsets form a grid
+    (at most 60 distinct offsets per guard, or at least 3 trials per offset).
 
     Width comes from the 1-2-5 series so bin edges are round numbers and one bin
     edge sits at 0 (where the race model jumps).
     """
     if df.empty:
         return None
-    counts = df.groupby("guard")["offset_ms"].nunique()
-    if counts.max() <= _MAX_EXACT_OFFSETS:
-        return None
+    distinct = df.groupby("guard")["offset_ms"].nunique()
+    per_offset = len(df) / distinct.sum()
+    if distinct.max() <= _MAX_EXACT_OFFSETS or per_offset >= _MIN_TRIALS_PER_OFFSET:
+        return None  # a grid: keep exact offsets
     span = float(df["offset_ms"].max() - df["offset_ms"].min())
     raw = max(span / _TARGET_BINS, 1e-9)
     exp = math.floor(math.log10(raw))

@@ -166,6 +166,9 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
           f"({run['trials_per_s']:.1f} trials/s)" if run.get("wall_s") else
           f"{summary['scenario']}: {run['trials']} trials")
     for name, g in summary["guards"].items():
+        if g.get("rate") is None:  # only indeterminate trials
+            print(f"  {name:15s} no determinate trials")
+            continue
         print(f"  {name:15s} races {g['races']}/{g['trials']}  rate {g['rate']:.3f}  "
               f"95% CI [{g['ci_low']:.3f}, {g['ci_high']:.3f}]")
     for side, st in summary["offset_error_ms"].items():

@@ -20,6 +20,7 @@ from asyncio_throttle import Throttler
 from harness import history as h
 from harness.clock import Clock
 from harness.errors import TargetError
+from harness.sender import LastByteSender
 
 DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 ADMIN_HEADER = "X-Mock-Admin-Token"
@@ -42,19 +43,26 @@ class Credentials:
 
 
 class OrdersClient:
-    """One shared client for all trials; `history` names the trial each call belongs to."""
+    """One shared client for all trials; `history` names the trial each call belongs to.
+
+    `http` may be several httpx clients ("shards"): httpcore scans its whole
+    pool on every request, so one pool of hundreds of connections costs more
+    CPU per request than the request itself; a trial sticks to one small pool.
+    """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | list[httpx.AsyncClient],
         clock: Clock,
         credentials: Credentials = Credentials(),
         max_retries: int = 2,
         rate_limit_rps: float = 0.0,
+        timed: LastByteSender | None = None,
     ) -> None:
-        self.http = http
+        self.shards = http if isinstance(http, list) else [http]
         self.clock = clock
         self.credentials = credentials
+        self.timed = timed  # None: timed requests go through httpx at the deadline
         self.max_retries = max_retries
         self._throttler = Throttler(rate_limit=rate_limit_rps, period=1.0) if rate_limit_rps > 0 else None
         self._vtex = credentials.vtex_headers()
@@ -79,41 +87,54 @@ class OrdersClient:
         headers: dict[str, str] | None = None,
         deadline_ns: int | None = None,
         admin: bool = False,
+        shard: int | None = None,
     ) -> h.RequestEvent:
         """Send one request (at `deadline_ns` if given) and record it; never raises for HTTP errors."""
         all_headers = dict(self._admin if admin else self._vtex)
         if headers:
             all_headers.update(headers)
-        request = self.http.build_request(method, path, json=json, headers=all_headers)
+        if shard is None:
+            shard = hist.shard if hist is not None else 0
+        http = self.shards[shard % len(self.shards)]
+        request = http.build_request(method, path, json=json, headers=all_headers)
         timed = deadline_ns is not None
         attempts = 0
         while True:
             attempts += 1
             async with self._slot():
-                if deadline_ns is not None and attempts == 1:
-                    await self.clock.sleep_until(deadline_ns)
-                sent = self.clock.now_ns()
-                event = h.RequestEvent(kind, method, path, deadline_ns, sent, request_body=json, attempts=attempts)
-                try:
-                    response = await self.http.send(request)
-                except httpx.HTTPError as err:
-                    event.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                if deadline_ns is not None and attempts == 1 and self.timed is not None:
+                    event = await self._timed(kind, method, path, json, all_headers, deadline_ns)
                     response = None
+                else:
+                    if deadline_ns is not None and attempts == 1:
+                        await self.clock.sleep_until(deadline_ns)
+                    sent = self.clock.now_ns()
+                    event = h.RequestEvent(kind, method, path, deadline_ns, sent, request_body=json,
+                                           attempts=attempts)
+                    try:
+                        response = await http.send(request)
+                    except httpx.HTTPError as err:
+                        event.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                        response = None
+            event.attempts = attempts
             if response is not None:
                 event.response_ns = self.clock.now_ns()
                 event.status = response.status_code
                 event.response_body = _body(response)
-            retryable = response is not None and (
-                response.status_code == 429 or (not timed and response.status_code >= 500)
-            )
-            if not timed and response is None:
-                retryable = True
+            retryable = event.status == 429 or (not timed and (event.status >= 500 or event.response_ns is None))
             if not retryable or attempts > self.max_retries:
                 break
             await asyncio.sleep(_retry_after(response, attempts))
         if hist is not None:
             hist.add(event)
         return event
+
+    async def _timed(self, kind: str, method: str, path: str, json: Any, headers: dict[str, str],
+                     deadline_ns: int) -> h.RequestEvent:
+        assert self.timed is not None
+        r = await self.timed.request(method, path, headers, json, deadline_ns, self.clock.now_ns)
+        return h.RequestEvent(kind, method, path, deadline_ns, r.sent_ns, r.response_ns, r.status,
+                              request_body=json, response_body=r.body, error=r.error)
 
     # --- Orders API (what an integration calls) --------------------------------
     async def get_order(self, hist: h.TrialHistory, order_id: str, deadline_ns: int | None = None) -> h.RequestEvent:

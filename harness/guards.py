@@ -54,12 +54,17 @@ class TrialContext:
         )
         return self.invoice_event
 
-    def _deadline(self) -> float:
-        return asyncio.get_running_loop().time() + self.timeout_ms / 1000
+    def _stop_ns(self, start_ns: int | None = None) -> int:
+        """The guard's bound: `timeout_ms` from `start_ns` (or now, if later)."""
+        now = self.client.clock.now_ns()
+        return max(now, start_ns or now) + round(self.timeout_ms * 1e6)
+
+    def _expired(self, stop_ns: int) -> bool:
+        return self.client.clock.now_ns() >= stop_ns
 
     async def wait_changes_finished(self, deadline_ns: int | None = None) -> None:
-        """Poll the order's Change history until every Change is `finished` (bounded)."""
-        stop = self._deadline()
+        """Poll the order's Change history (first poll at `deadline_ns`) until every Change is `finished`."""
+        stop = self._stop_ns(deadline_ns)
         while True:
             event = await self.client.list_changes(self.hist, self.order_id, deadline_ns)
             deadline_ns = None
@@ -68,7 +73,7 @@ class TrialContext:
             requests = (event.response_body or {}).get("requests", [])
             if all(r.get("finished") for r in requests):
                 return
-            if asyncio.get_running_loop().time() >= stop:
+            if self._expired(stop):
                 raise GuardTimeout(f"Changes still unfinished after {self.timeout_ms:.0f} ms")
             await asyncio.sleep(self.poll_interval_ms / 1000)
 
@@ -84,12 +89,12 @@ class TrialContext:
 
     async def wait_invoiced(self) -> None:
         """Poll the order until its invoice settled (status `invoiced`), bounded."""
-        stop = self._deadline()
+        stop = self._stop_ns()
         while True:
             event = await self.client.get_order(self.hist, self.order_id)
             if event.ok and event.response_body.get("status") in ("invoiced", "canceled"):
                 return
-            if asyncio.get_running_loop().time() >= stop:
+            if self._expired(stop):
                 raise GuardTimeout(f"invoice not settled after {self.timeout_ms:.0f} ms")
             await asyncio.sleep(self.poll_interval_ms / 1000)
 

@@ -64,6 +64,7 @@ class RequestEvent:
 @dataclass
 class TrialHistory:
     events: list[RequestEvent] = field(default_factory=list)
+    shard: int = 0  # which of the client's connection pools this trial uses
 
     def add(self, event: RequestEvent) -> RequestEvent:
         self.events.append(event)

@@ -24,6 +24,7 @@ ModelSpec = Callable[[float], float] | Sequence[tuple[float, float]] | None
 
 _COLORS = {"none": "#d62728", "finished-check": "#1f77b4", "serialized": "#2ca02c"}
 _OTHER_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_MARKERS = {"none": "o", "finished-check": "s", "serialized": "^"}
 _DPI = 100
 
 
@@ -108,10 +109,11 @@ def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str) 
         sub = data[data["guard"] == guard].sort_values("offset_ms")
         color = _color(guard, others)
         x = sub["offset_ms"].to_numpy(dtype=float)
+        # Guards that all sit at 0 overlap: an outlined band and distinct markers keep each visible.
         ax.fill_between(x, sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float),
-                        color=color, alpha=0.18, linewidth=0)
-        ax.plot(x, sub["rate"].to_numpy(dtype=float), marker="o", markersize=4, color=color,
-                label=f"{guard} (measured, n={int(sub['trials'].sum())})")
+                        facecolor=color, alpha=0.12, edgecolor=color, linewidth=0.6)
+        ax.plot(x, sub["rate"].to_numpy(dtype=float), marker=_MARKERS.get(guard, "D"), markersize=5,
+                markerfacecolor="none", color=color, label=f"{guard} (measured, n={int(sub['trials'].sum())})")
         if len(sub) == 1:  # a one-point band is invisible
             r = sub.iloc[0]
             ax.errorbar(x, [r["rate"]], yerr=[[r["rate"] - r["ci_low"]], [r["ci_high"] - r["rate"]]],
@@ -156,13 +158,16 @@ def plot_timeline(
         return _save(fig, out)
     row = dict(trial_row)
     audit = audit or {}
-    lane_y = {key: len(_LANES) - i for i, (key, _) in enumerate(_LANES)}
-    xs: list[float] = []
 
     def lane_of(kind: str) -> str | None:
         if kind in ("change", "invoice"):
             return kind
         return "reads" if kind in _READ_KINDS else None
+
+    has_reads = any(lane_of(str(ev.get("kind", ""))) == "reads" for ev in history_events)
+    lanes = [lane for lane in _LANES if lane[0] != "reads" or has_reads]
+    lane_y = {key: len(lanes) - i for i, (key, _) in enumerate(lanes)}
+    xs: list[float] = []
 
     colors = {"change": "#ff7f0e", "invoice": "#d62728", "reads": "#7f7f7f"}
     for ev in history_events:
@@ -204,7 +209,10 @@ def plot_timeline(
         y = lane_y["invoice"]
         ax.plot([i_acted], [y], marker="v", color="black", markersize=7)
         ax.axvline(i_acted, color="#d62728", linestyle=":", linewidth=1)
-        ax.annotate(f"invoice {_money(row.get('invoice_value'))} validated", (i_acted, y), xytext=(4, -18),
+        st = _num(row.get("invoice_status"))
+        status = 0 if math.isnan(st) else int(st)
+        verb = "accepted" if 200 <= status < 300 else "refused" if status else "sent"
+        ax.annotate(f"invoice {_money(row.get('invoice_value'))} {verb}", (i_acted, y), xytext=(4, -18),
                     textcoords="offset points", fontsize=8, color="#d62728")
 
     final = audit.get("finalValue", row.get("final_value"))
@@ -222,8 +230,8 @@ def plot_timeline(
         lo, hi = min(xs), max(xs)
         pad = max((hi - lo) * 0.08, 2.0)
         ax.set_xlim(lo - pad, hi + pad * 2.5)
-    ax.set_ylim(0.3, len(_LANES) + 0.9)
-    ax.set_yticks([lane_y[k] for k, _ in _LANES], [name for _, name in _LANES])
+    ax.set_ylim(0.3, len(lanes) + 0.9)
+    ax.set_yticks([lane_y[k] for k, _ in lanes], [name for _, name in lanes])
     ax.set_xlabel("time since trial t0 (ms)   | client send   ▼ mock acts   ◆ Change finished")
     ax.set_title(
         f"Trial {row.get('trial_id')} — guard {row.get('guard')}, planned offset {_num(row.get('offset_ms')):g} ms: "
@@ -278,7 +286,9 @@ def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
     if not data:
         _no_data(ax)
         return _save(fig, out)
-    ax.boxplot(data, tick_labels=labels, showfliers=True)
+    ax.boxplot(data, showfliers=True)
+    # Labels set on the axis: boxplot's own keyword was renamed in matplotlib 3.9 (labels -> tick_labels).
+    ax.set_xticks(range(1, len(data) + 1), labels)
     ax.set_xlabel("guard")
     ax.set_ylabel("guard cost (ms)")
     ax.grid(True, axis="y", alpha=0.3)

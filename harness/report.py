@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -32,9 +31,7 @@ from harness.analysis import (
 )
 from harness.errors import ReportError
 from harness.gate import GateResult, Threshold, evaluate
-from harness.oracle import Outcome
-
-log = logging.getLogger(__name__)
+from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome
 
 SUPPORTED_RUN_SCHEMA = 1
 _HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
@@ -74,6 +71,10 @@ def _read_run_json(run_dir: Path) -> dict[str, Any]:
     version = meta.get("schema_version")
     if version != SUPPORTED_RUN_SCHEMA:
         raise ReportError(f"{path}: schema_version {version!r} not supported (this report reads {SUPPORTED_RUN_SCHEMA})")
+    trials_version = meta.get("trials_schema_version", TRIALS_SCHEMA_VERSION)
+    if trials_version != TRIALS_SCHEMA_VERSION:
+        raise ReportError(f"{path}: trials_schema_version {trials_version!r} not supported "
+                          f"(this report reads trials.csv version {TRIALS_SCHEMA_VERSION})")
     return meta
 
 
@@ -122,15 +123,22 @@ def _scan_jsonl(path: Path, trial_id: int | None, stats: _Jsonl) -> Iterator[dic
 
 
 def _pick_evidence(df: pd.DataFrame) -> pd.Series | None:
-    """The raced trial to show: unguarded first (the ticket's case), then one
-    whose client view and audit agree, then the lowest trial_id (deterministic)."""
+    """The raced trial to show, deterministically: unguarded first (the ticket's
+    case), then one whose client view and audit agree, then Change-first
+    (offset > 0), then the offset nearest the median raced offset (a typical
+    race, not a borderline one), then the lowest trial_id."""
     if df.empty:
         return None
     races = df[df["outcome"] == Outcome.RACE.value]
     if races.empty:
         return None
-    keyed = races.assign(_g=races["guard"] != "none", _a=~races["agree"].astype(bool))
-    return keyed.sort_values(["_g", "_a", "trial_id"]).iloc[0].drop(["_g", "_a"])
+    keyed = races.assign(_g=races["guard"] != "none", _a=~races["agree"].astype(bool), _p=races["offset_ms"] <= 0)
+    best = keyed.sort_values(["_g", "_a", "_p"], kind="stable")
+    first = best.iloc[0]
+    peers = best[(best["_g"] == first["_g"]) & (best["_a"] == first["_a"]) & (best["_p"] == first["_p"])]
+    median = float(peers["offset_ms"].median())
+    peers = peers.assign(_d=(peers["offset_ms"] - median).abs())
+    return peers.sort_values(["_d", "trial_id"], kind="stable").iloc[0].drop(["_g", "_a", "_p", "_d"])
 
 
 def _evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,9 +168,15 @@ def _evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: list[dic
                                  "status": status, "body": body})
         source = "history" if invoices else "none"
     audit = audit or {}
-    final = audit.get("finalValue", int(row["final_value"]))
-    total = audit.get("invoicedTotal", int(row["invoiced_total"]))
-    initial = audit.get("initialValue", int(row["initial_value"]))
+
+    def cents(audit_key: str, column: str) -> int:
+        # The audit is the mock's own record, so it wins; trials.csv carries the same numbers otherwise.
+        v = audit.get(audit_key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else int(row[column])
+
+    final = cents("finalValue", "final_value")
+    total = cents("invoicedTotal", "invoiced_total")
+    initial = cents("initialValue", "initial_value")
     return {
         "trial_id": int(row["trial_id"]),
         "order_id": str(row["order_id"]),
@@ -171,7 +185,7 @@ def _evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: list[dic
         "initial_value": initial,
         "final_value": final,
         "invoiced_total": total,
-        "over_by": total - final if isinstance(total, int) and isinstance(final, int) else None,
+        "over_by": total - final,
         "agree": bool(row["agree"]),
         "invoice_source": source,
         "accepted_invoices": invoices,
@@ -246,7 +260,9 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 
 def _rate_rows(rates: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = list(rates.columns)
-    rows = [[_fmt(v.item() if hasattr(v, "item") else v) for v in rec] for rec in rates.itertuples(index=False)]
+    rows = []
+    for rec in rates.to_dict("records"):
+        rows.append([_fmt(v.item() if hasattr(v, "item") else v, 1 if c == "offset_ms" else 3) for c, v in rec.items()])
     return headers, rows
 
 
@@ -411,8 +427,13 @@ def _evidence_facts(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- Markdown
 
 
+def _md_text(value: Any) -> str:
+    # Markdown passes raw HTML through to renderers: neutralise it like the HTML report does.
+    return html.escape(str(value), quote=False)
+
+
 def _md_cell(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _md_text(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -423,18 +444,18 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _render_md(ctx: dict[str, Any]) -> str:
     s, meta, paths = ctx["summary"], ctx["meta"], ctx["pngs"]
-    out = [f"# Race report: {s.get('scenario') or ctx['run_dir'].name}", ""]
+    out = [f"# Race report: {_md_text(s.get('scenario') or ctx['run_dir'].name)}", ""]
     desc = (meta.get("scenario") or {}).get("description")
     if desc:
-        out += [str(desc), ""]
+        out += [_md_text(desc), ""]
     if ctx["interrupted"]:
         out += [f"> **Interrupted run**: figures cover the {s['run']['trials']} trials that finished "
                 f"(of {_fmt(s['run']['planned_trials'])} planned).", ""]
-    out += [f"> {w}" for w in s["warnings"]] + ([""] if s["warnings"] else [])
+    out += [f"> {_md_text(w)}" for w in s["warnings"]] + ([""] if s["warnings"] else [])
     out += [_md_table(["", ""], _run_facts(s, meta)), ""]
     gate = s["gate"]
     out += [f"## Gate: {'PASS' if gate['passed'] else 'FAIL'}", ""]
-    out += [f"- {'PASS' if r.passed else 'FAIL'} {r.reason}" for r in ctx["gate"]] or ["No thresholds configured."]
+    out += [f"- {'PASS' if r.passed else 'FAIL'} {_md_text(r.reason)}" for r in ctx["gate"]] or ["No thresholds configured."]
     out += ["", "## Race rate per guard", "", _md_table(*_guard_rows(s)), "",
             "Rates exclude indeterminate trials (a timeout or 5xx: the trial may or may not have raced). "
             "Intervals are 95% Wilson score intervals.", "",
@@ -444,7 +465,7 @@ def _render_md(ctx: dict[str, Any]) -> str:
     if ev is None:
         out += ["No race observed in this run: no accepted invoice exceeded its order's final value.", ""]
     else:
-        out += [f"Trial {ev['trial_id']} (order `{ev['order_id']}`, guard {ev['guard']}, "
+        out += [f"Trial {ev['trial_id']} (order {_md_text(ev['order_id'])}, guard {_md_text(ev['guard'])}, "
                 f"planned offset {_fmt(ev['offset_ms'], 1)} ms).", "", _md_table(["", ""], _evidence_facts(ev)), ""]
         for inv in ev["accepted_invoices"]:
             text = _pretty(inv["body"])
@@ -540,14 +561,15 @@ def build_report(run_dir: Path | str) -> ReportPaths:
             for r in results
         ],
     }
-    summary["evidence"] = None if evidence is None else {k: v for k, v in evidence.items() if k != "accepted_invoices"} | {
-        "accepted_invoice_values": [inv.get("invoiceValue") for inv in evidence["accepted_invoices"]],
-        "invoice_source": evidence["invoice_source"],
-    }
+    summary["evidence"] = None
+    if evidence is not None:
+        summary["evidence"] = {k: v for k, v in evidence.items() if k != "accepted_invoices"}
+        summary["evidence"]["accepted_invoice_values"] = [inv["invoiceValue"] for inv in evidence["accepted_invoices"]]
     summary["warnings"] = _warnings(df, hist_stats, audit_stats)
 
     pngs = {
-        "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]), run_dir / "race_rate.png"),
+        "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
+                                          run_dir / "race_rate.png"),
         "timeline": plots.plot_timeline(row.to_dict() if row is not None else None, history, audit,
                                         run_dir / "timeline.png"),
         "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),

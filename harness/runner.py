@@ -12,6 +12,8 @@ sockets by default, an in-process ASGI transport or a virtual clock otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,8 +30,10 @@ from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
 from harness.plan import Plan, PlannedTrial
 from harness.rundir import RunWriter
 from harness.scenario import Scenario
+from harness.sender import Firer, LastByteSender
 
 _AUDIT_POLL_S = 0.05
+_TRIALS_PER_SHARD = 8
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Runner:
         transport: httpx.AsyncBaseTransport | None = None,
         progress: ProgressFn | None = None,
         configure_mock: bool = True,
+        last_byte_sync: bool = True,
     ) -> None:
         self.scenario = scenario
         self.plan = plan
@@ -97,6 +102,8 @@ class Runner:
         self.transport = transport
         self.progress = progress
         self.configure_mock = configure_mock
+        # Last-byte sync needs real sockets; an in-process transport sends timed requests through httpx.
+        self.last_byte_sync = last_byte_sync and transport is None and base_url.startswith("http://")
         self.stats = RunStats(planned=len(plan.trials))
         self._change_body = change_body(scenario)
         self._order_spec = order_spec(scenario)
@@ -105,16 +112,34 @@ class Runner:
         """Run every planned trial (or until `stop` is set); returns the counts."""
         stop = stop or asyncio.Event()
         run = self.scenario.run
-        limits = httpx.Limits(max_connections=run.concurrency * 3 + 10,
-                              max_keepalive_connections=run.concurrency * 3 + 10)
+        # A trial has at most ~3 requests in flight; small pools keep httpcore's per-request scan cheap.
+        n_shards = 1 if self.transport is not None else max(1, math.ceil(run.concurrency / _TRIALS_PER_SHARD))
+        per_shard = math.ceil(run.concurrency / n_shards) * 3 + 4
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
         timeout = httpx.Timeout(run.request_timeout_s)
         started = time.monotonic()
-        async with httpx.AsyncClient(base_url=self.base_url, transport=self.transport, timeout=timeout,
-                                     limits=limits) as http:
-            client = OrdersClient(http, self.clock, self.credentials, run.max_retries, run.rate_limit_rps)
+        async with contextlib.AsyncExitStack() as stack:
+            shards = [await stack.enter_async_context(httpx.AsyncClient(
+                base_url=self.base_url, transport=self.transport, timeout=timeout, limits=limits))
+                for _ in range(n_shards)]
+            timed = None
+            if self.last_byte_sync:
+                firer = Firer()
+                stack.callback(firer.close)
+                timed = LastByteSender(self.base_url, firer, run.request_timeout_s)
+            client = OrdersClient(shards, self.clock, self.credentials, run.max_retries, run.rate_limit_rps,
+                                  timed=timed)
             if self.configure_mock:
                 await client.admin("PATCH", "/config", mock_settings(self.scenario))
             await self._warm(client)
+            # A gen-2 collection over thousands of live trial objects stalls the loop for tens of
+            # ms; freeze what exists now and collect young generations less often.
+            gc.collect()
+            gc.freeze()
+            old_threshold = gc.get_threshold()
+            gc.set_threshold(50_000, 50, 100)
+            stack.callback(gc.set_threshold, *old_threshold)
+            stack.callback(gc.unfreeze)
             try:
                 await self._schedule(client, stop)
             finally:
@@ -123,9 +148,10 @@ class Runner:
 
     async def _warm(self, client: OrdersClient) -> None:
         """Open the keep-alive pool before timing starts, so no timed request pays a connect."""
-        n = min(self.scenario.run.concurrency * 2, 400)
-        results = await asyncio.gather(*(client.call(None, "warm", "GET", "/_mock/health", admin=True)
-                                         for _ in range(n)))
+        per_shard = min(math.ceil(self.scenario.run.concurrency / len(client.shards)) * 2, 64)
+        results = await asyncio.gather(*(client.call(None, "warm", "GET", "/_mock/health", admin=True, shard=s)
+                                         for s in range(len(client.shards)) for _ in range(per_shard)))
+        n = len(results)
         bad = [e for e in results if not e.ok]
         if len(bad) == n:
             raise TargetError(f"target {self.base_url} did not answer /_mock/health: "
@@ -173,7 +199,7 @@ class Runner:
     async def _trial(self, client: OrdersClient, p: PlannedTrial,
                      t0: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
         began = self.clock.now_ns()
-        hist = h.TrialHistory()
+        hist = h.TrialHistory(shard=p.seq)
         g = self.scenario.guards
         created = await client.create_order(hist, self._order_spec)
         if not created.ok:

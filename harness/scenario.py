@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 
 from harness.errors import ScenarioError
 from harness.gate import Threshold
+from harness.guards import GUARDS
 from mock_orders_api.config import DelayDistribution, check_ms, check_policy, parse_delay
 from mock_orders_api.errors import ConfigError
 
 # Guards the harness knows how to run; the guard registry will replace this list.
-KNOWN_GUARDS: tuple[str, ...] = ("none", "finished-check", "serialized")
+KNOWN_GUARDS: tuple[str, ...] = tuple(GUARDS)  # the guard registry is the one source of names
 TARGET_KINDS: tuple[str, ...] = ("embedded", "url")
 
 _NAME_RE = re.compile(r"[a-z0-9._-]+")

@@ -54,21 +54,25 @@ class MockState:
 
     def schedule(self, order: Order) -> None:
         for due in (changes.next_due_ns(order), order.settle_due_ns):
-            if due is None:
-                continue
-            loop = asyncio.get_running_loop()
-            handle: asyncio.TimerHandle | None = None
+            if due is not None:
+                self._arm(order.order_id, due)
 
-            def _fire(order_id: str = order.order_id) -> None:
-                self._timers.discard(handle)  # type: ignore[arg-type]
-                try:
-                    order_ = self.store.get(order_id)
-                except NotFound:  # reset since
-                    return
-                self._advance(order_, time.monotonic_ns())
+    def _arm(self, order_id: str, due: int) -> None:
+        # One scope per timer: `_fire` must discard its own handle (a closure shared across
+        # loop iterations discarded the last handle twice and leaked the other).
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
 
-            handle = loop.call_at(due / 1e9, _fire)
-            self._timers.add(handle)
+        def _fire() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            try:
+                order_ = self.store.get(order_id)
+            except NotFound:  # reset since
+                return
+            self._advance(order_, time.monotonic_ns())
+
+        handle = loop.call_at(due / 1e9, _fire)
+        self._timers.add(handle)
 
     def reset(self) -> None:
         for handle in self._timers:
@@ -306,6 +310,7 @@ async def _change(orderId: str, request: Request, spec_of: Any, endpoint: str) -
     arrival, now = _acted(request, orderId)
     order = mock.order(orderId, now)
     spec = spec_of(body)
+    rng_state = mock.rng.getstate()
     delay = _delay_ms(request, mock)
     try:
         record = changes.register(
@@ -313,6 +318,7 @@ async def _change(orderId: str, request: Request, spec_of: Any, endpoint: str) -
             endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
         )
     except ApiError as err:
+        mock.rng.setstate(rng_state)  # a refused Change consumes no delay draw
         changes.refuse(order, err, arrival_ns=arrival, now_ns=now, endpoint=endpoint)
         request.state.outcome = "refused"
         raise

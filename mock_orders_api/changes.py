@@ -152,8 +152,8 @@ def parse_order_system_body(body: Any) -> ChangeSpec:
         reason=_reason(obj.get("reason")),
         removed=_deltas(obj.get("remove"), "change.remove"),
         added=_deltas(obj.get("add"), "change.add"),
-        discount=cents(obj.get("manualDiscountValue") or 0, "change.manualDiscountValue"),
-        increment=cents(obj.get("manualIncrementValue") or 0, "change.manualIncrementValue"),
+        discount=cents(_or_zero(obj.get("manualDiscountValue")), "change.manualDiscountValue"),
+        increment=cents(_or_zero(obj.get("manualIncrementValue")), "change.manualIncrementValue"),
     )
 
 
@@ -170,10 +170,15 @@ def parse_oms_body(body: Any) -> ChangeSpec:
         reason=_reason(obj.get("reason")),
         removed=_deltas(obj.get("itemsRemoved"), "change.itemsRemoved"),
         added=_deltas(obj.get("itemsAdded"), "change.itemsAdded"),
-        discount=cents(obj.get("discountValue") or 0, "change.discountValue"),
-        increment=cents(obj.get("incrementValue") or 0, "change.incrementValue"),
+        discount=cents(_or_zero(obj.get("discountValue")), "change.discountValue"),
+        increment=cents(_or_zero(obj.get("incrementValue")), "change.incrementValue"),
         request_id=request_id,
     )
+
+
+def _or_zero(value: Any) -> Any:
+    """An optional amount: absent or null means 0; anything else is validated as cents."""
+    return 0 if value is None else value
 
 
 def _object(body: Any, where: str) -> dict[str, Any]:

@@ -253,7 +253,7 @@ class OrderStore:
 
 def cents(value: Any, where: str, minimum: int = 0, what: str = "an integer number of cents") -> int:
     """An integer amount (cents, or a count); digit strings are accepted as VTEX examples send them."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{where}: expected {what} >= {minimum}; got {value!r}")

@@ -155,7 +155,7 @@ def test_rate_table_all_indeterminate_bin_and_empty_frame() -> None:
 
 
 def test_rate_table_model_column_and_binning() -> None:
-    offsets = [float(o) for o in range(-200, 400, 7)] * 2  # continuous-ish: more than a grid
+    offsets = [float(o) for o in range(-200, 400, 7)] * 2  # many offsets, 2 trials each: continuous-ish
     df = frame([trial(i, "none", off, "race" if 0 <= off < 300 else "clean") for i, off in enumerate(offsets)])
     bin_ms = choose_bin_ms(df)
     assert bin_ms is not None and bin_ms > 0
@@ -166,6 +166,8 @@ def test_rate_table_model_column_and_binning() -> None:
     assert first["trials"] == len(members)
     assert first["model"] == pytest.approx(sum(1.0 if 0 <= o < 300 else 0.0 for o in members) / len(members))
     assert choose_bin_ms(frame([trial(i, offset_ms=o) for i, o in enumerate([0.0, 50.0, 100.0])])) is None
+    fine_grid = [float(o) for o in range(-200, 400, 7)] * 3  # many offsets but repeated enough: keep them
+    assert choose_bin_ms(frame([trial(i, offset_ms=o) for i, o in enumerate(fine_grid)])) is None
 
 
 def test_window_rate_filters() -> None:
@@ -220,6 +222,21 @@ def test_load_trials_types_and_truncated_tail(tmp_path: Path) -> None:
     assert df["agree"].dtype == bool and not df.loc[1, "agree"]
     assert df["offset_ms"].dtype == "float64" and math.isnan(df.loc[1, "invoice_sent_ms"])
     assert df.loc[0, "error"] == "x, \"quoted\"\nline"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "5,5,none,100.0,o-5\n",  # short row, newline written
+        '5,5,none,100.0,o-5,race,race,True,"unterminated',  # cut inside a quoted field
+    ],
+)
+def test_load_trials_skips_other_truncations(tmp_path: Path, tail: str) -> None:
+    write_csv(tmp_path / "trials.csv", [trial(0), trial(1)])
+    with (tmp_path / "trials.csv").open("a", encoding="utf-8", newline="") as fh:
+        fh.write(tail)
+    df = load_trials(tmp_path)
+    assert list(df["trial_id"]) == [0, 1] and df.attrs["skipped_lines"] == 1
 
 
 def test_load_trials_errors_name_the_file(tmp_path: Path) -> None:

@@ -200,6 +200,7 @@ def test_html_evidence_and_escaping(built: tuple[ReportPaths, list[TrialResult]]
     assert page.count("data:image/png;base64,") == 4
     md = paths.markdown.read_text()
     assert "(race_rate.png)" in md and f'"invoiceValue": "{INITIAL}"' in md
+    assert "<script>" not in md and "<b>" not in md
 
 
 def test_deterministic(built: tuple[ReportPaths, list[TrialResult]]) -> None:
@@ -245,6 +246,23 @@ def test_missing_or_bad_inputs_name_the_file(tmp_path: Path) -> None:
     (run_dir / "trials.csv").unlink()
     with pytest.raises(ReportError, match="trials.csv"):
         build_report(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(meta | {"trials_schema_version": 99}))
+    with pytest.raises(ReportError, match="trials_schema_version 99"):
+        build_report(run_dir)
     (run_dir / "run.json").write_text("{not json")
     with pytest.raises(ReportError, match="run.json"):
         build_report(run_dir)
+
+
+def test_evidence_falls_back_to_history_without_audit_or_model(tmp_path: Path) -> None:
+    t = make_trial(0, "none", 100.0)
+    run_dir = make_run(tmp_path / "run", [t], mock=None)
+    (run_dir / "audits.jsonl").write_text(json.dumps({"trial_id": 0, "order_id": t.order_id, "audit": None}) + "\n")
+    paths = build_report(run_dir)
+    s = json.loads(paths.summary.read_text())
+    assert s["evidence"]["invoice_source"] == "history"
+    assert s["evidence"]["accepted_invoice_values"] == [str(t.invoice_value)]
+    assert s["evidence"]["over_by"] == t.invoiced_total - t.final_value
+    assert s["model_agreement"]["covered"] is None and "note" in s["model_agreement"]
+    assert "Race model not evaluated" in paths.html.read_text()
