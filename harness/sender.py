@@ -32,6 +32,7 @@ from harness.errors import TargetError
 
 _PREPARE_AHEAD_NS = 1_000_000_000  # connect and write the prefix up to this long before the deadline
 _SPIN_NS = 300_000  # the firing process busy-waits only the last 0.3 ms
+_READY_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -63,6 +64,17 @@ class Firer:
         )
         child_requests.close()
         child_replies.close()
+        # Wait for the helper's "ready": timed requests sent while it is still
+        # importing would all be written late, at once.
+        self._replies.settimeout(_READY_TIMEOUT_S)
+        try:
+            ready = self._replies.recv(_REPLY.size)
+        except OSError:
+            ready = b""
+        if not ready:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+            raise TargetError(f"last-byte firer process did not start within {_READY_TIMEOUT_S:.0f} s")
         self._replies.setblocking(False)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[int]] = {}
@@ -124,6 +136,7 @@ def _firer_main(requests_fd: int, replies_fd: int) -> None:
     """The helper process: a heap of deadlines, `select` to sleep, spin, write, reply."""
     requests = socket.socket(fileno=requests_fd)
     replies = socket.socket(fileno=replies_fd)
+    replies.send(_REPLY.pack(0, time.monotonic_ns(), 0))  # ready
     heap: list[tuple[int, int, int, bytes]] = []
     while True:
         timeout = None

@@ -44,7 +44,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         host = args.host or os.environ.get("MOCK_HOST", "127.0.0.1")
-        port = args.port if args.port is not None else int(os.environ.get("MOCK_PORT", "8080"))
+        port = args.port if args.port is not None else _env_port(os.environ.get("MOCK_PORT", "8080"))
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -57,6 +57,13 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _env_port(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"MOCK_PORT: expected an integer port; got {value!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

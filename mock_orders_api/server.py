@@ -119,7 +119,8 @@ class MockProcess:
         env = dict(os.environ)
         # Credentials travel by environment, never on the command line (ps shows it).
         for name, value in (("VTEX_APP_KEY", cfg.app_key), ("VTEX_APP_TOKEN", cfg.app_token),
-                            ("MOCK_ADMIN_TOKEN", cfg.admin_token)):
+                            ("MOCK_ADMIN_TOKEN", cfg.admin_token), ("VTEX_READONLY_APP_KEY", cfg.readonly_app_key),
+                            ("VTEX_READONLY_APP_TOKEN", cfg.readonly_app_token)):
             if value is None:
                 env.pop(name, None)
             else:

@@ -183,7 +183,7 @@ async def test_in_process_run_reproduces_the_race_model(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- (b) embedded mock
 
 # t0 this far after scheduling starts: the run must not depend on how fast helper processes start
-# (see test_embedded_first_trials_are_fired_on_time for what happens with a short lead).
+# (test_embedded_first_trials_are_fired_on_time covers a short lead on its own).
 EMBEDDED_LEAD_MS = 1000.0
 
 
@@ -231,14 +231,10 @@ async def test_embedded_target_run_reproduces_the_race_model(tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("_no_credentials")
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG harness/runner.py Runner.run + harness/sender.py Firer: the last-byte firer helper process is "
-    "spawned and used at once, with no readiness handshake; its start-up takes ~0.4 s (harness.sender -> "
-    "harness.errors -> mock_orders_api.errors imports the mock_orders_api package, whose __init__ imports "
-    "FastAPI), so every timed request whose deadline falls in that time is written late, all at once "
-    "(Change and invoice of a trial leave together, offset ~0), and the trial is still judged at its "
-    "planned offset (with lead_ms=50: 'none' offset errors of 60-120 ms, finished-check 'race' at -100 ms)"))
 async def test_embedded_first_trials_are_fired_on_time(tmp_path: Path) -> None:
+    """With a short lead the first deadlines fall right after the run starts: the timed-request machinery
+    (e.g. a helper process for last-byte sync) must be ready before scheduling, not start up late and
+    then fire the overdue Change and invoice of a trial together."""
     scenario = make_scenario()  # lead_ms = 50: the first deadlines fall right after the run starts
     assert scenario.run.lead_ms < 100
     _, _, run_dir, _ = await run_embedded(scenario, tmp_path)
