@@ -69,7 +69,11 @@ class MockState:
                 order_ = self.store.get(order_id)
             except NotFound:  # reset since
                 return
-            self._advance(order_, time.monotonic_ns())
+            now = time.monotonic_ns()
+            if now < due:  # the loop may fire up to its clock resolution early: re-arm
+                self._arm(order_id, due)
+                return
+            self._advance(order_, now)
 
         handle = loop.call_at(due / 1e9, _fire)
         self._timers.add(handle)

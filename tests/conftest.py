@@ -34,12 +34,6 @@ MOCK_DEFAULT_ITEMS: list[dict[str, _Any]] = [
 ]
 
 
-def mock_expected_value(items: list[dict[str, _Any]], shipping: int = 0, tax: int = 0, discounts: int = 0) -> int:
-    """The order value the mock must compute for this creation body (cents)."""
-    items_total = sum(i["quantity"] * i.get("sellingPrice", i["price"]) for i in items)
-    return items_total - discounts + shipping + tax
-
-
 class MockApi:
     """A thin test client for the mock: raw `client` plus helpers that assert the happy path.
 

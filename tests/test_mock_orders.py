@@ -171,8 +171,9 @@ async def test_return_invoice_reduces_invoiced_total(api, assert_error) -> None:
     assert_error(r, 400, code="InvalidInvoiceValue", mentions="return invoice value")
 
 
-async def test_openapi_lists_the_vtex_paths(api) -> None:
-    r = await api.client.get("/openapi.json")
+async def test_openapi_lists_the_vtex_paths(make_client) -> None:
+    client = make_client()  # plain httpx.AsyncClient over the ASGI app
+    r = await client.get("/openapi.json")
     assert r.status_code == 200
     doc = r.json()
     paths = doc["paths"]
@@ -195,3 +196,12 @@ async def test_openapi_lists_the_vtex_paths(api) -> None:
     schema = inv["requestBody"]["content"]["application/json"]["schema"]
     assert {"type", "issuanceDate", "invoiceNumber", "invoiceValue"} <= set(schema["required"])
     assert any(p.startswith("/_mock/") for p in paths)  # the admin API is documented too
+
+
+async def test_independent_apps_do_not_share_state(make_client) -> None:
+    a, b = make_client(), make_client()
+    r = await a.post("/_mock/orders", json={"items": ITEMS, "orderId": "1-01"})
+    assert r.status_code == 201
+    assert (await a.get("/api/oms/pvt/orders/1-01")).status_code == 200
+    assert (await b.get("/api/oms/pvt/orders/1-01")).status_code == 404
+    assert (await b.post("/_mock/orders", json={"items": ITEMS, "orderId": "1-01"})).status_code == 201
