@@ -47,8 +47,8 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
     config = MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
                         app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token)
     if (config.app_key is None) != (config.app_token is None):
-        config.app_key = config.app_token = None
-        creds = Credentials(admin_token=creds.admin_token)
+        t = scenario.target
+        raise TargetError(f"credentials: set both {t.app_key_env} and {t.app_token_env}, or neither")
     try:
         with MockProcess(config) as proc:
             yield OpenTarget("embedded", proc.url, creds)
