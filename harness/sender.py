@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import h11
 
 from harness.errors import TargetError
+from mock_orders_api import child_env
 
 _PREPARE_AHEAD_NS = 1_000_000_000  # connect and write the prefix up to this long before the deadline
 _SPIN_NS = 300_000  # the firing process busy-waits only the last 0.3 ms
@@ -61,6 +62,7 @@ class Firer:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "harness.sender", str(child_requests.fileno()), str(child_replies.fileno())],
             pass_fds=(child_requests.fileno(), child_replies.fileno()),
+            env=child_env(),
         )
         child_requests.close()
         child_replies.close()

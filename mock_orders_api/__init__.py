@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["create_app", "MockConfig", "parse_delay"]
+__all__ = ["create_app", "MockConfig", "parse_delay", "child_env"]
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child `python -m ...` of this project: the project
+    root on PYTHONPATH, so children work from a checkout that is not installed."""
+    out = dict(os.environ if env is None else env)
+    root = str(Path(__file__).resolve().parent.parent)
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (root, out.get("PYTHONPATH")) if p)
+    return out
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,6 @@ port 0 (a free port) works and the caller knows the port with no race.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from types import TracebackType
 import httpx
 import uvicorn
 
+from mock_orders_api import child_env
 from mock_orders_api.app import create_app
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import RaceHarnessError
@@ -116,7 +116,7 @@ class MockProcess:
         args = [sys.executable, "-m", "mock_orders_api", "--fd", str(self._sock.fileno()),
                 "--policy", cfg.policy, "--change-delay", _delay_arg(cfg), "--settle-ms", str(cfg.settle_ms),
                 "--seed", str(cfg.seed), "--log-level", self._log_level]
-        env = dict(os.environ)
+        env = child_env()
         # Credentials travel by environment, never on the command line (ps shows it).
         for name, value in (("VTEX_APP_KEY", cfg.app_key), ("VTEX_APP_TOKEN", cfg.app_token),
                             ("MOCK_ADMIN_TOKEN", cfg.admin_token), ("VTEX_READONLY_APP_KEY", cfg.readonly_app_key),

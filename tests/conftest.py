@@ -6,13 +6,11 @@ from __future__ import annotations
 # BEGIN mock_orders_api fixtures (used by tests/test_mock_*.py)
 # ============================================================================
 import asyncio as _asyncio
-import os as _os
 import time as _time
 from collections.abc import AsyncIterator as _AsyncIterator
 from collections.abc import Awaitable as _Awaitable
 from collections.abc import Callable as _Callable
 from collections.abc import Iterator as _Iterator
-from pathlib import Path as _Path
 from typing import Any as _Any
 
 import httpx as _httpx
@@ -24,7 +22,6 @@ from mock_orders_api.config import MockConfig as _MockConfig
 from mock_orders_api.server import MockProcess as _MockProcess
 from mock_orders_api.server import ThreadedMock as _ThreadedMock
 
-MOCK_REPO_ROOT = _Path(__file__).resolve().parent.parent
 MOCK_DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 
 # A default order: 2 x 5000 + 1 x 3000 items, 1000 shipping, 500 tax (cents).
@@ -239,38 +236,31 @@ async def make_client() -> _AsyncIterator[_Callable[..., _httpx.AsyncClient]]:
         await c.aclose()
 
 
+def _servers(cls: type) -> _Iterator[_Callable[..., _Any]]:
+    """A factory of started servers of `cls` (context managers), stopped at teardown."""
+    started: list[_Any] = []
+
+    def _start(config: _MockConfig | None = None) -> _Any:
+        m = cls(config or mock_config())
+        m.__enter__()
+        started.append(m)
+        return m
+
+    yield _start
+    for m in reversed(started):
+        m.__exit__(None, None, None)
+
+
 @_pytest.fixture
 def live_mock() -> _Iterator[_Callable[..., _ThreadedMock]]:
     """`live_mock(config)` -> a started ThreadedMock (real uvicorn on a free 127.0.0.1 port), stopped at teardown."""
-    started: list[_ThreadedMock] = []
-
-    def _start(config: _MockConfig | None = None) -> _ThreadedMock:
-        m = _ThreadedMock(config or mock_config())
-        m.__enter__()
-        started.append(m)
-        return m
-
-    yield _start
-    for m in reversed(started):
-        m.__exit__(None, None, None)
+    yield from _servers(_ThreadedMock)
 
 
 @_pytest.fixture
-def process_mock(monkeypatch: _pytest.MonkeyPatch) -> _Iterator[_Callable[..., _MockProcess]]:
+def process_mock() -> _Iterator[_Callable[..., _MockProcess]]:
     """`process_mock(config)` -> a started MockProcess (the mock in a child process), stopped at teardown."""
-    monkeypatch.setenv("PYTHONPATH", _os.pathsep.join(p for p in (str(MOCK_REPO_ROOT), _os.environ.get("PYTHONPATH"))
-                                                     if p))
-    started: list[_MockProcess] = []
-
-    def _start(config: _MockConfig | None = None) -> _MockProcess:
-        m = _MockProcess(config or mock_config())
-        m.__enter__()
-        started.append(m)
-        return m
-
-    yield _start
-    for m in reversed(started):
-        m.__exit__(None, None, None)
+    yield from _servers(_MockProcess)
 
 
 @_pytest.fixture
