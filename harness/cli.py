@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url
     )
     plan = build_plan(scenario)
+    _use_uvloop()
     run_dir, interrupted = asyncio.run(_execute(scenario, plan, args.out, progress=not args.no_progress))
     paths = build_report(run_dir)
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
@@ -85,6 +86,16 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
             return EXIT_GATE_FAILED
         print("gate: passed")
     return EXIT_OK
+
+
+def _use_uvloop() -> None:
+    """uvloop where available: about half the client CPU per request of the default loop,
+    which is what limits how many trials can be in flight on time."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def _execute(scenario: Any, plan: Any, out: Path, progress: bool) -> tuple[Path, bool]:
