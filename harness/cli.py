@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario TOML (default {DEFAULT_SCENARIO})")
         s.add_argument("--target-url", help="run against this server instead of the embedded mock")
+        s.add_argument("--hook-url", help="integration mode: the hook URL of your running integration, which "
+                       "invoices on its own (it is named 'integration' in the report)")
         s.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
         s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
         s.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folder")
@@ -62,16 +62,22 @@ def _report(run_dir: Path) -> int:
 
 
 def _run(args: argparse.Namespace, gate: bool) -> int:
-    from harness.plan import build_plan
     from harness.report import build_report
     from harness.scenario import load_scenario
+    from harness.session import run_scenario
 
     scenario = load_scenario(args.scenario).with_overrides(
-        trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url
+        trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
     )
-    plan = build_plan(scenario)
-    _use_uvloop()
-    run_dir, interrupted = asyncio.run(_execute(scenario, plan, args.out, progress=not args.no_progress))
+    bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
+    if bar:
+        bar.start()
+    try:
+        run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
+                                            handle_sigint=True)
+    finally:
+        if bar:
+            bar.stop()
     paths = build_report(run_dir)
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     _print_summary(summary, paths.html)
@@ -86,65 +92,6 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
             return EXIT_GATE_FAILED
         print("gate: passed")
     return EXIT_OK
-
-
-def _use_uvloop() -> None:
-    """uvloop where available: about half the client CPU per request of the default loop,
-    which is what limits how many trials can be in flight on time."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-async def _execute(scenario: Any, plan: Any, out: Path, progress: bool) -> tuple[Path, bool]:
-    from harness.rundir import RunWriter, new_run_dir
-    from harness.runner import Runner
-    from harness.targets import open_target
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-
-    def _on_sigint() -> None:
-        if stop.is_set():  # second Ctrl-C: stop waiting for trials in flight
-            assert main_task is not None
-            main_task.cancel()
-        else:
-            print("\nstopping: finishing trials in flight (Ctrl-C again to abandon them)", file=sys.stderr)
-            stop.set()
-
-    loop.add_signal_handler(signal.SIGINT, _on_sigint)
-    with open_target(scenario) as target:
-        run_dir = new_run_dir(out, scenario.name)
-        writer = RunWriter(run_dir, {
-            "scenario": scenario.to_dict(),
-            "seed": scenario.seed,
-            "target": {"kind": target.kind, "url": target.url},
-            "mock": {"policy": scenario.mock.policy, "delay": scenario.mock.change_delay.spec(),
-                     "settle_ms": scenario.mock.settle_ms},
-            "planned_trials": len(plan.trials),
-            "concurrency": scenario.run.concurrency,
-        })
-        print(f"run folder: {run_dir}", file=sys.stderr)
-        bar = _Progress(len(plan.trials), scenario.guards.names) if progress else None
-        runner = Runner(scenario, plan, target.url, writer, credentials=target.credentials,
-                        progress=bar.update if bar else None)
-        interrupted = True
-        try:
-            if bar:
-                bar.start()
-            stats = await runner.run(stop)
-            interrupted = stats.interrupted
-        except asyncio.CancelledError:
-            interrupted = True
-        finally:
-            if bar:
-                bar.stop()
-            loop.remove_signal_handler(signal.SIGINT)
-            writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s)
-    return run_dir, interrupted
 
 
 class _Progress:

@@ -15,17 +15,20 @@ class Outcome(str, enum.Enum):
     INVOICE_REFUSED = "invoice_refused"
     CHANGE_REFUSED = "change_refused"
     GUARD_TIMEOUT = "guard_timeout"
+    NO_INVOICE = "no_invoice"  # integration mode: the service sent no invoice within the wait
     INDETERMINATE = "indeterminate"  # timeout / 5xx: a request may or may not have applied
 
 
 # trials.csv schema version; bump on any column change (documented in README).
-TRIALS_SCHEMA_VERSION = 1
+TRIALS_SCHEMA_VERSION = 2
 
 
 @dataclass
 class TrialResult:
-    """One row of trials.csv. Times are milliseconds relative to the trial's t0
-    (the planned send time of the Change), on the host's monotonic clock."""
+    """One row of trials.csv. Times are milliseconds relative to the trial's t0 on
+    the host's monotonic clock: the Change's planned send time (core runs) or the
+    handling hook's planned delivery (integration mode, where `guard` names the
+    service under test and the offset is t_change - t_hook)."""
 
     trial_id: int
     seq: int  # execution order within the run
@@ -50,6 +53,7 @@ class TrialResult:
     change_acted_ms: float  # server: when the mock acted on it (NaN if unknown)
     invoice_acted_ms: float
     change_finished_ms: float  # server: when the Change applied (NaN if never)
+    hook_sent_ms: float  # integration mode: when the mock sent the handling hook (NaN otherwise)
     client_offset_error_ms: float  # (invoice_sent - change_sent) - offset, unguarded only
     server_offset_error_ms: float  # (invoice_acted - change_acted) - offset, unguarded only
     guard_cost_ms: float  # invoice_sent - invoice_planned (what the guard waited)
@@ -106,3 +110,25 @@ def cross_check(outcome: Outcome, invoice_ok: bool, change_ok: bool, audit: dict
     if verdict == "pending":
         problems.append("audit still pending: a Change had not finished when the trial ended")
     return verdict, not problems, "; ".join(problems)
+
+
+def integration_outcome(change: RequestEvent | None, audit: dict[str, Any] | None) -> tuple[Outcome, str]:
+    """Integration mode: the service's requests are not ours to see, so the mock's audit decides;
+    the harness's own Change request only has to have an answer."""
+    if change is not None and change.indeterminate:
+        return Outcome.INDETERMINATE, f"change: {change.error or f'HTTP {change.status}'}"
+    if audit is None:
+        return Outcome.INDETERMINATE, "no audit from the target"
+    invoices = audit.get("invoices") or []
+    if not invoices:
+        return Outcome.NO_INVOICE, "the service sent no invoice in time"
+    verdict = audit.get("verdict")
+    if verdict == "pending":
+        return Outcome.INDETERMINATE, "a Change had not finished when the trial ended"
+    if verdict == "race":
+        return Outcome.RACE, ""
+    if not any(i.get("accepted") for i in invoices):
+        return Outcome.INVOICE_REFUSED, ""
+    if change is None or not change.ok:
+        return Outcome.CHANGE_REFUSED, ""
+    return Outcome.CLEAN, ""

@@ -142,10 +142,15 @@ class Runner:
             stack.callback(gc.set_threshold, *old_threshold)
             stack.callback(gc.unfreeze)
             try:
-                await self._schedule(client, stop)
+                await self._execute(client, stop)
             finally:
                 self.stats.wall_s = time.monotonic() - started
+                self.stats.interrupted = stop.is_set() or self.stats.done < self.stats.planned
         return self.stats
+
+    async def _execute(self, client: OrdersClient, stop: asyncio.Event) -> None:
+        """Run the plan's trials (integration mode runs them in blocks per service)."""
+        await self._schedule(client, stop, self.plan.trials)
 
     async def _warm(self, client: OrdersClient) -> None:
         """Open the keep-alive pool before timing starts, so no timed request pays a connect."""
@@ -158,7 +163,8 @@ class Runner:
             raise TargetError(f"target {self.base_url} did not answer /_mock/health: "
                               f"{bad[0].error or bad[0].status}")
 
-    async def _schedule(self, client: OrdersClient, stop: asyncio.Event) -> None:
+    async def _schedule(self, client: OrdersClient, stop: asyncio.Event,
+                        trials: tuple[PlannedTrial, ...] | list[PlannedTrial]) -> None:
         run = self.scenario.run
         slots = asyncio.Semaphore(run.concurrency)
         gap_ns = round(run.start_spread_ms * 1e6 / run.concurrency)
@@ -177,29 +183,29 @@ class Runner:
                 slots.release()
 
         try:
-            for p in self.plan.trials:
+            for p in trials:
                 await slots.acquire()
                 if stop.is_set():
                     slots.release()
                     break
                 # Evenly spaced starts: setups never bunch up on the timed requests of others.
                 next_start = max(next_start + gap_ns, self.clock.now_ns())
-                t0 = next_start + lead_ns + round(max(0.0, -p.offset_ms) * 1e6)
-                task = asyncio.create_task(_one(p, t0))
+                task = asyncio.create_task(_one(p, next_start + lead_ns))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
-            self.stats.interrupted = stop.is_set() or self.stats.done < self.stats.planned
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _trial(self, client: OrdersClient, p: PlannedTrial,
-                     t0: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
+                     start_ns: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
+        """One trial whose first timed request goes out at `start_ns`."""
         began = self.clock.now_ns()
+        t0 = start_ns + round(max(0.0, -p.offset_ms) * 1e6)  # the Change's deadline
         hist = h.TrialHistory(shard=p.seq)
         g = self.scenario.guards
         created = await client.create_order(hist, self._order_spec)
@@ -273,7 +279,7 @@ class Runner:
             change_planned_ms=0.0, invoice_planned_ms=invoice_planned,
             change_sent_ms=change_sent, invoice_sent_ms=invoice_sent,
             change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
-            change_finished_ms=_rel(a_change.get("finishedNs"), t0),
+            change_finished_ms=_rel(a_change.get("finishedNs"), t0), hook_sent_ms=math.nan,
             client_offset_error_ms=(invoice_sent - change_sent - p.offset_ms) if unguarded else math.nan,
             server_offset_error_ms=(invoice_acted - change_acted - p.offset_ms) if unguarded else math.nan,
             guard_cost_ms=(invoice_sent - invoice_planned) if invoice else math.nan,
@@ -291,7 +297,7 @@ class Runner:
             initial_value=-1, final_value=-1, invoice_value=-1, invoiced_total=0, invoice_status=0,
             change_status=0, change_delay_ms=nan, change_planned_ms=0.0, invoice_planned_ms=p.offset_ms,
             change_sent_ms=nan, invoice_sent_ms=nan, change_acted_ms=nan, invoice_acted_ms=nan,
-            change_finished_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan, guard_cost_ms=nan,
+            change_finished_ms=nan, hook_sent_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan, guard_cost_ms=nan,
             duration_ms=(self.clock.now_ns() - began) / 1e6, error=f"setup failed: {error}",
         )
         return result, _events(hist, p, t0), None

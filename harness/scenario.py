@@ -44,12 +44,31 @@ _DEFAULT_OFFSETS: dict[str, Any] = {"start": -1000, "stop": 1000, "step": 50}
 
 
 @dataclass(frozen=True)
+class Service:
+    """An integration under test: it receives order hooks and calls the Orders API itself."""
+
+    name: str
+    hook_url: str  # may hold {port}: a free loopback port the harness picks
+    command: tuple[str, ...] = ()  # optional: the harness starts it ({python}, {port}, {api_url})
+
+
+@dataclass(frozen=True)
+class Integration:
+    """Integration mode: the harness triggers `handling`, the service invoices on its own."""
+
+    services: tuple[Service, ...]
+    hook_delay_ms: float = 600.0  # the mock delivers the handling hook this long after start-handling
+    invoice_wait_ms: float = 5000.0  # bound on waiting for the service's invoice after the hook
+
+
+@dataclass(frozen=True)
 class Target:
     kind: str  # "embedded" | "url"
     url: str | None  # set iff kind == "url"
     app_key_env: str = "VTEX_APP_KEY"
     app_token_env: str = "VTEX_APP_TOKEN"
     admin_token_env: str = "MOCK_ADMIN_TOKEN"
+    integration: Integration | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,16 @@ class Scenario:
             app_token_env=self.target.app_token_env,
             admin_token_env=self.target.admin_token_env,
         )
+        integ = self.target.integration
+        if integ is not None:
+            target["integration"] = {
+                "hook_delay_ms": integ.hook_delay_ms,
+                "invoice_wait_ms": integ.invoice_wait_ms,
+                "services": [
+                    {"name": sv.name, "hook_url": sv.hook_url, **({"command": list(sv.command)} if sv.command else {})}
+                    for sv in integ.services
+                ],
+            }
         return {
             "name": self.name,
             "description": self.description,
@@ -205,10 +234,23 @@ class Scenario:
         trials_per_offset: int | None = None,
         seed: int | None = None,
         target_url: str | None = None,
+        hook_url: str | None = None,
     ) -> Scenario:
-        """A copy with command-line overrides applied (None = keep); values are validated."""
+        """A copy with command-line overrides applied (None = keep); values are validated.
+
+        `hook_url` turns the scenario into integration mode against one running
+        service named "integration" (thresholds naming other guards are dropped).
+        """
         src = self.source
         out = self
+        if hook_url is not None:
+            url = _url(hook_url, src, "target.integration.hook_url (override)")
+            old = out.target.integration or Integration(services=())
+            integ = replace(old, services=(Service("integration", url),))
+            _check_hook_delay(integ, out.sweep, src)
+            out = replace(out, target=replace(out.target, integration=integ),
+                          guards=replace(out.guards, names=("integration",)),
+                          thresholds=tuple(t for t in out.thresholds if t.guard == "integration"))
         if trials_per_offset is not None:
             tpo = _int(trials_per_offset, src, "sweep.trials_per_offset (override)", minimum=1)
             out = replace(out, sweep=replace(out.sweep, trials_per_offset=tpo))
@@ -271,7 +313,9 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
     order = _parse_order(top.sub("order"))
     change = _parse_change(top.sub("change"), order)
     sweep = _parse_sweep(top.sub("sweep"))
-    guards = _parse_guards(top.sub("guards"))
+    guards = _parse_guards(top.sub("guards"), target.integration)
+    if target.integration is not None:
+        _check_hook_delay(target.integration, sweep, source)
     run = _parse_run(top.sub("run"))
     thresholds = _parse_thresholds(top.take("thresholds", []), source, guards)
     top.finish()
@@ -313,8 +357,47 @@ def _parse_target(t: _Table) -> Target:
             ("admin_token_env", "MOCK_ADMIN_TOKEN"),
         )
     }
+    integration = _parse_integration(t.sub("integration")) if "integration" in t.data else None
     t.finish()
-    return Target(kind=kind, url=url, **envs)
+    return Target(kind=kind, url=url, integration=integration, **envs)
+
+
+def _parse_integration(t: _Table) -> Integration:
+    raw = t.take("services")
+    path = t.path("services")
+    if not isinstance(raw, list) or not raw:
+        raise _error(t.source, path, "a non-empty list of {name, hook_url[, command]} tables", raw)
+    services: list[Service] = []
+    for n, item in enumerate(raw):
+        st = _Table.of(item, t.source, f"{path}[{n}]")
+        name = _string(st.take("name"), t.source, st.path("name"), nonempty=True)
+        if not _NAME_RE.fullmatch(name):
+            raise _error(t.source, st.path("name"), "a name made of [a-z0-9._-]+", name)
+        if any(sv.name == name for sv in services):
+            raise _error(t.source, st.path("name"), "unique service names", name)
+        hook_url = _string(st.take("hook_url"), t.source, st.path("hook_url"), nonempty=True)
+        _url(hook_url.replace("{port}", "1"), t.source, st.path("hook_url"))
+        command = st.take("command", [])
+        if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
+            raise _error(t.source, st.path("command"), "a list of non-empty strings (argv)", command)
+        if "{port}" in hook_url and not command:
+            raise _error(t.source, st.path("hook_url"), "no {port} placeholder unless the harness starts the "
+                         "service (command)", hook_url)
+        st.finish()
+        services.append(Service(name, hook_url, tuple(command)))
+    hook_delay = _number(t.take("hook_delay_ms", 600), t.source, t.path("hook_delay_ms"), minimum=0)
+    wait = _number(t.take("invoice_wait_ms", 5000), t.source, t.path("invoice_wait_ms"), minimum=0, exclusive=True)
+    t.finish()
+    return Integration(tuple(services), hook_delay, wait)
+
+
+def _check_hook_delay(integ: Integration, sweep: Sweep, source: str) -> None:
+    # A negative offset puts the Change before the hook; it must still come after start-handling.
+    earliest = -min(sweep.offsets_ms)
+    if earliest > 0 and integ.hook_delay_ms < earliest + 50:
+        raise _error(source, "target.integration.hook_delay_ms",
+                     f"at least {earliest + 50:g} ms (the most negative offset {-earliest:g} ms, plus 50 ms)",
+                     integ.hook_delay_ms)
 
 
 def _parse_mock(t: _Table) -> MockSettings:
@@ -448,15 +531,18 @@ def _offsets(raw: Any, source: str, path: str) -> tuple[float, ...]:
     raise _error(source, path, "a list of numbers or a {start, stop, step} table", raw)
 
 
-def _parse_guards(t: _Table) -> Guards:
-    raw = t.take("names", list(KNOWN_GUARDS))
+def _parse_guards(t: _Table, integration: Integration | None = None) -> Guards:
+    # In integration mode the services under test take the place of the guards.
+    known = tuple(sv.name for sv in integration.services) if integration else KNOWN_GUARDS
+    what = "service names of target.integration" if integration else "guard names"
+    raw = t.take("names", list(known))
     path = t.path("names")
     if not isinstance(raw, list) or not raw:
-        raise _error(t.source, path, f"a non-empty list of guard names from {list(KNOWN_GUARDS)}", raw)
+        raise _error(t.source, path, f"a non-empty list of {what} from {list(known)}", raw)
     names: list[str] = []
     for n, v in enumerate(raw):
-        if v not in KNOWN_GUARDS:
-            raise _error(t.source, f"{path}[{n}]", f"one of {list(KNOWN_GUARDS)}", v)
+        if v not in known:
+            raise _error(t.source, f"{path}[{n}]", f"one of {list(known)}", v)
         if v in names:
             raise _error(t.source, f"{path}[{n}]", "unique guard names", v)
         names.append(v)
@@ -663,12 +749,14 @@ __all__ = [
     "TARGET_KINDS",
     "Change",
     "Guards",
+    "Integration",
     "Item",
     "MockSettings",
     "Order",
     "RemovedItem",
     "RunSettings",
     "Scenario",
+    "Service",
     "Sweep",
     "Target",
     "load_scenario",

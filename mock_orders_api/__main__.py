@@ -20,6 +20,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app-key", help="require this X-VTEX-API-AppKey (prefer env VTEX_APP_KEY)")
     p.add_argument("--app-token", help="require this X-VTEX-API-AppToken (prefer env VTEX_APP_TOKEN)")
     p.add_argument("--admin-token", help="protect /_mock with this token (prefer env MOCK_ADMIN_TOKEN)")
+    p.add_argument("--hook-url", metavar="URL", help="POST order status changes to this http(s) URL from the start "
+                   "(no ping; env MOCK_HOOK_URL); or configure it with POST /api/orders/hook/config")
+    p.add_argument("--hook-status", metavar="LIST", help="comma list of statuses the hook is told about "
+                   "(env MOCK_HOOK_STATUS; default all)")
+    p.add_argument("--hook-delay-ms", type=float, help="pinned delay between a status change and its hook "
+                   "delivery (env MOCK_HOOK_DELAY_MS; default 0)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -27,8 +33,10 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     """Env first, flags override; raises ConfigError naming the bad setting."""
     cfg = MockConfig.from_env()
     patch = {k: v for k, v in (("policy", args.policy), ("delay", args.change_delay),
-                               ("settle_ms", args.settle_ms), ("seed", args.seed)) if v is not None}
-    cfg = cfg.updated(patch, where="flags")
+                               ("settle_ms", args.settle_ms), ("seed", args.seed), ("hook_url", args.hook_url),
+                               ("hook_status", args.hook_status), ("hook_delay_ms", args.hook_delay_ms))
+             if v is not None}
+    cfg = cfg.updated(patch, where="flags", startup=True)
     for attr in ("app_key", "app_token", "admin_token"):
         if getattr(args, attr):
             setattr(cfg, attr, getattr(args, attr))
@@ -51,6 +59,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.fd is None:
         print(f"mock Orders API on http://{host}:{port} (policy={cfg.policy}, delay={cfg.delay.spec()}, "
               f"settle_ms={cfg.settle_ms}); docs at /docs, admin at /_mock", file=sys.stderr)
+        if cfg.hook_url:
+            print(f"order hook: {cfg.hook_url} (statuses: {','.join(cfg.hook_status or ('all',))})", file=sys.stderr)
     try:
         serve(cfg, host=host, port=port, fd=args.fd, log_level=args.log_level)
     except ServerError as err:

@@ -12,6 +12,8 @@ import hmac
 import json
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mock_orders_api import changes, invoices
+from mock_orders_api import changes, hooks, invoices
 from mock_orders_api.config import MockConfig, check_ms
 from mock_orders_api.errors import ApiError, BadRequest, ConfigError, Conflict, Forbidden, NotFound, Unauthorized
 from mock_orders_api.journal import Journal, JournalMiddleware
@@ -39,6 +41,9 @@ class MockState:
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
         self._timers: set[asyncio.TimerHandle] = set()
+        # Order hooks: every status change (creation included) goes through store.listeners.
+        self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size)
+        self.store.listeners.append(self.hooks.on_status)
 
     # --- time -------------------------------------------------------------
     def order(self, order_id: str, now_ns: int) -> Order:
@@ -84,6 +89,7 @@ class MockState:
         self._timers.clear()
         self.store.clear()
         self.journal.clear()
+        self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
 
     def pending_changes(self) -> int:
@@ -243,40 +249,66 @@ async def get_order(orderId: str, request: Request) -> dict[str, Any]:
     return _mock(request).order(orderId, now).view()
 
 
-@vtex.post("/api/oms/pvt/orders/{orderId}/start-handling", summary="Start handling order")
+def _hook_delay_ms(request: Request) -> float | None:
+    """The `X-Mock-Hook-Delay-Ms` header: pins the hook delivery delay of this request's status change."""
+    pinned = request.headers.get(hooks.HOOK_DELAY_HEADER)
+    if pinned is None:
+        return None
+    try:
+        return check_ms(pinned, f"header {hooks.HOOK_DELAY_HEADER}")
+    except ConfigError as err:
+        raise BadRequest(str(err)) from None
+
+
+_HOOK_DELAY_DOC = {"parameters": [{
+    "name": "X-Mock-Hook-Delay-Ms", "in": "header", "required": False, "schema": {"type": "number", "minimum": 0},
+    "description": "Mock only: send the order hook notification of this request's status change this many ms "
+                   "after the change (overrides hook_delay_ms)."}]}
+
+
+@vtex.post("/api/oms/pvt/orders/{orderId}/start-handling", summary="Start handling order", openapi_extra=_HOOK_DELAY_DOC)
 async def start_handling(orderId: str, request: Request) -> Response:
+    hook_delay = _hook_delay_ms(request)
     _, now = _acted(request, orderId)
-    order = _mock(request).order(orderId, now)
+    mock = _mock(request)
+    order = mock.order(orderId, now)
     if order.status != READY_FOR_HANDLING:
         raise Conflict(
             f"order {orderId} is {order.status!r}; start-handling needs {READY_FOR_HANDLING!r}", code="InvalidStatus"
         )
-    order.set_status(HANDLING, now)
+    with mock.hooks.delay(hook_delay):
+        order.set_status(HANDLING, now)
     return Response(status_code=204)
 
 
-@vtex.post("/api/oms/pvt/orders/{orderId}/cancel", summary="Cancel order")
+@vtex.post("/api/oms/pvt/orders/{orderId}/cancel", summary="Cancel order", openapi_extra=_HOOK_DELAY_DOC)
 async def cancel_order(orderId: str, request: Request) -> dict[str, Any]:
+    hook_delay = _hook_delay_ms(request)
     _, now = _acted(request, orderId)
-    order = _mock(request).order(orderId, now)
+    mock = _mock(request)
+    order = mock.order(orderId, now)
     if order.status in (INVOICE, INVOICED):
         raise Conflict(f"order {orderId} is {order.status!r}; an invoiced order cannot be canceled",
                        code="OrderAlreadyInvoiced")
     if order.status != CANCELED:
-        order.set_status(CANCELED, now)
+        with mock.hooks.delay(hook_delay):
+            order.set_status(CANCELED, now)
     return {"date": iso_now(), "orderId": orderId, "receipt": f"cancel-{orderId}"}
 
 
 async def _invoice(orderId: str, request: Request) -> dict[str, Any]:
     body = await _json_body(request, "invoice")
+    hook_delay = _hook_delay_ms(request)
     mock = _mock(request)
     arrival, now = _acted(request, orderId)
     order = mock.order(orderId, now)  # unknown order: 404 before the body is judged
     spec = invoices.parse_body(body)
     try:
-        record = invoices.post_invoice(
-            order, spec, policy=mock.config.policy, settle_ms=mock.config.settle_ms, arrival_ns=arrival, now_ns=now
-        )
+        with mock.hooks.delay(hook_delay):  # the status change the invoice makes now (not a later settle)
+            record = invoices.post_invoice(
+                order, spec, policy=mock.config.policy, settle_ms=mock.config.settle_ms, arrival_ns=arrival,
+                now_ns=now,
+            )
     except ApiError:
         request.state.outcome = "refused"
         raise
@@ -287,13 +319,13 @@ async def _invoice(orderId: str, request: Request) -> dict[str, Any]:
 
 
 @vtex.post("/api/orders/pvt/document/{orderId}/invoices", summary="Order invoice notification (ticket path)",
-           openapi_extra=_body_doc(_INVOICE_SCHEMA))
+           openapi_extra={**_body_doc(_INVOICE_SCHEMA), **_HOOK_DELAY_DOC})
 async def invoice_document(orderId: str, request: Request) -> dict[str, Any]:
     return await _invoice(orderId, request)
 
 
 @vtex.post("/api/oms/pvt/orders/{orderId}/invoice", summary="Order invoice notification",
-           openapi_extra=_body_doc(_INVOICE_SCHEMA))
+           openapi_extra={**_body_doc(_INVOICE_SCHEMA), **_HOOK_DELAY_DOC})
 async def invoice_oms(orderId: str, request: Request) -> dict[str, Any]:
     return await _invoice(orderId, request)
 
@@ -364,6 +396,61 @@ async def change_detail(changeOrderId: str, changeRequestId: str, request: Reque
     raise NotFound(f"change request {changeRequestId!r} not found on order {changeOrderId}", code="ChangeNotFound")
 
 
+_HOOK_CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["filter", "hook"],
+    "properties": {
+        "filter": {"oneOf": [
+            {"type": "object", "required": ["type", "status"], "title": "FromWorkflow",
+             "properties": {"type": {"type": "string", "enum": ["FromWorkflow"]},
+                            "status": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                                       "description": "statuses to notify; the mock emits "
+                                                      + ", ".join(hooks.HOOK_STATUSES)}}},
+            {"type": "object", "required": ["type", "expression"], "title": "FromOrders",
+             "description": "the mock stores the JSONata expression but does not evaluate it: "
+                            "every status change is notified",
+             "properties": {"type": {"type": "string", "enum": ["FromOrders"]}, "expression": {"type": "string"},
+                            "disableSingleFire": {"type": "boolean", "default": False}}},
+        ]},
+        "hook": {"type": "object", "required": ["url"],
+                 "properties": {"url": {"type": "string", "format": "uri", "description": "http(s); must answer "
+                                        "the ping {\"hookConfig\": \"ping\"} with 200"},
+                                "headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    },
+    "example": {"filter": {"type": "FromWorkflow", "status": ["handling", "invoiced"]},
+                "hook": {"url": "http://127.0.0.1:9000/hook", "headers": {"X-Secret": "s3cret"}}},
+}
+
+
+@vtex.post("/api/orders/hook/config", summary="Create or update hook configuration",
+           description="One hook per mock. The URL is pinged with {\"hookConfig\": \"ping\"} and must answer 200 "
+                       "within hook_timeout_s, else 400 and the config is unchanged. Each notification is "
+                       "{Domain, OrderId, State, LastState, LastChange, CurrentChange, Origin}.",
+           openapi_extra=_body_doc(_HOOK_CONFIG_SCHEMA))
+async def hook_config_set(request: Request) -> dict[str, Any]:
+    body = await _json_body(request, "hook config")
+    hook = hooks.parse_hook_config(body)
+    mock = _mock(request)
+    await mock.hooks.ping(hook)
+    mock.hooks.config = hook
+    return hook.view()
+
+
+@vtex.get("/api/orders/hook/config", summary="Get hook configuration")
+async def hook_config_get(request: Request) -> dict[str, Any]:
+    view = _mock(request).hooks.view()
+    if view is None:
+        raise NotFound("no hook is configured; POST /api/orders/hook/config", code="HookNotConfigured")
+    return view
+
+
+@vtex.delete("/api/orders/hook/config", status_code=204, summary="Delete hook configuration",
+             description="Stops new notifications; deliveries already scheduled still go out.")
+async def hook_config_delete(request: Request) -> Response:
+    _mock(request).hooks.config = None
+    return Response(status_code=204)
+
+
 # --- admin routes ------------------------------------------------------------------
 
 admin = APIRouter(prefix="/_mock", dependencies=[Depends(_admin_auth)], tags=["Mock admin"])
@@ -377,14 +464,22 @@ async def health(request: Request) -> dict[str, Any]:
             "policy": mock.config.policy, "monotonicNs": time.monotonic_ns()}
 
 
+def _config_view(mock: MockState) -> dict[str, Any]:
+    hook = mock.hooks.config  # headers are left out: they may carry the receiver's secret
+    return {**mock.config.public(), "hook_url": hook.url if hook else None,
+            "hook_status": list(hook.statuses) if hook and hook.statuses else None}
+
+
 @admin.get("/config", summary="Current mock settings")
 async def get_config(request: Request) -> dict[str, Any]:
-    return _mock(request).config.public()
+    return _config_view(_mock(request))
 
 
-@admin.patch("/config", summary="Change mock settings (policy, delay, settle_ms, seed)",
+@admin.patch("/config", summary="Change mock settings (policy, delay, settle_ms, seed, hook_timeout_s, "
+                                 "hook_retries, hook_delay_ms)",
              openapi_extra=_body_doc({"type": "object", "example": {"policy": "strict", "delay": "uniform:50,1000",
-                                                                     "settle_ms": 100, "seed": 7}}))
+                                                                     "settle_ms": 100, "seed": 7,
+                                                                     "hook_delay_ms": 0}}))
 async def patch_config(request: Request) -> dict[str, Any]:
     body = await _json_body(request, "config")
     if not isinstance(body, dict):
@@ -397,10 +492,11 @@ async def patch_config(request: Request) -> dict[str, Any]:
     if "seed" in body:
         mock.rng = random.Random(new.seed)
     mock.config = new
-    return new.public()
+    return _config_view(mock)
 
 
-@admin.post("/reset", summary="Forget every order, Change, invoice and journal entry")
+@admin.post("/reset", summary="Forget every order, Change, invoice, journal entry and pending hook delivery "
+                              "(the hook config stays)")
 async def reset(request: Request) -> dict[str, Any]:
     _mock(request).reset()
     return {"reset": True}
@@ -445,6 +541,16 @@ async def journal(request: Request, since: int = 0, limit: int = 1000, orderId: 
     return {"entries": entries, "dropped": mock.journal.dropped}
 
 
+@admin.get("/hooks", summary="Journaled order hook delivery attempts (monotonic ns)")
+async def hook_deliveries(request: Request, since: int = 0, limit: int = 1000,
+                          orderId: str | None = None) -> dict[str, Any]:
+    if since < 0 or not 1 <= limit <= 100_000:
+        raise BadRequest("hooks: expected since >= 0 and 1 <= limit <= 100000")
+    h = _mock(request).hooks
+    return {"deliveries": h.journal.query(since=since, limit=limit, order_id=orderId), "dropped": h.journal.dropped,
+            "pending": h.pending, "hook": h.view()}
+
+
 # --- app ------------------------------------------------------------------------------
 
 def _error_response(err: ApiError) -> JSONResponse:
@@ -455,11 +561,19 @@ def create_app(config: MockConfig | None = None) -> FastAPI:
     """A fresh mock with its own state (each app instance is independent)."""
     config = config or MockConfig()
     config.check_auth()
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.mock.hooks.aclose()  # cancel pending hook deliveries, close their client
+
     app = FastAPI(
+        lifespan=_lifespan,
         title="Mock VTEX Orders API (race harness)",
         version="1.0",
         description="A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: "
-        "asynchronous Changes, invoices, a vulnerable and a strict policy, audit and journal under /_mock.",
+        "asynchronous Changes, invoices, a vulnerable and a strict policy, order hooks (status-change "
+        "notifications), audit and journal under /_mock.",
     )
     state = MockState(config)
     app.state.mock = state

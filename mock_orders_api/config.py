@@ -12,6 +12,7 @@ import os
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from mock_orders_api.errors import ConfigError
 
@@ -180,6 +181,13 @@ class MockConfig:
     readonly_app_key: str | None = None
     readonly_app_token: str | None = None
     journal_size: int = 200_000
+    # Order hook set at startup (no ping: the receiver may start later); the live hook
+    # config is `POST /api/orders/hook/config`. hook_status None = every status.
+    hook_url: str | None = None
+    hook_status: tuple[str, ...] | None = None
+    hook_timeout_s: float = 2.0  # per delivery attempt (and for the ping)
+    hook_retries: int = 3  # attempts after the first one, on error / timeout / non-2xx
+    hook_delay_ms: float = 0.0  # pinned delay between a status change and its delivery
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -191,14 +199,22 @@ class MockConfig:
             "auth": self.app_key is not None,
             "admin_auth": self.admin_token is not None,
             "journal_size": self.journal_size,
+            "hook_timeout_s": self.hook_timeout_s,
+            "hook_retries": self.hook_retries,
+            "hook_delay_ms": self.hook_delay_ms,
         }
 
-    def updated(self, patch: dict[str, Any], where: str = "config") -> MockConfig:
-        """A validated copy with `patch` applied; raises ConfigError and leaves self untouched."""
-        allowed = {"policy", "delay", "settle_ms", "seed"}
+    def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
+        """A validated copy with `patch` applied; raises ConfigError and leaves self untouched.
+
+        `startup` also allows the settings only flags/env set (`hook_url`, `hook_status`).
+        """
+        allowed = set(RUNTIME_SETTINGS) | (set(STARTUP_SETTINGS) if startup else set())
         unknown = set(patch) - allowed
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; settable: {sorted(allowed)}")
+            hint = ("; the hook URL and statuses are set with POST /api/orders/hook/config"
+                    if unknown & set(STARTUP_SETTINGS) else "")
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; settable: {sorted(allowed)}{hint}")
         changes: dict[str, Any] = {}
         if "policy" in patch:
             changes["policy"] = check_policy(patch["policy"], f"{where}.policy")
@@ -211,6 +227,25 @@ class MockConfig:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ConfigError(f"{where}.seed: expected an integer; got {seed!r}")
             changes["seed"] = seed
+        if "hook_url" in patch:
+            changes["hook_url"] = None if patch["hook_url"] in (None, "") else check_hook_url(patch["hook_url"],
+                                                                                             f"{where}.hook_url")
+        if "hook_status" in patch:
+            changes["hook_status"] = check_hook_statuses(patch["hook_status"], f"{where}.hook_status")
+        if "hook_timeout_s" in patch:
+            timeout = check_ms(patch["hook_timeout_s"], f"{where}.hook_timeout_s", what="seconds")
+            if timeout <= 0:
+                raise ConfigError(f"{where}.hook_timeout_s: expected seconds > 0; got {patch['hook_timeout_s']!r}")
+            changes["hook_timeout_s"] = timeout
+        if "hook_retries" in patch:
+            retries = patch["hook_retries"]
+            if isinstance(retries, str) and retries.strip().isdigit():
+                retries = int(retries)
+            if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_HOOK_RETRIES:
+                raise ConfigError(f"{where}.hook_retries: expected an integer 0..{MAX_HOOK_RETRIES}; got {retries!r}")
+            changes["hook_retries"] = retries
+        if "hook_delay_ms" in patch:
+            changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
         return replace(self, **changes)
 
     @classmethod
@@ -230,7 +265,10 @@ class MockConfig:
                 patch["seed"] = int(env["MOCK_SEED"])
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
-        cfg = cfg.updated(patch, where="env")
+        for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms"):
+            if f"MOCK_{name.upper()}" in env:
+                patch[name] = env[f"MOCK_{name.upper()}"]
+        cfg = cfg.updated(patch, where="env", startup=True)
         cfg.app_key = env.get("VTEX_APP_KEY") or None
         cfg.app_token = env.get("VTEX_APP_TOKEN") or None
         cfg.admin_token = env.get("MOCK_ADMIN_TOKEN") or None
@@ -254,11 +292,68 @@ def check_policy(value: Any, where: str) -> Policy:
     return value  # type: ignore[return-value]
 
 
-def check_ms(value: Any, where: str) -> float:
+def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
     try:
         ms = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected milliseconds as a number; got {value!r}") from None
+        raise ConfigError(f"{where}: expected {what} as a number; got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(ms) or ms < 0:
         raise ConfigError(f"{where}: expected a finite number >= 0; got {value!r}")
     return ms
+
+
+# --- order hooks ---------------------------------------------------------------------
+
+RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
+                                     "hook_delay_ms")
+STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
+MAX_HOOK_RETRIES = 20
+
+# The statuses this mock moves orders through, i.e. the ones a hook can be notified of.
+HOOK_STATUSES: tuple[str, ...] = ("ready-for-handling", "handling", "waiting-for-fulfillment", "invoice", "invoiced",
+                                  "canceled")
+# Other public VTEX workflow statuses: accepted in a filter (an integration's real filter works
+# unchanged) although the mock never enters them.
+VTEX_WORKFLOW_STATUSES: tuple[str, ...] = HOOK_STATUSES + (
+    "order-created", "order-completed", "on-order-completed", "payment-pending", "waiting-for-order-authorization",
+    "approve-payment", "payment-approved", "payment-denied", "request-cancel", "waiting-for-seller-decision",
+    "authorize-fulfillment", "order-create-error", "order-creation-error", "window-to-cancel", "start-handling",
+    "invoice-after-cancellation-deny", "order-accepted", "replaced", "cancellation-requested", "cancel",
+    "waiting-for-manual-authorization", "waiting-for-authorization", "waiting-ffmt-authorization",
+    "waiting-for-mkt-authorization", "waiting-seller-handling", "ready-for-invoice",
+)
+
+
+def check_hook_url(value: Any, where: str) -> str:
+    """An absolute http(s) URL with a host."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected an http:// or https:// URL; got {value!r}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as err:
+        raise ConfigError(f"{where}: not a valid URL ({err}); got {value!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: expected an http:// or https:// URL with a host; got {value!r}")
+    return url
+
+
+def check_hook_statuses(value: Any, where: str) -> tuple[str, ...] | None:
+    """A status list (a list, or a comma-separated string); None / "" / "all" = every status."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "all", "*"):
+            return None
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{where}: expected a non-empty list of order statuses (e.g. {list(HOOK_STATUSES)}); "
+                          f"got {value!r}")
+    out: list[str] = []
+    for n, status in enumerate(value):
+        if not isinstance(status, str) or status not in VTEX_WORKFLOW_STATUSES:
+            raise ConfigError(f"{where}[{n}]: unknown order status {status!r}; the mock emits {list(HOOK_STATUSES)}")
+        if status not in out:
+            out.append(status)
+    return tuple(out)

@@ -117,10 +117,15 @@ class MockProcess:
                 "--policy", cfg.policy, "--change-delay", _delay_arg(cfg), "--settle-ms", str(cfg.settle_ms),
                 "--seed", str(cfg.seed), "--log-level", self._log_level]
         env = child_env()
-        # Credentials travel by environment, never on the command line (ps shows it).
+        # Credentials travel by environment, never on the command line (ps shows it); the
+        # hook settings too (one mechanism; a parent's MOCK_HOOK_* must not leak in).
         for name, value in (("VTEX_APP_KEY", cfg.app_key), ("VTEX_APP_TOKEN", cfg.app_token),
                             ("MOCK_ADMIN_TOKEN", cfg.admin_token), ("VTEX_READONLY_APP_KEY", cfg.readonly_app_key),
-                            ("VTEX_READONLY_APP_TOKEN", cfg.readonly_app_token)):
+                            ("VTEX_READONLY_APP_TOKEN", cfg.readonly_app_token), ("MOCK_HOOK_URL", cfg.hook_url),
+                            ("MOCK_HOOK_STATUS", ",".join(cfg.hook_status) if cfg.hook_status else None),
+                            ("MOCK_HOOK_TIMEOUT_S", str(cfg.hook_timeout_s)),
+                            ("MOCK_HOOK_RETRIES", str(cfg.hook_retries)),
+                            ("MOCK_HOOK_DELAY_MS", str(cfg.hook_delay_ms))):
             if value is None:
                 env.pop(name, None)
             else:

@@ -8,6 +8,7 @@ moment it runs is the server's "acted" time for that request.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,11 @@ INVOICE = "invoice"  # "verifying invoice": the settle window S
 INVOICED = "invoiced"
 CANCELED = "canceled"
 INITIAL_STATUSES = (READY_FOR_HANDLING, HANDLING, WAITING_FOR_FULFILLMENT)
+
+
+# Called after every status change, synchronously: (order, previous status or None on
+# creation, ns of the change). The order hook dispatcher is one (see hooks.py).
+StatusListener = Callable[["Order", "str | None", int], None]
 
 
 def iso_now() -> str:
@@ -71,6 +77,8 @@ class Order:
     invoices: list[InvoiceRecord] = field(default_factory=list)  # accepted and refused
     settle_due_ns: int | None = None
     status_history: list[dict[str, Any]] = field(default_factory=list)
+    listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
+    hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
@@ -113,9 +121,16 @@ class Order:
         return next((i for i in self.items if i.id == item_id), None)
 
     def set_status(self, status: str, ns: int) -> None:
+        """The one place an order's status changes; listeners hear of every change."""
         if status != self.status:
+            previous = self.status
             self.status = status
             self.status_history.append({"status": status, "ns": ns, "date": iso_now()})
+            self.notify(previous, ns)
+
+    def notify(self, previous: str | None, ns: int) -> None:
+        for listener in self.listeners:
+            listener(self, previous, ns)
 
     # --- views ------------------------------------------------------------
     def view(self) -> dict[str, Any]:
@@ -161,6 +176,7 @@ class Order:
             "invoices": [inv.audit_view() for inv in self.invoices],
             "changes": [c.audit_view() for c in self.changes] + list(self.refused_changes),
             "statusHistory": list(self.status_history),
+            "hooks": list(self.hooks),
         }
 
 
@@ -180,6 +196,7 @@ class OrderStore:
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
         self._ids = itertools.count(1_000_001)
+        self.listeners: list[StatusListener] = []  # shared with every order (status changes)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -244,10 +261,12 @@ class OrderStore:
             discounts=cents(spec.get("discounts", 0), "order.discounts"),
             created_ns=now_ns,
             created_at=iso_now(),
+            listeners=self.listeners,
         )
         if order.value < 0:
             raise BadRequest(f"order: discounts exceed the order total (value would be {order.value})")
         self._orders[order_id] = order
+        order.notify(None, now_ns)  # creation is the first status change
         return order
 
 

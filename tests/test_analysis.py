@@ -39,7 +39,7 @@ def trial(trial_id: int, guard: str = "none", offset_ms: float = 100.0, outcome:
         invoiced_total=INITIAL if raced else FINAL, invoice_status=204, change_status=202,
         change_delay_ms=300.0, change_planned_ms=0.0, invoice_planned_ms=offset_ms, change_sent_ms=0.1,
         invoice_sent_ms=offset_ms + 0.2, change_acted_ms=0.5, invoice_acted_ms=offset_ms + 0.6,
-        change_finished_ms=300.5, client_offset_error_ms=0.1, server_offset_error_ms=0.1,
+        change_finished_ms=300.5, hook_sent_ms=math.nan, client_offset_error_ms=0.1, server_offset_error_ms=0.1,
         guard_cost_ms=0.2, duration_ms=400.0, error="",
     )
     base.update(kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
 import pandas as pd
 import pytest
 
@@ -20,7 +21,7 @@ def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialRes
         initial_value=10_000, final_value=7_000, invoice_value=10_000 if raced else 7_000,
         invoiced_total=10_000 if raced else 7_000, invoice_status=204, change_status=202, change_delay_ms=300.0,
         change_planned_ms=0.0, invoice_planned_ms=offset_ms, change_sent_ms=0.0, invoice_sent_ms=offset_ms,
-        change_acted_ms=0.3, invoice_acted_ms=offset_ms + 0.3, change_finished_ms=300.3,
+        change_acted_ms=0.3, invoice_acted_ms=offset_ms + 0.3, change_finished_ms=300.3, hook_sent_ms=math.nan,
         client_offset_error_ms=float("nan"), server_offset_error_ms=float("nan"), guard_cost_ms=1.0,
         duration_ms=350.0, error="",
     )

@@ -8,7 +8,7 @@ import pytest
 
 from harness import history as h
 from harness.history import RequestEvent
-from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
+from harness.oracle import Outcome, TrialResult, client_outcome, cross_check, integration_outcome
 
 INITIAL = 17_000  # cents, order value at creation
 CUT = -5_000  # the Change's totalChangeValue (value-reducing)
@@ -156,6 +156,7 @@ class TestClientOutcome:
             client_outcome(change_event(409), invoice_event(), INITIAL, INITIAL, "")[0],
             client_outcome(change_event(), None, -1, INITIAL, "timeout")[0],
             client_outcome(change_event(), invoice_event(500), INITIAL, INITIAL, "")[0],
+            integration_outcome(change_event(), {"verdict": "clean", "invoices": []})[0],
         }
         assert seen == set(Outcome)
 
@@ -247,3 +248,28 @@ def test_trial_result_columns_match_row_keys() -> None:
     assert cols[:3] == ["trial_id", "seq", "guard"]
     assert len(cols) == len(set(cols))
     assert {"outcome", "audit_verdict", "agree", "disagreement"} <= set(cols)
+
+
+# --------------------------------------------------------------------------- integration_outcome
+
+
+def _integ_audit(verdict: str, *invoices: bool) -> dict[str, Any]:
+    return {"verdict": verdict, "invoices": [{"accepted": ok} for ok in invoices]}
+
+
+@pytest.mark.parametrize(
+    ("change_status", "audit_", "expected"),
+    [
+        (202, _integ_audit("race", True), Outcome.RACE),
+        (202, _integ_audit("clean", True), Outcome.CLEAN),
+        (202, _integ_audit("clean", False), Outcome.INVOICE_REFUSED),
+        (409, _integ_audit("clean", True), Outcome.CHANGE_REFUSED),
+        (202, _integ_audit("clean"), Outcome.NO_INVOICE),
+        (202, _integ_audit("pending", True), Outcome.INDETERMINATE),
+        (500, _integ_audit("race", True), Outcome.INDETERMINATE),
+        (202, None, Outcome.INDETERMINATE),
+    ],
+)
+def test_integration_outcome_comes_from_the_audit(change_status: int, audit_: dict[str, Any] | None,
+                                                  expected: Outcome) -> None:
+    assert integration_outcome(change_event(change_status), audit_)[0] is expected

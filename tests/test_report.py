@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import csv
 import json
 import xml.etree.ElementTree as ET
@@ -47,7 +48,7 @@ def make_trial(trial_id: int, guard: str, offset: float, outcome: str | None = N
         change_status=409 if outcome == "change_refused" else 202, change_delay_ms=DELAY_MS,
         change_planned_ms=0.0, invoice_planned_ms=offset, change_sent_ms=0.2,
         invoice_sent_ms=offset + 0.3 + (0.0 if guard == "none" else 310.0), change_acted_ms=0.6,
-        invoice_acted_ms=offset + 0.9, change_finished_ms=DELAY_MS + 0.6,
+        invoice_acted_ms=offset + 0.9, change_finished_ms=DELAY_MS + 0.6, hook_sent_ms=math.nan,
         client_offset_error_ms=0.1 * (trial_id % 5) if guard == "none" else float("nan"),
         server_offset_error_ms=0.2 * (trial_id % 7) if guard == "none" else float("nan"),
         guard_cost_ms=0.3 if guard == "none" else 310.0 + trial_id, duration_ms=500.0, error="",

@@ -1,0 +1,187 @@
+"""Integration mode: a team's own service is the client under test.
+
+The service receives the mock's order hooks and calls the Orders API itself;
+the harness needs nothing inside it but its hook URL. Per trial: create an
+order, trigger `handling` with a pinned hook delay H (so the hook's delivery
+time t_hook is known ahead), send the partial-cancel Change at t_hook + offset,
+wait (bounded) for the service's invoice, then judge from the mock's audit.
+
+The mock has one hook configuration (as VTEX has one per account), so the
+services of a scenario run one after another, each in its own block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+from harness import history as h
+from harness.client import OrdersClient
+from harness.errors import TargetError
+from harness.oracle import TrialResult, cross_check, integration_outcome
+from harness.plan import PlannedTrial
+from harness.runner import Runner
+from harness.scenario import Service
+from mock_orders_api import child_env
+
+HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
+_AUDIT_POLL_S = 0.05
+_SERVICE_START_S = 20.0
+
+
+class IntegrationRunner(Runner):
+    async def _execute(self, client: OrdersClient, stop: asyncio.Event) -> None:
+        integ = self.scenario.target.integration
+        assert integ is not None
+        for service in integ.services:
+            trials = [p for p in self.plan.trials if p.guard == service.name]
+            if not trials or stop.is_set():
+                continue
+            async with _running(service, self.base_url) as hook_url:
+                await self._configure_hook(client, service.name, hook_url)
+                await self._schedule(client, stop, trials)
+
+    async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
+        """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
+        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": {}}}
+        deadline = time.monotonic() + _SERVICE_START_S
+        while True:
+            event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
+            if event.ok:
+                return
+            if time.monotonic() >= deadline:
+                raise TargetError(f"service {name!r}: hook configuration at {hook_url} failed: "
+                                  f"{event.error or f'HTTP {event.status}: {event.response_body}'}")
+            await asyncio.sleep(0.2)
+
+    async def _trial(self, client: OrdersClient, p: PlannedTrial,
+                     start_ns: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
+        integ = self.scenario.target.integration
+        assert integ is not None
+        began = self.clock.now_ns()
+        hist = h.TrialHistory(shard=p.seq)
+        hook_delay_ns = round(integ.hook_delay_ms * 1e6)
+        t_hook = start_ns + hook_delay_ns
+        created = await client.create_order(hist, self._order_spec)
+        if not created.ok:
+            return self._failed(p, hist, t_hook, began, "", f"create order: {created.error or created.status}")
+        order_id = created.response_body["orderId"]
+        initial = int(created.response_body["value"])
+        handled = await client.call(hist, h.START_HANDLING, "POST", f"/api/oms/pvt/orders/{order_id}/start-handling",
+                                    headers={HOOK_DELAY_HEADER: f"{integ.hook_delay_ms:.3f}"}, deadline_ns=start_ns)
+        if not handled.ok:
+            return self._failed(p, hist, t_hook, began, order_id,
+                                f"start-handling: {handled.error or handled.status}")
+        change = await client.change(hist, order_id, self._change_body, t_hook + round(p.offset_ms * 1e6),
+                                     p.change_delay_ms)
+        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change)
+        return self._judge_integration(p, t_hook, began, initial, order_id, change, audit), \
+            [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
+
+    async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,
+                             change: h.RequestEvent) -> dict[str, Any] | None:
+        """The audit once the service invoiced and every Change finished, or at the bounds."""
+        settle_until = wait_until_ns + round((self.scenario.guards.timeout_ms + 1000) * 1e6)
+        while True:
+            event = await client.audit(None, order_id)
+            if not event.ok:
+                return None
+            audit: dict[str, Any] = event.response_body
+            now = self.clock.now_ns()
+            invoiced = bool(audit.get("invoices"))
+            if invoiced and audit.get("verdict") != "pending":
+                return audit
+            if (not invoiced and now >= wait_until_ns) or now >= settle_until:
+                return audit
+            await asyncio.sleep(_AUDIT_POLL_S)
+
+    def _judge_integration(self, p: PlannedTrial, t0: int, began: int, initial: int, order_id: str,
+                           change: h.RequestEvent, audit: dict[str, Any] | None) -> TrialResult:
+        outcome, detail = integration_outcome(change, audit)
+        invoices = (audit or {}).get("invoices") or []
+        invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
+        verdict, agree, disagreement = cross_check(outcome, bool(invoice.get("accepted")), change.ok, audit)
+        changes = (audit or {}).get("changes") or []
+        a_change = changes[0] if changes else {}
+        hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == "handling" and k.get("sentNs")]
+        hook_sent = _rel(hooks[0]["sentNs"] if hooks else None, t0)
+        change_sent = _rel(change.sent_ns, t0)
+        change_acted = _rel(a_change.get("actedNs"), t0)
+        invoice_acted = _rel(invoice.get("actedNs"), t0)
+        delay = a_change.get("delayMs")
+        nan = math.nan
+        return TrialResult(
+            trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=order_id,
+            outcome=outcome.value, audit_verdict=verdict, agree=agree, disagreement=disagreement,
+            initial_value=initial, final_value=int(audit["finalValue"]) if audit else -1,
+            invoice_value=int(invoice.get("invoiceValue", -1)), invoiced_total=int((audit or {}).get("invoicedTotal", 0)),
+            invoice_status=int(invoice.get("status", 0)), change_status=change.status,
+            change_delay_ms=float(delay) if delay is not None else nan,
+            change_planned_ms=p.offset_ms, invoice_planned_ms=nan,
+            change_sent_ms=change_sent, invoice_sent_ms=nan,
+            change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
+            change_finished_ms=_rel(a_change.get("finishedNs"), t0), hook_sent_ms=hook_sent,
+            client_offset_error_ms=change_sent - p.offset_ms,
+            server_offset_error_ms=(change_acted - hook_sent) - p.offset_ms,
+            guard_cost_ms=invoice_acted - hook_sent,  # the service's reaction time to the hook
+            duration_ms=(self.clock.now_ns() - began) / 1e6,
+            error=detail,
+        )
+
+
+def _rel(ns: int | None, t0: int) -> float:
+    return math.nan if ns is None else (ns - t0) / 1e6
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _running(service: Service, api_url: str) -> AsyncIterator[str]:
+    """The service's hook URL, with the service started first when the scenario gives its command."""
+    if not service.command:
+        yield service.hook_url
+        return
+    port = str(_free_port())
+    values = {"python": sys.executable, "port": port, "api_url": api_url}
+    argv = [arg.format(**values) for arg in service.command]
+    hook_url = service.hook_url.replace("{port}", port)
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL)
+    try:
+        await _wait_listening(hook_url, proc, service.name)
+        yield hook_url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+async def _wait_listening(url: str, proc: subprocess.Popen[bytes], name: str) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = time.monotonic() + _SERVICE_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TargetError(f"service {name!r} exited with code {proc.returncode} before listening on {url}")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise TargetError(f"service {name!r} not listening on {url} after {_SERVICE_START_S:.0f} s")

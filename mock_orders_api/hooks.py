@@ -1,0 +1,328 @@
+"""Order hooks (VTEX Feed v3 "Hook"): the mock POSTs every order status change to a URL.
+
+* One hook config per mock (VTEX: one per account), set with
+  `POST /api/orders/hook/config` (pinged first: the URL must answer
+  `{"hookConfig": "ping"}` with 200) or at startup (`--hook-url`,
+  `MOCK_HOOK_URL`; not pinged, the receiver may start later).
+* Filters: `FromWorkflow` delivers the listed statuses. `FromOrders` stores its
+  JSONata `expression` but does not evaluate it: every status change is
+  delivered (as with `disableSingleFire: true`).
+* Delivery never blocks the mock: a status change (always a synchronous
+  section on the event loop) only schedules a task. Tasks of one order are
+  chained, so its notifications arrive in status order. Each attempt has a
+  timeout (`hook_timeout_s`); errors, timeouts and non-2xx answers are retried
+  `hook_retries` times with a 50 ms x 2^n backoff. Every attempt is journaled
+  (`GET /_mock/hooks`, and the order's audit under `hooks`).
+* A pinned delay (`hook_delay_ms`, or the `X-Mock-Hook-Delay-Ms` header on the
+  request that changes the status) makes the first attempt go out that long
+  after the status change, so a harness knows when the hook will arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_statuses, check_hook_url
+from mock_orders_api.errors import BadRequest, ConfigError
+from mock_orders_api.journal import Journal
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mock_orders_api.store import Order
+
+log = logging.getLogger(__name__)
+
+HOOK_DELAY_HEADER = "x-mock-hook-delay-ms"
+ACCOUNT = "mockstore"
+ORIGIN_KEY = "vtexappkey-mockstore"
+DOMAIN = "Marketplace"
+BACKOFF_MS = 50.0  # before retry n (1-based): BACKOFF_MS * 2**(n-1)
+MAX_PENDING = 10_000  # scheduled deliveries not yet finished; beyond that a notification is dropped
+FILTER_TYPES = ("FromWorkflow", "FromOrders")
+# `LastState` of the notification sent when an order is created (the mock has no earlier
+# states; in VTEX's workflow ready-for-handling follows window-to-cancel).
+CREATED_LAST_STATE = {"ready-for-handling": "window-to-cancel", "waiting-for-fulfillment": "window-to-cancel",
+                      "handling": "ready-for-handling"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    filter_type: str = "FromWorkflow"
+    statuses: tuple[str, ...] | None = None  # FromWorkflow; None = every status
+    expression: str | None = None  # FromOrders (stored, not evaluated)
+    disable_single_fire: bool = False
+
+    def matches(self, status: str) -> bool:
+        return self.filter_type == "FromOrders" or self.statuses is None or status in self.statuses
+
+    def view(self) -> dict[str, Any]:
+        """The config in the shape `POST /api/orders/hook/config` takes."""
+        if self.filter_type == "FromOrders":
+            flt: dict[str, Any] = {"type": "FromOrders", "expression": self.expression,
+                                   "disableSingleFire": self.disable_single_fire}
+        else:
+            flt = {"type": "FromWorkflow", "status": list(self.statuses or HOOK_STATUSES)}
+        return {"filter": flt, "hook": {"url": self.url, "headers": dict(self.headers)}}
+
+
+def parse_hook_config(body: Any) -> HookConfig:
+    """Validate a `POST /api/orders/hook/config` body; BadRequest names the field."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"hook config: expected a JSON object with 'filter' and 'hook'; got {type(body).__name__}")
+    unknown = set(body) - {"filter", "hook"}
+    if unknown:
+        raise BadRequest(f"hook config: unknown field(s) {sorted(unknown)}; expected 'filter' and 'hook'")
+    flt, hook = body.get("filter"), body.get("hook")
+    if not isinstance(flt, dict):
+        raise BadRequest(f"filter: required, an object {{type, status | expression}}; got {flt!r}")
+    kind = flt.get("type")
+    if kind not in FILTER_TYPES:
+        raise BadRequest(f"filter.type: expected one of {list(FILTER_TYPES)}; got {kind!r}")
+    statuses: tuple[str, ...] | None = None
+    expression: str | None = None
+    single = False
+    if kind == "FromWorkflow":
+        extra = set(flt) - {"type", "status"}
+        if extra:
+            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromWorkflow "
+                             "(use FromOrders for an expression)")
+        if not isinstance(flt.get("status"), list):
+            raise BadRequest(f"filter.status: required with FromWorkflow, a non-empty list of order statuses; "
+                             f"got {flt.get('status')!r}")
+        try:
+            statuses = check_hook_statuses(flt["status"], "filter.status")
+        except ConfigError as err:
+            raise BadRequest(str(err)) from None
+    else:
+        extra = set(flt) - {"type", "expression", "disableSingleFire"}
+        if extra:
+            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromOrders")
+        expression = flt.get("expression")
+        if not isinstance(expression, str) or not expression.strip():
+            raise BadRequest(f"filter.expression: required with FromOrders, a non-empty JSONata string; "
+                             f"got {expression!r}")
+        single = flt.get("disableSingleFire", False)
+        if not isinstance(single, bool):
+            raise BadRequest(f"filter.disableSingleFire: expected true or false; got {single!r}")
+    if not isinstance(hook, dict):
+        raise BadRequest(f"hook: required, an object {{url, headers}}; got {hook!r}")
+    extra = set(hook) - {"url", "headers"}
+    if extra:
+        raise BadRequest(f"hook: unknown field(s) {sorted(extra)}; expected 'url' and 'headers'")
+    try:
+        url = check_hook_url(hook.get("url"), "hook.url")
+    except ConfigError as err:
+        raise BadRequest(str(err)) from None
+    raw_headers = hook.get("headers")
+    if raw_headers is None:
+        raw_headers = {}
+    if not isinstance(raw_headers, dict):
+        raise BadRequest(f"hook.headers: expected an object of header name -> string value; got {raw_headers!r}")
+    headers: dict[str, str] = {}
+    for name, value in raw_headers.items():
+        if not _HEADER_NAME.match(name):
+            raise BadRequest(f"hook.headers: invalid header name {name!r}")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise BadRequest(f"hook.headers.{name}: expected a single-line string; got {value!r}")
+        headers[name] = value
+    return HookConfig(url=url, headers=headers, filter_type=kind, statuses=statuses, expression=expression,
+                      disable_single_fire=single)
+
+
+def startup_hook(config: MockConfig) -> HookConfig | None:
+    if config.hook_url is None:
+        return None
+    return HookConfig(url=config.hook_url, statuses=config.hook_status)
+
+
+@dataclass
+class _Delivery:
+    order: Order
+    state: str
+    last_state: str
+    body: bytes
+    url: str
+    headers: dict[str, str]
+    change_ns: int
+    due_ns: int
+
+
+class HookDispatcher:
+    """Schedules, sends, retries and journals hook notifications (`MockState.hooks`).
+
+    `on_status` is an order status listener (see store.StatusListener): it runs in the
+    mock's synchronous section and only schedules a task.
+    """
+
+    def __init__(self, settings: Callable[[], MockConfig], journal_size: int) -> None:
+        self._settings = settings
+        self.config: HookConfig | None = startup_hook(settings())
+        self.journal = Journal(journal_size)
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tails: dict[str, asyncio.Task[None]] = {}  # last scheduled delivery of each order
+        self._delay_override: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def view(self) -> dict[str, Any] | None:
+        return None if self.config is None else self.config.view()
+
+    @contextmanager
+    def delay(self, ms: float | None) -> Iterator[None]:
+        """Pin the delivery delay of the status changes made inside (a synchronous section)."""
+        saved, self._delay_override = self._delay_override, ms
+        try:
+            yield
+        finally:
+            self._delay_override = saved
+
+    # --- scheduling (synchronous, on the event loop) ---------------------------------
+    def on_status(self, order: Order, previous: str | None, ns: int) -> None:
+        hook = self.config
+        if hook is None or not hook.matches(order.status):
+            return
+        settings = self._settings()
+        delay_ms = settings.hook_delay_ms if self._delay_override is None else self._delay_override
+        history = order.status_history
+        if previous is None:
+            last_state = CREATED_LAST_STATE.get(order.status, "window-to-cancel")
+            last_change = order.created_at
+        else:
+            last_state = previous
+            last_change = history[-2]["date"] if len(history) > 1 else order.created_at
+        payload = {"Domain": DOMAIN, "OrderId": order.order_id, "State": order.status, "LastState": last_state,
+                   "LastChange": last_change, "CurrentChange": history[-1]["date"],
+                   "Origin": {"Account": ACCOUNT, "Key": ORIGIN_KEY}}
+        delivery = _Delivery(order=order, state=order.status, last_state=last_state,
+                             body=json.dumps(payload, separators=(",", ":")).encode(), url=hook.url,
+                             headers={"content-type": "application/json", **hook.headers}, change_ns=ns,
+                             due_ns=ns + round(delay_ms * 1e6))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._record(delivery, 0, None, None, 0, "not scheduled: no running event loop", "dropped")
+            return
+        if len(self._tasks) >= MAX_PENDING:
+            self._record(delivery, 0, None, None, 0, f"not scheduled: {MAX_PENDING} deliveries pending", "dropped")
+            return
+        oid = order.order_id
+        task = loop.create_task(self._deliver(delivery, self._tails.get(oid)), name=f"hook {oid} {order.status}")
+        self._tasks.add(task)
+        self._tails[oid] = task
+        task.add_done_callback(lambda t: self._finished(oid, t))
+
+    def _finished(self, order_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._tails.get(order_id) is task:
+            del self._tails[order_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hook delivery failed unexpectedly", exc_info=task.exception())
+
+    # --- delivery -----------------------------------------------------------------------
+    async def _deliver(self, d: _Delivery, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # this order's earlier notifications go first
+        settings = self._settings()
+        due = d.due_ns
+        attempts = 1 + settings.hook_retries
+        for attempt in range(1, attempts + 1):
+            wait_s = (due - time.monotonic_ns()) / 1e9
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            status, error, sent, done = await self._send(d.url, d.body, d.headers, self._settings().hook_timeout_s)
+            outcome = "delivered" if error is None else ("retrying" if attempt < attempts else "gave-up")
+            self._record(d, attempt, due, sent, status, error, outcome, done)
+            if error is None:
+                return
+            due = time.monotonic_ns() + round(BACKOFF_MS * 2 ** (attempt - 1) * 1e6)
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str],
+                    timeout_s: float) -> tuple[int, str | None, int, int]:
+        """One POST: (HTTP status or 0, error or None, sent ns, done ns)."""
+        import httpx
+
+        client = self._get_client()
+        sent = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(timeout_s):
+                r = await client.post(url, content=body, headers=headers, timeout=timeout_s)
+        except TimeoutError:
+            return 0, f"timeout after {timeout_s:g} s", sent, time.monotonic_ns()
+        except httpx.TimeoutException as err:
+            return 0, f"timeout after {timeout_s:g} s ({type(err).__name__})", sent, time.monotonic_ns()
+        except httpx.HTTPError as err:
+            return 0, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, sent, time.monotonic_ns()
+        done = time.monotonic_ns()
+        if 200 <= r.status_code < 300:
+            return r.status_code, None, sent, done
+        return r.status_code, f"HTTP {r.status_code}", sent, done
+
+    def _record(self, d: _Delivery, attempt: int, due: int | None, sent: int | None, status: int,
+                error: str | None, outcome: str, done: int | None = None) -> None:
+        entry = {"orderId": d.order.order_id, "state": d.state, "lastState": d.last_state, "attempt": attempt,
+                 "changeNs": d.change_ns, "scheduledNs": due, "sentNs": sent, "doneNs": done, "status": status,
+                 "error": error, "outcome": outcome,
+                 "latencyMs": None if sent is None or done is None else round((done - sent) / 1e6, 3),
+                 "url": d.url}
+        self.journal.add(entry)
+        d.order.hooks.append(entry)
+
+    def _get_client(self) -> httpx.AsyncClient:
+        """One shared client per event loop, created lazily (ASGITransport runs no lifespan)."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # trust_env=False: a hook receiver on loopback must not go through an HTTP(S)_PROXY.
+            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+            self._client_loop = loop
+        return self._client
+
+    # --- configuration --------------------------------------------------------------------
+    async def ping(self, hook: HookConfig) -> None:
+        """POST `{"hookConfig": "ping"}`; BadRequest unless the URL answers 200 within the timeout."""
+        timeout = self._settings().hook_timeout_s
+        status, error, _, _ = await self._send(hook.url, b'{"hookConfig":"ping"}',
+                                               {"content-type": "application/json", **hook.headers}, timeout)
+        if status != 200:
+            why = error if status == 0 else f"answered HTTP {status}"
+            raise BadRequest(f"hook.url: the ping to {hook.url} failed ({why}); it must answer "
+                             f'{{"hookConfig": "ping"}} with 200 within {timeout:g} s. The hook config is unchanged',
+                             code="HookPingFailed")
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Cancel pending deliveries and forget the journal; the hook config stays."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self._tails.clear()
+        self.journal.clear()
+
+    async def aclose(self) -> None:
+        """Cancel pending deliveries and close the client (app shutdown)."""
+        tasks = list(self._tasks)
+        self.reset()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._client is not None:
+            client, self._client = self._client, None
+            if self._client_loop is asyncio.get_running_loop():
+                await client.aclose()
