@@ -266,7 +266,8 @@ _HOOK_DELAY_DOC = {"parameters": [{
                    "after the change (overrides hook_delay_ms)."}]}
 
 
-@vtex.post("/api/oms/pvt/orders/{orderId}/start-handling", summary="Start handling order", openapi_extra=_HOOK_DELAY_DOC)
+@vtex.post("/api/oms/pvt/orders/{orderId}/start-handling", summary="Start handling order",
+           openapi_extra=_HOOK_DELAY_DOC)
 async def start_handling(orderId: str, request: Request) -> Response:
     hook_delay = _hook_delay_ms(request)
     _, now = _acted(request, orderId)

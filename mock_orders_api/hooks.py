@@ -242,9 +242,8 @@ class HookDispatcher:
         due = d.due_ns
         attempts = 1 + settings.hook_retries
         for attempt in range(1, attempts + 1):
-            wait_s = (due - time.monotonic_ns()) / 1e9
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
+            while (wait_ns := due - time.monotonic_ns()) > 0:  # a loop (uvloop: ms timers) may wake early
+                await asyncio.sleep(wait_ns / 1e9)
             status, error, sent, done = await self._send(d.url, d.body, d.headers, self._settings().hook_timeout_s)
             outcome = "delivered" if error is None else ("retrying" if attempt < attempts else "gave-up")
             self._record(d, attempt, due, sent, status, error, outcome, done)
@@ -291,7 +290,7 @@ class HookDispatcher:
         if self._client is None or self._client_loop is not loop:
             # trust_env=False: a hook receiver on loopback must not go through an HTTP(S)_PROXY.
             self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+                                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100))
             self._client_loop = loop
         return self._client
 
