@@ -361,7 +361,7 @@ def model_from_run(run_meta: Mapping[str, Any]) -> RaceModel | None:
 # --------------------------------------------------------------------------- timing and cost
 
 
-def _quantiles(values: pd.Series) -> dict[str, Any]:
+def quantiles(values: pd.Series) -> dict[str, Any]:
     v = values.dropna().to_numpy(dtype="float64")
     if v.size == 0:
         return {"p50": math.nan, "p99": math.nan, "max": math.nan, "n": 0}
@@ -378,10 +378,10 @@ def offset_error_stats(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     (the mock's act times). Only unguarded trials carry these (NaN elsewhere)."""
     if df.empty:
         empty = pd.Series(dtype="float64")
-        return {"client": _quantiles(empty), "server": _quantiles(empty)}
+        return {"client": quantiles(empty), "server": quantiles(empty)}
     return {
-        "client": _quantiles(df["client_offset_error_ms"].abs()),
-        "server": _quantiles(df["server_offset_error_ms"].abs()),
+        "client": quantiles(df["client_offset_error_ms"].abs()),
+        "server": quantiles(df["server_offset_error_ms"].abs()),
     }
 
 

@@ -26,6 +26,7 @@ from harness.analysis import (
     WINDOW_MIN_ABS_OFFSET_MS,
     load_trials,
     model_from_run,
+    quantiles,
     rate_table,
     summarize,
 )
@@ -117,6 +118,34 @@ def _scan_jsonl(path: Path, trial_id: int | None, stats: _Jsonl) -> Iterator[dic
                 continue
             if isinstance(obj, dict) and trial_id is not None and obj.get("trial_id") == trial_id:
                 yield obj
+
+
+def _hook_stats(path: Path) -> dict[str, Any]:
+    """Integration mode: how promptly and how fast the mock delivered order hooks.
+
+    `lateness_ms` = sent - scheduled (the mock's own delivery delay beyond the
+    pinned one); `round_trip_ms` = the receiving service's answer time.
+    """
+    late: list[float] = []
+    rtt: list[float] = []
+    failed = 0
+    if path.exists():
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    audit = (json.loads(line) or {}).get("audit") or {}
+                except json.JSONDecodeError:
+                    continue
+                for d in audit.get("hooks") or []:
+                    if d.get("sentNs") is not None and d.get("scheduledNs") is not None:
+                        late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
+                    if d.get("status") and 200 <= d["status"] < 300 and d.get("latencyMs") is not None:
+                        rtt.append(float(d["latencyMs"]))
+                    elif d.get("outcome") != "delivered":
+                        failed += 1
+    return {"deliveries": len(late), "failed_attempts": failed,
+            "lateness_ms": quantiles(pd.Series(late, dtype=float)),
+            "round_trip_ms": quantiles(pd.Series(rtt, dtype=float))}
 
 
 # --------------------------------------------------------------------------- evidence
@@ -240,9 +269,14 @@ def _guard_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def _offset_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    headers = ["side", "p50 (ms)", "p99 (ms)", "max (ms)", "n"]
-    rows = [[side, _fmt(s["p50"], 2), _fmt(s["p99"], 2), _fmt(s["max"], 2), _fmt(s["n"])]
-            for side, s in summary["offset_error_ms"].items()]
+    headers = ["measure", "p50 (ms)", "p99 (ms)", "max (ms)", "n"]
+    measures = [(f"offset error, {side}", st) for side, st in summary["offset_error_ms"].items()]
+    hooks = summary.get("hooks")
+    if hooks:  # integration mode
+        measures += [("hook delivery lateness (sent - scheduled)", hooks["lateness_ms"]),
+                     ("hook round trip (service answer)", hooks["round_trip_ms"])]
+    rows = [[name, _fmt(st["p50"], 2), _fmt(st["p99"], 2), _fmt(st["max"], 2), _fmt(st["n"])]
+            for name, st in measures]
     return headers, rows
 
 
@@ -566,6 +600,8 @@ def build_report(run_dir: Path | str) -> ReportPaths:
         summary["evidence"] = {k: v for k, v in evidence.items() if k != "accepted_invoices"}
         summary["evidence"]["accepted_invoice_values"] = [inv["invoiceValue"] for inv in evidence["accepted_invoices"]]
     summary["warnings"] = _warnings(df, hist_stats, audit_stats)
+    if (meta.get("scenario") or {}).get("target", {}).get("integration"):
+        summary["hooks"] = _hook_stats(run_dir / "audits.jsonl")
 
     pngs = {
         "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
