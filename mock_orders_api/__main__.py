@@ -26,6 +26,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    "(env MOCK_HOOK_STATUS; default all)")
     p.add_argument("--hook-delay-ms", type=float, help="pinned delay between a status change and its hook "
                    "delivery (env MOCK_HOOK_DELAY_MS; default 0)")
+    p.add_argument("--change-workers", type=int, metavar="N", help="at most N Changes processing at once across "
+                   "orders; the rest queue (env MOCK_CHANGE_WORKERS; default unbounded)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -34,7 +36,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     cfg = MockConfig.from_env()
     patch = {k: v for k, v in (("policy", args.policy), ("delay", args.change_delay),
                                ("settle_ms", args.settle_ms), ("seed", args.seed), ("hook_url", args.hook_url),
-                               ("hook_status", args.hook_status), ("hook_delay_ms", args.hook_delay_ms))
+                               ("hook_status", args.hook_status), ("hook_delay_ms", args.hook_delay_ms),
+                               ("change_workers", args.change_workers))
              if v is not None}
     cfg = cfg.updated(patch, where="flags", startup=True)
     for attr in ("app_key", "app_token", "admin_token"):

@@ -41,6 +41,7 @@ class MockState:
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
         self._timers: set[asyncio.TimerHandle] = set()
+        self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
         self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size)
         self.store.listeners.append(self.hooks.on_status)
@@ -53,16 +54,34 @@ class MockState:
         return order
 
     def _advance(self, order: Order, now_ns: int) -> None:
-        if changes.advance(order, now_ns):
+        if self.pool is not None:
+            # Bounded workers couple all orders: replay every finish up to now, in time order.
+            if self.pool.advance(now_ns):
+                self._arm_pool()
+        elif changes.advance(order, now_ns):
             self.schedule(order)
         invoices.settle(order, now_ns)
 
     def schedule(self, order: Order) -> None:
-        for due in (changes.next_due_ns(order), order.settle_due_ns):
+        change_due = self.pool.next_due_ns() if self.pool is not None else changes.next_due_ns(order)
+        for due in (change_due, order.settle_due_ns):
             if due is not None:
                 self._arm(order.order_id, due)
 
-    def _arm(self, order_id: str, due: int) -> None:
+    def _arm_pool(self) -> None:
+        due = self.pool.next_due_ns() if self.pool is not None else None
+        if due is not None:
+            self._arm(None, due)
+
+    def set_change_workers(self, workers: int | None) -> None:
+        if workers == self.config.change_workers:
+            return
+        if self.pending_changes():
+            raise Conflict("change_workers can only change while no Change is pending", code="ChangesPending")
+        self.pool = changes.WorkerPool(workers) if workers else None
+
+    def _arm(self, order_id: str | None, due: int) -> None:
+        """A timer at `due` that brings the order (None: the worker pool) up to date."""
         # One scope per timer: `_fire` must discard its own handle (a closure shared across
         # loop iterations discarded the last handle twice and leaked the other).
         loop = asyncio.get_running_loop()
@@ -70,13 +89,17 @@ class MockState:
 
         def _fire() -> None:
             self._timers.discard(handle)  # type: ignore[arg-type]
-            try:
-                order_ = self.store.get(order_id)
-            except NotFound:  # reset since
-                return
             now = time.monotonic_ns()
             if now < due:  # the loop may fire up to its clock resolution early: re-arm
                 self._arm(order_id, due)
+                return
+            if order_id is None:
+                if self.pool is not None and self.pool.advance(now):
+                    self._arm_pool()
+                return
+            try:
+                order_ = self.store.get(order_id)
+            except NotFound:  # reset since
                 return
             self._advance(order_, now)
 
@@ -91,6 +114,7 @@ class MockState:
         self.journal.clear()
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
+        self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
     def pending_changes(self) -> int:
         return sum(len(o.unfinished_changes()) for o in self.store)
@@ -353,6 +377,7 @@ async def _change(orderId: str, request: Request, spec_of: Any, endpoint: str) -
         record = changes.register(
             order, spec, policy=mock.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
             endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
+            autostart=mock.pool is None,
         )
     except ApiError as err:
         mock.rng.setstate(rng_state)  # a refused Change consumes no delay draw
@@ -360,6 +385,8 @@ async def _change(orderId: str, request: Request, spec_of: Any, endpoint: str) -
         request.state.outcome = "refused"
         raise
     request.state.outcome = "accepted"
+    if mock.pool is not None:
+        mock.pool.submit(order, record, now)
     mock.schedule(order)
     return record
 
@@ -490,6 +517,8 @@ async def patch_config(request: Request) -> dict[str, Any]:
         new = mock.config.updated(body)
     except ConfigError as err:
         raise BadRequest(str(err), code="InvalidConfig") from None
+    if "change_workers" in body:
+        mock.set_change_workers(new.change_workers)  # 409 while Changes are pending, config untouched
     if "seed" in body:
         mock.rng = random.Random(new.seed)
     mock.config = new

@@ -11,6 +11,9 @@ order at that moment so that side effects (hooks, journal) happen on time.
 
 from __future__ import annotations
 
+import collections
+import heapq
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +67,8 @@ class ChangeRecord:
     date: str
     value_before: int  # committed value when the Change was accepted
     change_value: int  # signed effect on the order value, cents
-    started_ns: int | None = None  # processing start (after any earlier Change of the order)
+    ready_ns: int | None = None  # when it could start: arrival, or its order's previous Change finishing
+    started_ns: int | None = None  # processing start (later than ready only when workers are all busy)
     due_ns: int | None = None
     finished_ns: int | None = None  # == due_ns: the moment it applied in mock time
     applied_ns: int | None = None  # when the mock actually ran the apply (timer or lazy)
@@ -123,7 +127,10 @@ class ChangeRecord:
             "delayMs": self.delay_ms,
             "arrivalNs": self.arrival_ns,
             "actedNs": self.acted_ns,
+            "readyNs": self.ready_ns,
             "startedNs": self.started_ns,
+            "queueWaitMs": (self.started_ns - self.ready_ns) / 1e6
+            if self.started_ns is not None and self.ready_ns is not None else None,
             "dueNs": self.due_ns,
             "finishedNs": self.finished_ns,
             "appliedNs": self.applied_ns,
@@ -308,8 +315,12 @@ def register(
     now_ns: int,
     endpoint: str,
     account: str,
+    autostart: bool = True,
 ) -> ChangeRecord:
-    """Validate and accept a Change (state is untouched when this raises)."""
+    """Validate and accept a Change (state is untouched when this raises).
+
+    `autostart=False` leaves starting it to a `WorkerPool` (bounded Change workers).
+    """
     value = change_value(order, spec)
     check_changeable(order, policy, value)
     if spec.request_id is not None and any(c.request_id == spec.request_id for c in order.changes):
@@ -329,7 +340,8 @@ def register(
         change_value=value,
     )
     order.changes.append(record)
-    _start_next(order, now_ns)
+    if autostart:
+        _start_next(order, now_ns)
     return record
 
 
@@ -349,14 +361,23 @@ def refuse(order: Order, error: Exception, *, arrival_ns: int, now_ns: int, endp
     )
 
 
+def _next_unstarted(order: Order) -> ChangeRecord | None:
+    """The order's first unfinished Change if it has not started (it is next in the order's chain)."""
+    c = next((c for c in order.changes if not c.finished), None)
+    return c if c is not None and c.started_ns is None else None
+
+
+def _start(c: ChangeRecord, ready_ns: int, start_ns: int) -> None:
+    c.ready_ns = ready_ns
+    c.started_ns = start_ns
+    c.due_ns = start_ns + round(c.delay_ms * 1e6)
+
+
 def _start_next(order: Order, ready_ns: int) -> None:
-    for c in order.changes:
-        if c.finished:
-            continue
-        if c.started_ns is None:
-            c.started_ns = max(c.acted_ns, ready_ns)
-            c.due_ns = c.started_ns + round(c.delay_ms * 1e6)
-        return
+    c = _next_unstarted(order)
+    if c is not None:
+        ready = max(c.acted_ns, ready_ns)
+        _start(c, ready, ready)
 
 
 def advance(order: Order, now_ns: int) -> list[ChangeRecord]:
@@ -395,3 +416,64 @@ def _apply(order: Order, c: ChangeRecord, now_ns: int) -> None:
     c.applied_ns = now_ns
     c.value_after = order.value
     c.finished_date = iso_now()
+
+
+class WorkerPool:
+    """At most `size` Changes processing at once across all orders; the others queue FIFO.
+
+    A real platform's Change queue backs up under load, which widens the race
+    window. Time is simulated exactly: `advance(now)` replays every finish and
+    start up to `now` in time order, so a Change's start (and so `finished`)
+    does not depend on when the mock happens to look.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._busy = 0
+        self._waiting: collections.deque[tuple[Order, ChangeRecord]] = collections.deque()
+        self._processing: list[tuple[int, int, Order, ChangeRecord]] = []
+        self._seq = itertools.count()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def idle(self) -> bool:
+        return self._busy == 0 and not self._waiting
+
+    def submit(self, order: Order, record: ChangeRecord, now_ns: int) -> None:
+        """A Change just registered (with autostart=False): ready now if it heads its order's chain."""
+        if _next_unstarted(order) is record and not any(
+            c.started_ns is not None and not c.finished for c in order.changes
+        ):
+            self._ready(order, record, now_ns)
+
+    def advance(self, now_ns: int) -> list[tuple[Order, ChangeRecord]]:
+        applied: list[tuple[Order, ChangeRecord]] = []
+        while self._processing and self._processing[0][0] <= now_ns:
+            due, _, order, c = heapq.heappop(self._processing)
+            _apply(order, c, now_ns)
+            applied.append((order, c))
+            self._busy -= 1
+            nxt = _next_unstarted(order)
+            if nxt is not None:
+                self._ready(order, nxt, due)
+            self._drain(due)
+        return applied
+
+    def next_due_ns(self) -> int | None:
+        return self._processing[0][0] if self._processing else None
+
+    def _ready(self, order: Order, c: ChangeRecord, ready_ns: int) -> None:
+        c.ready_ns = ready_ns
+        self._waiting.append((order, c))
+        self._drain(ready_ns)
+
+    def _drain(self, at_ns: int) -> None:
+        while self._waiting and self._busy < self.size:
+            order, c = self._waiting.popleft()
+            assert c.ready_ns is not None
+            _start(c, c.ready_ns, max(c.ready_ns, at_ns))
+            self._busy += 1
+            assert c.due_ns is not None
+            heapq.heappush(self._processing, (c.due_ns, next(self._seq), order, c))

@@ -188,6 +188,7 @@ class MockConfig:
     hook_timeout_s: float = 2.0  # per delivery attempt (and for the ping)
     hook_retries: int = 3  # attempts after the first one, on error / timeout / non-2xx
     hook_delay_ms: float = 0.0  # pinned delay between a status change and its delivery
+    change_workers: int | None = None  # Changes processing at once across orders (None: unbounded)
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -202,6 +203,7 @@ class MockConfig:
             "hook_timeout_s": self.hook_timeout_s,
             "hook_retries": self.hook_retries,
             "hook_delay_ms": self.hook_delay_ms,
+            "change_workers": self.change_workers,
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
@@ -246,6 +248,8 @@ class MockConfig:
             changes["hook_retries"] = retries
         if "hook_delay_ms" in patch:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
+        if "change_workers" in patch:
+            changes["change_workers"] = check_workers(patch["change_workers"], f"{where}.change_workers")
         return replace(self, **changes)
 
     @classmethod
@@ -265,7 +269,7 @@ class MockConfig:
                 patch["seed"] = int(env["MOCK_SEED"])
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
-        for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms"):
+        for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
@@ -292,6 +296,17 @@ def check_policy(value: Any, where: str) -> Policy:
     return value  # type: ignore[return-value]
 
 
+def check_workers(value: Any, where: str) -> int | None:
+    """A Change-worker count >= 1, or None / "" / "unbounded" for no bound."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unbounded")):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: expected an integer >= 1 or null (unbounded); got {value!r}")
+    return value
+
+
 def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
     try:
         ms = float(value)
@@ -305,7 +320,7 @@ def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms")
+                                     "hook_delay_ms", "change_workers")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
 MAX_HOOK_RETRIES = 20
 

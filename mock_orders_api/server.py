@@ -125,7 +125,8 @@ class MockProcess:
                             ("MOCK_HOOK_STATUS", ",".join(cfg.hook_status) if cfg.hook_status else None),
                             ("MOCK_HOOK_TIMEOUT_S", str(cfg.hook_timeout_s)),
                             ("MOCK_HOOK_RETRIES", str(cfg.hook_retries)),
-                            ("MOCK_HOOK_DELAY_MS", str(cfg.hook_delay_ms))):
+                            ("MOCK_HOOK_DELAY_MS", str(cfg.hook_delay_ms)),
+                            ("MOCK_CHANGE_WORKERS", str(cfg.change_workers) if cfg.change_workers else None)):
             if value is None:
                 env.pop(name, None)
             else:
