@@ -405,12 +405,12 @@ def guard_cost(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- summary
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -501,4 +501,4 @@ def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
         "disagreements": {"count": len(disagree), "examples": examples},
         "model_agreement": _model_agreement(df, run_meta, bin_ms),
     }
-    return _clean(summary)
+    return json_safe(summary)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import httpx
@@ -19,6 +18,7 @@ from asyncio_throttle import Throttler
 
 from harness import history as h
 from harness.clock import Clock
+from harness.decisions import invoice_body  # noqa: F401  (re-exported: it lived here)
 from harness.errors import TargetError
 from harness.sender import LastByteSender
 
@@ -173,22 +173,6 @@ class OrdersClient:
 
     async def audit(self, hist: h.TrialHistory | None, order_id: str) -> h.RequestEvent:
         return await self.call(hist, h.AUDIT, "GET", f"/_mock/orders/{order_id}/audit", admin=True)
-
-
-def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
-    return {
-        "type": "Output",
-        "issuanceDate": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "invoiceNumber": invoice_number,
-        "invoiceValue": str(value),
-        "invoiceKey": None,
-        "invoiceUrl": None,
-        "courier": "",
-        "trackingNumber": "",
-        "trackingUrl": "",
-        "items": items or [],
-    }
 
 
 def _body(response: httpx.Response) -> Any:

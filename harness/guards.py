@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness import history as h
-from harness.client import OrdersClient, invoice_body
+from harness.decisions import all_changes_finished, invoice_body, invoice_settled, remaining_value
+
+if TYPE_CHECKING:  # type-only: the pure guard decisions (harness.decisions) need no HTTP client
+    from harness.client import OrdersClient
 
 
 class GuardTimeout(Exception):
@@ -70,8 +73,7 @@ class TrialContext:
             deadline_ns = None
             if not event.ok:
                 raise GuardTimeout(f"change history read failed: HTTP {event.status} {event.error}".strip())
-            requests = (event.response_body or {}).get("requests", [])
-            if all(r.get("finished") for r in requests):
+            if all_changes_finished(event.response_body):
                 return
             if self._expired(stop):
                 raise GuardTimeout(f"Changes still unfinished after {self.timeout_ms:.0f} ms")
@@ -82,17 +84,14 @@ class TrialContext:
         event = await self.client.get_order(self.hist, self.order_id)
         if not event.ok:
             raise GuardTimeout(f"order read failed: HTTP {event.status} {event.error}".strip())
-        order = event.response_body
-        invoiced = sum(int(p.get("invoiceValue", 0)) for p in order["packageAttachment"]["packages"]
-                       if p.get("type", "Output") == "Output")
-        return int(order["value"]) - invoiced
+        return remaining_value(event.response_body)
 
     async def wait_invoiced(self) -> None:
         """Poll the order until its invoice settled (status `invoiced`), bounded."""
         stop = self._stop_ns()
         while True:
             event = await self.client.get_order(self.hist, self.order_id)
-            if event.ok and event.response_body.get("status") in ("invoiced", "canceled"):
+            if event.ok and invoice_settled(event.response_body):
                 return
             if self._expired(stop):
                 raise GuardTimeout(f"invoice not settled after {self.timeout_ms:.0f} ms")

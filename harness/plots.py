@@ -293,3 +293,27 @@ def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
     ax.set_ylabel("guard cost (ms)")
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, out)
+
+
+def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str) -> Path:
+    """Effective Change delay (queue wait + processing) against time in the run.
+
+    `points` = (seconds since the first Change, processing ms, queue wait ms):
+    under load with bounded Change workers the queue wait grows, widening the
+    race window.
+    """
+    fig, ax = _new()
+    ax.set_title("Effective Change delay over the run (processing + queue wait)")
+    if not points:
+        _no_data(ax)
+        return _save(fig, out)
+    t = [p[0] for p in points]
+    processing = [p[1] for p in points]
+    effective = [p[1] + p[2] for p in points]
+    ax.scatter(t, effective, s=8, alpha=0.6, label="effective = processing + queue wait")
+    ax.scatter(t, processing, s=6, alpha=0.4, marker="x", label="processing (drawn delay)")
+    ax.set_xlabel("time since the run's first Change (s)")
+    ax.set_ylabel("delay (ms)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, out)

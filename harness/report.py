@@ -24,6 +24,7 @@ import pandas as pd
 from harness import plots
 from harness.analysis import (
     WINDOW_MIN_ABS_OFFSET_MS,
+    json_safe,
     load_trials,
     model_from_run,
     quantiles,
@@ -50,6 +51,7 @@ class ReportPaths:
     timeline_png: Path
     offset_error_png: Path
     guard_cost_png: Path
+    change_delay_png: Path
     html: Path
     markdown: Path
     junit: Path
@@ -118,6 +120,34 @@ def _scan_jsonl(path: Path, trial_id: int | None, stats: _Jsonl) -> Iterator[dic
                 continue
             if isinstance(obj, dict) and trial_id is not None and obj.get("trial_id") == trial_id:
                 yield obj
+
+
+def _change_delays(path: Path) -> list[tuple[float, float, float]]:
+    """(s since the first Change, processing ms, queue wait ms) of every accepted Change in the audits."""
+    raw: list[tuple[int, float, float]] = []
+    if path.exists():
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    audit = (json.loads(line) or {}).get("audit") or {}
+                except json.JSONDecodeError:
+                    continue
+                for c in audit.get("changes") or []:
+                    if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
+                        raw.append((c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)))
+    if not raw:
+        return []
+    t0 = min(r[0] for r in raw)
+    return sorted(((ns - t0) / 1e9, d, w) for ns, d, w in raw)
+
+
+def _delay_summary(points: list[tuple[float, float, float]]) -> dict[str, Any]:
+    return {
+        "changes": len(points),
+        "processing_ms": quantiles(pd.Series([p[1] for p in points], dtype=float)),
+        "queue_wait_ms": quantiles(pd.Series([p[2] for p in points], dtype=float)),
+        "effective_ms": quantiles(pd.Series([p[1] + p[2] for p in points], dtype=float)),
+    }
 
 
 def _hook_stats(path: Path) -> dict[str, Any]:
@@ -275,6 +305,11 @@ def _offset_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     if hooks:  # integration mode
         measures += [("hook delivery lateness (sent - scheduled)", hooks["lateness_ms"]),
                      ("hook round trip (service answer)", hooks["round_trip_ms"])]
+    delay = summary.get("change_delay")
+    if delay and delay["changes"]:
+        measures += [("Change processing delay (drawn)", delay["processing_ms"]),
+                     ("Change queue wait (bounded workers)", delay["queue_wait_ms"]),
+                     ("effective Change delay", delay["effective_ms"])]
     rows = [[name, _fmt(st["p50"], 2), _fmt(st["p99"], 2), _fmt(st["max"], 2), _fmt(st["n"])]
             for name, st in measures]
     return headers, rows
@@ -427,6 +462,7 @@ def _render_html(ctx: dict[str, Any]) -> str:
     out.append("<h2>Timing precision</h2>")
     out.append(_html_table(*_offset_rows(s)))
     out.append(_img(paths["offset_error"], "offset error histogram"))
+    out.append(_img(paths["change_delay"], "effective Change delay over the run"))
     out.append("<h2>Guard cost</h2>")
     out.append(_img(paths["guard_cost"], "guard cost per guard"))
 
@@ -513,6 +549,7 @@ def _render_md(ctx: dict[str, Any]) -> str:
                 _md_table(["event", "ms"], [[k, _fmt(v, 2)] for k, v in _server_times(ctx["evidence_row"])]), ""]
     out += [f"![timeline of the raced trial]({paths['timeline'].name})", "", "## Timing precision", "",
             _md_table(*_offset_rows(s)), "", f"![offset error histogram]({paths['offset_error'].name})", "",
+            f"![effective Change delay over the run]({paths['change_delay'].name})", "",
             "## Guard cost", "", f"![guard cost per guard]({paths['guard_cost'].name})", ""]
     d = s["disagreements"]
     out += [f"## Client/audit disagreements: {d['count']}", ""]
@@ -601,7 +638,9 @@ def build_report(run_dir: Path | str) -> ReportPaths:
         summary["evidence"]["accepted_invoice_values"] = [inv["invoiceValue"] for inv in evidence["accepted_invoices"]]
     summary["warnings"] = _warnings(df, hist_stats, audit_stats)
     if (meta.get("scenario") or {}).get("target", {}).get("integration"):
-        summary["hooks"] = _hook_stats(run_dir / "audits.jsonl")
+        summary["hooks"] = json_safe(_hook_stats(run_dir / "audits.jsonl"))
+    delays = _change_delays(run_dir / "audits.jsonl")
+    summary["change_delay"] = json_safe(_delay_summary(delays))
 
     pngs = {
         "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
@@ -610,6 +649,7 @@ def build_report(run_dir: Path | str) -> ReportPaths:
                                         run_dir / "timeline.png"),
         "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),
         "guard_cost": plots.plot_guard_cost(df, run_dir / "guard_cost.png"),
+        "change_delay": plots.plot_change_delay(delays, run_dir / "change_delay.png"),
     }
 
     summary_path = run_dir / "summary.json"
@@ -632,7 +672,7 @@ def build_report(run_dir: Path | str) -> ReportPaths:
     return ReportPaths(
         run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=pngs["race_rate"],
         timeline_png=pngs["timeline"], offset_error_png=pngs["offset_error"], guard_cost_png=pngs["guard_cost"],
-        html=html_path, markdown=md_path, junit=junit_path, gate_passed=passed,
+        change_delay_png=pngs["change_delay"], html=html_path, markdown=md_path, junit=junit_path, gate_passed=passed,
     )
 
 

@@ -24,9 +24,10 @@ import httpx
 from harness import history as h
 from harness.client import Credentials, OrdersClient
 from harness.clock import Clock, MonotonicClock
+from harness.decisions import change_body, mock_settings, order_spec, setup_failed_result, trial_result
 from harness.errors import TargetError
 from harness.guards import GuardTimeout, TrialContext, get_guard
-from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
+from harness.oracle import TrialResult
 from harness.plan import Plan, PlannedTrial
 from harness.rundir import RunWriter
 from harness.scenario import Scenario
@@ -51,31 +52,6 @@ class RunStats:
 
 
 ProgressFn = Callable[[TrialResult, RunStats], None]
-
-
-def order_spec(scenario: Scenario) -> dict[str, Any]:
-    o = scenario.order
-    return {
-        "items": [{"id": i.id, "name": i.name or f"Item {i.id}", "quantity": i.quantity, "price": i.price}
-                  for i in o.items],
-        "shipping": o.shipping,
-        "tax": o.tax,
-    }
-
-
-def change_body(scenario: Scenario) -> dict[str, Any]:
-    c = scenario.change
-    body: dict[str, Any] = {"reason": c.reason}
-    if c.items_removed:
-        body["remove"] = {"items": [{"id": r.id, "quantity": r.quantity} for r in c.items_removed]}
-    if c.discount_value:
-        body["manualDiscountValue"] = c.discount_value
-    return body
-
-
-def mock_settings(scenario: Scenario) -> dict[str, Any]:
-    m = scenario.mock
-    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
 
 
 class Runner:
@@ -254,73 +230,22 @@ class Runner:
 
     def _judge(self, p: PlannedTrial, ctx: TrialContext, t0: int, began: int, initial: int,
                audit: dict[str, Any] | None) -> TrialResult:
-        change, invoice = ctx.change_event, ctx.invoice_event
-        outcome, detail = client_outcome(change, invoice, ctx.invoice_value, initial, ctx.guard_error)
-        verdict, agree, disagreement = cross_check(outcome, bool(invoice and invoice.ok),
-                                                   bool(change and change.ok), audit)
-        a_change = _audit_change(audit)
-        a_invoice = _audit_invoice(audit, ctx.invoice_number)
-        change_sent = _rel(change.sent_ns if change else None, t0)
-        invoice_sent = _rel(invoice.sent_ns if invoice else None, t0)
-        change_acted = _rel(a_change.get("actedNs"), t0)
-        invoice_acted = _rel(a_invoice.get("actedNs"), t0)
-        unguarded = p.guard == "none"
-        invoice_planned = p.offset_ms
-        return TrialResult(
+        return trial_result(
             trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=ctx.order_id,
-            outcome=outcome.value, audit_verdict=verdict, agree=agree, disagreement=disagreement,
-            initial_value=initial,
-            final_value=int(audit["finalValue"]) if audit else _client_final(initial, change),
-            invoice_value=ctx.invoice_value,
-            invoiced_total=int(audit["invoicedTotal"]) if audit else (ctx.invoice_value if invoice and invoice.ok else 0),
-            invoice_status=invoice.status if invoice else 0, change_status=change.status if change else 0,
-            change_delay_ms=float(a_change.get("delayMs", math.nan) if a_change.get("delayMs") is not None
-                                  else (p.change_delay_ms if p.change_delay_ms is not None else math.nan)),
-            change_planned_ms=0.0, invoice_planned_ms=invoice_planned,
-            change_sent_ms=change_sent, invoice_sent_ms=invoice_sent,
-            change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
-            change_finished_ms=_rel(a_change.get("finishedNs"), t0), hook_sent_ms=math.nan,
-            client_offset_error_ms=(invoice_sent - change_sent - p.offset_ms) if unguarded else math.nan,
-            server_offset_error_ms=(invoice_acted - change_acted - p.offset_ms) if unguarded else math.nan,
-            guard_cost_ms=(invoice_sent - invoice_planned) if invoice else math.nan,
+            initial_value=initial, change=ctx.change_event, invoice=ctx.invoice_event,
+            invoice_value=ctx.invoice_value, invoice_number=ctx.invoice_number, guard_error=ctx.guard_error,
+            planned_delay_ms=p.change_delay_ms, t0_ns=t0, audit=audit,
             duration_ms=(self.clock.now_ns() - began) / 1e6,
-            error=detail,
         )
 
     def _failed(self, p: PlannedTrial, hist: h.TrialHistory, t0: int, began: int, order_id: str,
                 error: str) -> tuple[TrialResult, list[dict[str, Any]], None]:
         """A trial whose setup failed: indeterminate, with the reason."""
-        nan = math.nan
-        result = TrialResult(
-            trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=order_id,
-            outcome=Outcome.INDETERMINATE.value, audit_verdict="unknown", agree=True, disagreement="",
-            initial_value=-1, final_value=-1, invoice_value=-1, invoiced_total=0, invoice_status=0,
-            change_status=0, change_delay_ms=nan, change_planned_ms=0.0, invoice_planned_ms=p.offset_ms,
-            change_sent_ms=nan, invoice_sent_ms=nan, change_acted_ms=nan, invoice_acted_ms=nan,
-            change_finished_ms=nan, hook_sent_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan, guard_cost_ms=nan,
-            duration_ms=(self.clock.now_ns() - began) / 1e6, error=f"setup failed: {error}",
-        )
+        result = setup_failed_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
+                                     order_id=order_id, duration_ms=(self.clock.now_ns() - began) / 1e6,
+                                     error=error)
         return result, _events(hist, p, t0), None
 
 
 def _events(hist: h.TrialHistory, p: PlannedTrial, t0: int) -> list[dict[str, Any]]:
     return [e.to_json(p.trial_id, p.guard, t0) for e in hist.events]
-
-
-def _rel(ns: int | None, t0: int) -> float:
-    return math.nan if ns is None else (ns - t0) / 1e6
-
-
-def _audit_change(audit: dict[str, Any] | None) -> dict[str, Any]:
-    changes = (audit or {}).get("changes") or []
-    return changes[0] if changes else {}
-
-
-def _audit_invoice(audit: dict[str, Any] | None, number: str) -> dict[str, Any]:
-    return next((i for i in (audit or {}).get("invoices") or [] if i.get("invoiceNumber") == number), {})
-
-
-def _client_final(initial: int, change: h.RequestEvent | None) -> int:
-    if change is not None and change.ok and isinstance(change.response_body, dict):
-        return initial + int(change.response_body.get("totalChangeValue", 0))
-    return initial

@@ -198,7 +198,7 @@ def test_html_evidence_and_escaping(built: tuple[ReportPaths, list[TrialResult]]
     assert f"{FINAL / 100:,.2f}" in page and f"{INITIAL / 100:,.2f}" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "Synthetic &lt;b&gt;run&lt;/b&gt; &amp; friends" in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     md = paths.markdown.read_text()
     assert "(race_rate.png)" in md and f'"invoiceValue": "{INITIAL}"' in md
     assert "<script>" not in md and "<b>" not in md
