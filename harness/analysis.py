@@ -32,9 +32,9 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
-from harness.guards import GUARDS as _GUARDS
+from harness.decisions import GUARD_NAMES
 
-KNOWN_GUARDS: tuple[str, ...] = tuple(_GUARDS)
+KNOWN_GUARDS: tuple[str, ...] = GUARD_NAMES
 MAX_DISAGREEMENT_EXAMPLES = 20
 # Many distinct offsets with few trials each means the plan drew offsets
 # continuously (per-offset bins would hold ~1 trial): bin them instead.

@@ -9,22 +9,34 @@ that may have applied would change what the trial measures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 from asyncio_throttle import Throttler
 
 from harness import history as h
 from harness.clock import Clock
-from harness.decisions import invoice_body  # noqa: F401  (re-exported: it lived here)
 from harness.errors import TargetError
 from harness.sender import LastByteSender
 
 DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 ADMIN_HEADER = "X-Mock-Admin-Token"
 _MAX_RETRY_AFTER_S = 5.0
+_UNPARSED = object()
+
+
+class _NoSlot:
+    """No rate limit: a no-op async context manager (cheaper than an asynccontextmanager per request)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+
+_NO_SLOT = _NoSlot()
 
 
 @dataclass(frozen=True)
@@ -68,13 +80,9 @@ class OrdersClient:
         self._vtex = credentials.vtex_headers()
         self._admin = credentials.admin_headers()
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        if self._throttler is None:
-            yield
-        else:
-            async with self._throttler:
-                yield
+    def _slot(self) -> Any:
+        """The rate limit's slot for one request (a throttler is an async context manager)."""
+        return _NO_SLOT if self._throttler is None else self._throttler
 
     async def call(
         self,
@@ -176,6 +184,9 @@ class OrdersClient:
 
 
 def _body(response: httpx.Response) -> Any:
+    parsed = getattr(response, "parsed_json", _UNPARSED)  # an in-process response (simulated mode) carries it
+    if parsed is not _UNPARSED:
+        return parsed
     if not response.content:
         return None
     try:

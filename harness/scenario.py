@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 from harness.errors import ScenarioError
 from harness.gate import Threshold
-from harness.guards import GUARDS
+from harness.decisions import GUARD_NAMES
 from mock_orders_api.config import DelayDistribution, check_ms, check_policy, parse_delay
 from mock_orders_api.errors import ConfigError
 
 # Guards the harness knows how to run; the guard registry will replace this list.
-KNOWN_GUARDS: tuple[str, ...] = tuple(GUARDS)  # the guard registry is the one source of names
+KNOWN_GUARDS: tuple[str, ...] = GUARD_NAMES  # checked against the guard registry by a test
 TARGET_KINDS: tuple[str, ...] = ("embedded", "url")
 
 _NAME_RE = re.compile(r"[a-z0-9._-]+")
@@ -38,6 +38,8 @@ _DEFAULT_ITEMS: tuple[dict[str, Any], ...] = (
     {"id": "2", "name": "Shoes", "quantity": 1, "price": 12000},
 )
 _DEFAULT_OFFSETS: dict[str, Any] = {"start": -1000, "stop": 1000, "step": 50}
+# Simulated mode: one-way harness <-> mock latency in ms (loopback-like: median 0.3 ms).
+DEFAULT_SIM_LATENCY = "lognormal:0.3,0.3"
 
 
 # --------------------------------------------------------------------------- model
@@ -141,6 +143,14 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class Simulate:
+    """Simulated mode (`--simulate`): the modelled one-way network latency between harness and mock,
+    drawn per request (ms), before the request reaches the mock and again before its response returns."""
+
+    latency: DelayDistribution
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -153,6 +163,7 @@ class Scenario:
     guards: Guards
     run: RunSettings
     thresholds: tuple[Threshold, ...]
+    simulate: Simulate = field(default_factory=lambda: Simulate(parse_delay(DEFAULT_SIM_LATENCY)))
     # Where it came from, for messages only: two scenarios with equal content are equal.
     source: str = field(default="<scenario>", compare=False)
 
@@ -227,6 +238,7 @@ class Scenario:
                 "lead_ms": self.run.lead_ms,
             },
             "thresholds": [_threshold_dict(t) for t in self.thresholds],
+            "simulate": {"latency": dict(self.simulate.latency.spec())},
         }
 
     def with_overrides(
@@ -318,6 +330,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         _check_hook_delay(target.integration, sweep, source)
     run = _parse_run(top.sub("run"))
     thresholds = _parse_thresholds(top.take("thresholds", []), source, guards)
+    simulate = _parse_simulate(top.sub("simulate"))
     top.finish()
 
     return Scenario(
@@ -332,6 +345,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         guards=guards,
         run=run,
         thresholds=thresholds,
+        simulate=simulate,
         source=source,
     )
 
@@ -417,6 +431,15 @@ def _parse_mock(t: _Table) -> MockSettings:
     pin = _bool(t.take("pin_delays", True), t.source, t.path("pin_delays"))
     t.finish()
     return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin)
+
+
+def _parse_simulate(t: _Table) -> Simulate:
+    try:
+        latency = parse_delay(t.take("latency", DEFAULT_SIM_LATENCY), where=f"{t.source}: {t.path('latency')}")
+    except ConfigError as exc:
+        raise ScenarioError(str(exc)) from exc
+    t.finish()
+    return Simulate(latency=latency)
 
 
 def _parse_order(t: _Table) -> Order:
@@ -757,6 +780,7 @@ __all__ = [
     "RunSettings",
     "Scenario",
     "Service",
+    "Simulate",
     "Sweep",
     "Target",
     "load_scenario",

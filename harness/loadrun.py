@@ -1,0 +1,491 @@
+"""Load mode (Locust): the run folder of a Locust run, written with the core's own code.
+
+`scenarios/locustfile.py` runs trials in gevent users; each finished trial
+becomes a *record* (a plain dict, so it can travel from a worker to the master
+as a Locust message). At test stop the master (or the single local process)
+reads the mock's audit of every recorded order, judges each trial with the
+same pure code as the asyncio core (`harness.decisions`, `harness.oracle`),
+writes the run folder with `harness.rundir.RunWriter`, builds the report with
+`harness.report.build_report`, and evaluates the gate: the scenario's race
+thresholds plus the mock's error rate.
+
+Synchronous code only: no asyncio code (runner, guards, client, session,
+integration, sender, targets) is imported here, and neither is gevent or
+Locust, so this module is unit-testable in a plain process. Under Locust,
+gevent's monkey-patching makes its blocking calls (urllib, time.sleep)
+cooperative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from collections import Counter
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from harness.decisions import GUARD_NAMES, setup_failed_result, trial_result
+from harness.errors import RaceHarnessError
+from harness.history import RequestEvent
+from harness.oracle import Outcome, TrialResult, client_outcome
+from harness.rundir import RunWriter, new_run_dir
+
+RECORD_VERSION = 1
+TRIAL_REQUEST_TYPE = "TRIAL"  # Locust request_type of the per-trial outcome entries (not mock requests)
+AUDIT_BATCH = 200  # order ids per POST /_mock/audits
+ADMIN_HEADER = "X-Mock-Admin-Token"
+_EVENT_FIELDS = tuple(f.name for f in fields(RequestEvent))
+
+
+class LoadRunError(RaceHarnessError):
+    """The load run could not read the mock or write its run folder."""
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class Headers:
+    """Request headers from the environment variables the scenario names (secrets never in files)."""
+
+    vtex: dict[str, str] = field(default_factory=dict)
+    admin: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, app_key_env: str, app_token_env: str, admin_token_env: str,
+                 environ: Mapping[str, str] | None = None) -> Headers:
+        env = os.environ if environ is None else environ
+        key, token, admin = env.get(app_key_env) or None, env.get(app_token_env) or None, env.get(admin_token_env) or None
+        vtex = {"X-VTEX-API-AppKey": key, "X-VTEX-API-AppToken": token} if key and token else {}
+        return cls(vtex=vtex, admin={ADMIN_HEADER: admin} if admin else {})
+
+
+# --------------------------------------------------------------------------- trial records (worker side)
+
+
+def user_seed(scenario_seed: int, worker: str, guard: str, serial: int) -> int:
+    """A 63-bit seed for one Locust user's RNG (offsets, pinned delays); hashlib, not the salted hash()."""
+    digest = hashlib.sha256(f"{scenario_seed}:locust:{worker}:{guard}:{serial}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def clock_offset_ns(samples: Sequence[tuple[int, int, int]], tolerance_ns: int = 500_000) -> int:
+    """The mock's monotonic clock minus ours, from (sent, mock's monotonicNs, received) samples.
+
+    The sample with the shortest round trip bounds the offset best. On one host
+    both processes read the same monotonic clock, so the mock's reading lies
+    inside the round trip: that gives 0 (exact), not an estimate. Otherwise the
+    NTP-style midpoint estimate (error <= half the round trip).
+    """
+    if not samples:
+        return 0
+    sent, server, received = min(samples, key=lambda s: s[2] - s[0])
+    half_rtt = (received - sent) // 2
+    offset = server - (sent + received) // 2
+    return 0 if abs(offset) <= half_rtt + tolerance_ns else offset
+
+
+def event_dict(event: RequestEvent) -> dict[str, Any]:
+    return asdict(event)
+
+
+def event_from_dict(data: Mapping[str, Any]) -> RequestEvent:
+    return RequestEvent(**{k: data[k] for k in _EVENT_FIELDS if k in data})
+
+
+def make_record(
+    *,
+    worker: str,
+    local_seq: int,
+    guard: str,
+    offset_ms: float,
+    events: Sequence[RequestEvent],
+    t0_ns: int,
+    began_ns: int,
+    ended_ns: int,
+    order_id: str = "",
+    initial_value: int = -1,
+    invoice_value: int = -1,
+    invoice_number: str = "",
+    change: RequestEvent | None = None,
+    invoice: RequestEvent | None = None,
+    guard_error: str = "",
+    planned_delay_ms: float | None = None,
+    server_offset_ns: int = 0,
+    setup_error: str = "",
+) -> dict[str, Any]:
+    """One finished trial as a message-safe dict (ints, floats, strings, lists, dicts, None).
+
+    `change`/`invoice` must be elements of `events` (they are stored as indices)."""
+    events = list(events)
+    return {
+        "v": RECORD_VERSION,
+        "worker": worker,
+        "local_seq": local_seq,
+        "guard": guard,
+        "offset_ms": float(offset_ms),
+        "order_id": order_id,
+        "initial_value": initial_value,
+        "invoice_value": invoice_value,
+        "invoice_number": invoice_number,
+        "guard_error": guard_error,
+        "setup_error": setup_error,
+        "planned_delay_ms": planned_delay_ms,
+        "t0_ns": t0_ns,
+        "began_ns": began_ns,
+        "ended_ns": ended_ns,
+        "server_offset_ns": server_offset_ns,
+        "events": [event_dict(e) for e in events],
+        "change_index": _index_of(events, change),
+        "invoice_index": _index_of(events, invoice),
+    }
+
+
+def _index_of(events: list[RequestEvent], event: RequestEvent | None) -> int:
+    if event is None:
+        return -1
+    return next(i for i, e in enumerate(events) if e is event)
+
+
+def _timed_events(record: Mapping[str, Any]) -> tuple[list[RequestEvent], RequestEvent | None, RequestEvent | None]:
+    events = [event_from_dict(e) for e in record["events"]]
+    ci, ii = record.get("change_index", -1), record.get("invoice_index", -1)
+    return events, (events[ci] if ci >= 0 else None), (events[ii] if ii >= 0 else None)
+
+
+def record_outcome(record: Mapping[str, Any]) -> tuple[str, str]:
+    """The client-side outcome of a record (what the trial could know without the audit)."""
+    if record.get("setup_error"):
+        return Outcome.INDETERMINATE.value, f"setup failed: {record['setup_error']}"
+    _, change, invoice = _timed_events(record)
+    outcome, detail = client_outcome(change, invoice, int(record["invoice_value"]), int(record["initial_value"]),
+                                     str(record.get("guard_error") or ""))
+    return outcome.value, detail
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """Trials are counted once, by order id (the mock's id is unique); a trial without one by worker/seq."""
+    return str(record.get("order_id") or f"{record.get('worker')}#{record.get('local_seq')}")
+
+
+def _order_number(order_id: str) -> int | None:
+    head = order_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _execution_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The mock numbers orders in creation order: one clock for every worker."""
+    n = _order_number(str(record.get("order_id") or ""))
+    return (0, n, "") if n is not None else (1, 0, record_key(record))
+
+
+class Collector:
+    """The master's (or local process's) records of one test, keyed by order id.
+
+    Records are spooled to a temporary file as they arrive (a long run holds
+    hundreds of thousands, a few KB each); memory keeps only an index."""
+
+    def __init__(self) -> None:
+        self._spool: IO[bytes] = tempfile.TemporaryFile("w+b")
+        self._index: dict[str, tuple[tuple[Any, ...], int]] = {}  # key -> (execution key, spool offset)
+        self._workers: Counter[str] = Counter()
+        self._guards: Counter[str] = Counter()
+        self.duplicates = 0
+        self.late = 0  # records that arrived after the run folder was written
+        self.closed = False
+        self.drained: dict[str, dict[str, Any]] = {}  # worker id -> its "drained" report
+
+    def add(self, record: Mapping[str, Any]) -> bool:
+        if self.closed:
+            self.late += 1
+            return False
+        key = record_key(record)
+        if key in self._index:
+            self.duplicates += 1
+            return False
+        pos = self._spool.seek(0, os.SEEK_END)
+        self._spool.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self._index[key] = (_execution_key(record), pos)
+        self._workers[str(record.get("worker"))] += 1
+        self._guards[str(record.get("guard"))] += 1
+        return True
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def ordered(self) -> Iterator[dict[str, Any]]:
+        """The records in execution order (the mock's order creation), read back one at a time."""
+        self._spool.flush()
+        for _, pos in sorted(self._index.values()):
+            self._spool.seek(pos)
+            yield json.loads(self._spool.readline())
+
+    def per_worker(self) -> dict[str, int]:
+        return dict(sorted(self._workers.items()))
+
+    def guards(self) -> set[str]:
+        return set(self._guards)
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+# --------------------------------------------------------------------------- the mock's admin API
+
+
+class MockAdmin:
+    """Blocking JSON calls to the mock (`/_mock` admin API), with a timeout."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers or {})
+        self.timeout_s = timeout_s
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json", **self.headers}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode("utf-8", "replace")
+            raise LoadRunError(f"mock {method} {path}: HTTP {err.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise LoadRunError(f"mock {method} {path}: {getattr(err, 'reason', err)}") from None
+        return json.loads(raw) if raw else None
+
+
+def fetch_audits(admin: MockAdmin, order_ids: Sequence[str], *, wait_s: float, batch: int = AUDIT_BATCH,
+                 poll_s: float = 0.1, now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> dict[str, dict[str, Any] | None]:
+    """The mock's audit of each order (None when it has none), re-reading `pending` ones
+    (a Change not finished yet) for up to `wait_s`."""
+    audits: dict[str, dict[str, Any] | None] = {}
+
+    def read(ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), batch):
+            chunk = list(ids[start:start + batch])
+            try:
+                got = admin.call("POST", "/_mock/audits", {"orderIds": chunk})["audits"]
+                audits.update({a["orderId"]: a for a in got})
+            except (LoadRunError, KeyError, TypeError):
+                for oid in chunk:  # one unknown id fails a batch: read them one by one
+                    try:
+                        audits[oid] = admin.call("GET", f"/_mock/orders/{oid}/audit")
+                    except LoadRunError:
+                        audits[oid] = None
+
+    ids = [o for o in dict.fromkeys(order_ids) if o]
+    read(ids)
+    stop = now() + wait_s
+    while True:
+        pending = [o for o in ids if (audits.get(o) or {}).get("verdict") == "pending"]
+        if not pending or now() >= stop:
+            return audits
+        sleep(poll_s)
+        read(pending)
+
+
+# --------------------------------------------------------------------------- judging and writing
+
+
+def judge_record(record: Mapping[str, Any], trial_id: int, audit: dict[str, Any] | None) -> TrialResult:
+    """The trials.csv row of a record: the core's judgement (client outcome cross-checked with the audit)."""
+    duration_ms = (int(record["ended_ns"]) - int(record["began_ns"])) / 1e6
+    common = {"trial_id": trial_id, "seq": trial_id, "guard": str(record["guard"]),
+              "offset_ms": float(record["offset_ms"]), "order_id": str(record.get("order_id") or "")}
+    if record.get("setup_error"):
+        return setup_failed_result(**common, duration_ms=duration_ms, error=str(record["setup_error"]))
+    _, change, invoice = _timed_events(record)
+    return trial_result(
+        **common, initial_value=int(record["initial_value"]), change=change, invoice=invoice,
+        invoice_value=int(record["invoice_value"]), invoice_number=str(record["invoice_number"]),
+        guard_error=str(record.get("guard_error") or ""), planned_delay_ms=record.get("planned_delay_ms"),
+        t0_ns=int(record["t0_ns"]), audit=audit, duration_ms=duration_ms,
+        server_offset_ns=int(record.get("server_offset_ns") or 0),
+    )
+
+
+def load_scenario_dict(scenario_dict: Mapping[str, Any], guards_run: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """The scenario as this load run ran it: its guards are the user classes that ran, and
+    thresholds on other guards are dropped (returned as one line each, for the log)."""
+    ran = [g for g in GUARD_NAMES if g in set(guards_run)]
+    out = json.loads(json.dumps(scenario_dict))
+    out["guards"]["names"] = ran
+    kept, skipped = [], []
+    for t in out.get("thresholds") or []:
+        (kept if t.get("guard") in ran else skipped).append(t)
+    out["thresholds"] = kept
+    return out, [f"{t.get('guard')}: threshold skipped, no {t.get('guard')} users in this load test" for t in skipped]
+
+
+AuditReader = Callable[[Sequence[str]], Mapping[str, "dict[str, Any] | None"]]
+
+
+def write_run(run_dir: Path, meta: dict[str, Any], records: Iterable[Mapping[str, Any]], audits: AuditReader,
+              wall_s: float, extra: dict[str, Any] | None = None, batch: int = AUDIT_BATCH) -> int:
+    """Write run.json, trials.csv, history.jsonl and audits.jsonl: the same folder as an asyncio run.
+
+    `records` in execution order (trial ids are their positions), judged in
+    batches with `audits(order_ids)`, so memory holds one batch. Returns the
+    number of trials written."""
+    writer = RunWriter(run_dir, meta)
+    trial_id = 0
+    try:
+        it = iter(records)
+        while chunk := list(itertools.islice(it, batch)):
+            got = audits([str(r.get("order_id") or "") for r in chunk if r.get("order_id")])
+            for record in chunk:
+                order_id = str(record.get("order_id") or "")
+                audit = got.get(order_id) if order_id else None
+                result = judge_record(record, trial_id, audit)
+                t0 = int(record["t0_ns"])
+                events = [event_from_dict(e).to_json(trial_id, result.guard, t0) for e in record["events"]]
+                writer.add(result, events, audit)
+                trial_id += 1
+    finally:
+        writer.close(interrupted=False, wall_s=wall_s, extra=extra)
+    return trial_id
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    """The mock's requests in a Locust run (the TRIAL outcome entries left out)."""
+
+    requests: int
+    failures: int
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "error_rate": self.error_rate}
+
+
+@dataclass
+class Verdict:
+    exit_code: int
+    lines: list[str]  # one per threshold, then "gate: passed" / "gate: FAILED"
+    run_dir: Path | None = None
+    summary: dict[str, Any] | None = None
+
+
+def error_rate_line(figures: RequestFigures, max_error_rate: float) -> tuple[bool, str]:
+    ok = figures.error_rate <= max_error_rate
+    return ok, (f"mock error rate: {figures.error_rate:.4f} {'<=' if ok else '>'} max {max_error_rate:g} "
+                f"({figures.failures} of {figures.requests} requests failed)")
+
+
+def gate(summary: Mapping[str, Any] | None, figures: RequestFigures, max_error_rate: float,
+         skipped: Sequence[str] = ()) -> Verdict:
+    """Exit 1 when a race threshold or the mock error rate fails; one line per threshold."""
+    lines: list[str] = []
+    passed = True
+    if summary is not None:
+        g = summary["gate"]
+        for check, reason in zip(g["checks"], g["results"]):
+            lines.append(f"threshold {'passed' if check['passed'] else 'FAILED'}: {reason}")
+            passed &= bool(check["passed"])
+    lines += [f"threshold skipped: {s}" for s in skipped]
+    ok, line = error_rate_line(figures, max_error_rate)
+    lines.append(f"threshold {'passed' if ok else 'FAILED'}: {line}")
+    passed &= ok
+    lines.append("gate: passed" if passed else "gate: FAILED")
+    return Verdict(0 if passed else 1, lines, summary=dict(summary) if summary is not None else None)
+
+
+def finish(
+    *,
+    admin: MockAdmin,
+    collector: Collector,
+    scenario_dict: Mapping[str, Any],
+    guards_run: Iterable[str],
+    report_dir: Path,
+    meta: dict[str, Any],
+    figures: RequestFigures,
+    max_error_rate: float,
+    wall_s: float,
+    audit_wait_s: float,
+    extra: dict[str, Any] | None = None,
+) -> Verdict:
+    """Audits -> run folder -> report -> gate. No run folder when no trial was recorded."""
+    collector.closed = True
+    scen, skipped = load_scenario_dict(scenario_dict, guards_run)
+    if not len(collector):
+        verdict = gate(None, figures, max_error_rate, skipped)
+        verdict.lines.insert(0, "no trials recorded: no run folder written")
+        return verdict
+    run_dir = new_run_dir(report_dir, f"{scen['name']}-locust")
+    meta = {**meta, "scenario": scen, "load": {**(meta.get("load") or {}), "requests": figures.as_dict(),
+                                               "skipped_thresholds": skipped}}
+    stop = time.monotonic() + audit_wait_s  # one bound for the whole run: later batches' Changes are done
+
+    def audits(order_ids: Sequence[str]) -> Mapping[str, dict[str, Any] | None]:
+        return fetch_audits(admin, order_ids, wait_s=max(0.0, stop - time.monotonic()))
+
+    write_run(run_dir, meta, collector.ordered(), audits, wall_s, extra)
+
+    from harness.report import build_report  # pandas + matplotlib: only where a report is written
+
+    paths = build_report(run_dir)
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    verdict = gate(summary, figures, max_error_rate, skipped)
+    verdict.run_dir = run_dir
+    verdict.lines.insert(0, _summary_line(summary, paths.html))
+    return verdict
+
+
+def _summary_line(summary: Mapping[str, Any], html: Path) -> str:
+    parts = []
+    for name, g in summary["guards"].items():
+        w = g.get("window") or {}
+        rate = g.get("rate")
+        parts.append(f"{name} races {g['races']}/{g['trials']}"
+                     + (f" ({rate:.3f})" if isinstance(rate, (int, float)) and math.isfinite(rate) else "")
+                     + (f", |offset|>={w.get('min_abs_offset_ms', 0):g} ms {w.get('races')}/{w.get('trials')}"
+                        if w else ""))
+    return f"load run: {summary['run']['trials']} trials; " + "; ".join(parts) + f"; report: {html}"
+
+
+__all__ = [
+    "AUDIT_BATCH",
+    "Collector",
+    "Headers",
+    "LoadRunError",
+    "MockAdmin",
+    "RECORD_VERSION",
+    "RequestFigures",
+    "TRIAL_REQUEST_TYPE",
+    "Verdict",
+    "clock_offset_ns",
+    "error_rate_line",
+    "event_from_dict",
+    "fetch_audits",
+    "finish",
+    "gate",
+    "judge_record",
+    "load_scenario_dict",
+    "make_record",
+    "record_key",
+    "record_outcome",
+    "user_seed",
+    "write_run",
+]
