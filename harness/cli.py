@@ -30,8 +30,23 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
         s.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folder")
         s.add_argument("--no-progress", action="store_true", help="no progress bar (CI logs)")
+        s.add_argument("--simulate", action="store_true",
+                       help="simulated mode: in-process mock on a virtual clock (deterministic, no wall time waited)")
+        s.add_argument("--latency", metavar="DIST",
+                       help="simulated mode: one-way network latency in ms (overrides [simulate] latency), "
+                            "e.g. lognormal:0.3,0.3 or fixed:0")
+        s.add_argument("--workers", type=int, metavar="N",
+                       help="simulated mode: processes to split the trials over (default: one per CPU); "
+                            "the results do not depend on it")
+        s.add_argument("--sim-transport", choices=("direct", "asgi"), default="direct",
+                       help="simulated mode: call the mock's handlers directly (default) or through "
+                            "httpx + ASGI (slower, same results)")
     r = sub.add_parser("report", help="rebuild a run folder's report from its trials (also after a crash)")
     r.add_argument("run_dir", type=Path)
+    rp = sub.add_parser("replay", help="re-run one trial of a run folder alone in simulated mode and print "
+                                       "its timeline")
+    rp.add_argument("run_dir", type=Path)
+    rp.add_argument("trial_id", type=int)
     s = sub.add_parser("serve", help="serve the mock Orders API")
     add_serve_arguments(s)
     return p
@@ -46,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "report":
             return _report(args.run_dir)
+        if args.command == "replay":
+            return _replay(args.run_dir, args.trial_id)
         return _run(args, gate=args.command == "check")
     except RaceHarnessError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -61,26 +78,50 @@ def _report(run_dir: Path) -> int:
     return EXIT_OK
 
 
+def _replay(run_dir: Path, trial_id: int) -> int:
+    from harness.simulate import format_timeline, replay
+
+    r = replay(run_dir, trial_id)
+    print(format_timeline(r))
+    return EXIT_GATE_FAILED if r.simulated_run and r.differences else EXIT_OK
+
+
 def _run(args: argparse.Namespace, gate: bool) -> int:
     from harness.report import build_report
     from harness.scenario import load_scenario
-    from harness.session import run_scenario
+    from harness.session import run_scenario, run_simulated
 
+    sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
+                                         ("--sim-transport", args.sim_transport != "direct" or None)) if value]
+    if args.simulate and (args.target_url or args.hook_url):
+        raise RaceHarnessError("--simulate runs its own in-process mock: drop --target-url / --hook-url")
+    if sim_only and not args.simulate:
+        raise RaceHarnessError(f"{', '.join(sim_only)}: only with --simulate")
     scenario = load_scenario(args.scenario).with_overrides(
         trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
     )
+    if args.simulate:
+        from harness.simulate import with_latency
+
+        scenario = with_latency(scenario, args.latency)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
     if bar:
         bar.start()
     try:
-        run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
-                                            handle_sigint=True)
+        if args.simulate:
+            run_dir, interrupted = run_simulated(scenario, args.out, progress=bar.update if bar else None,
+                                                 transport=args.sim_transport, workers=args.workers)
+        else:
+            run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
+                                                handle_sigint=True)
     finally:
         if bar:
             bar.stop()
     paths = build_report(run_dir)
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     _print_summary(summary, paths.html)
+    if args.simulate:
+        _print_simulation(run_dir)
     if interrupted:
         print(f"interrupted: kept {summary['run']['trials']} finished trials in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -116,6 +157,17 @@ class _Progress:
 
     def update(self, result: Any, stats: Any) -> None:
         self._progress.update(self._task, completed=stats.done, description=self._describe(stats.outcomes))
+
+
+def _print_simulation(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    sim = meta.get("simulate") or {}
+    latency = sim.get("latency") or {}
+    virtual = sim.get("virtual_s")
+    print(f"  simulated: {'?' if virtual is None else f'{virtual:.1f}'} s of virtual time in "
+          f"{meta.get('wall_s') or 0:.2f} s wall, "
+          f"{sim.get('workers')} process(es), {sim.get('transport')} transport, latency "
+          + ", ".join(f"{k}={v}" for k, v in latency.items()))
 
 
 def _print_summary(summary: dict[str, Any], html: Path) -> None:

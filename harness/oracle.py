@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.history import RequestEvent
@@ -61,11 +61,15 @@ class TrialResult:
     error: str  # transport error / guard timeout detail ("" when none)
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a scalar: a shallow dict equals asdict() at a fraction of its cost.
+        return {name: getattr(self, name) for name in _COLUMNS}
 
     @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TrialResult))
 
 
 def client_outcome(

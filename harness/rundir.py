@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,14 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _dumps(x: Any) -> str:
+    """json.dumps(_jsonable(x)), without walking `x` when it holds no NaN/inf (the usual case)."""
+    try:
+        return json.dumps(x, allow_nan=False)
+    except ValueError:
+        return json.dumps(_jsonable(x))
+
+
 class RunWriter:
     """Appends trials to the folder; a context manager so files close on any exit."""
 
@@ -77,15 +86,36 @@ class RunWriter:
 
     def add(self, result: TrialResult, events: list[dict[str, Any]], audit: dict[str, Any] | None) -> None:
         for event in events:
-            self._history.write(json.dumps(_jsonable(event)) + "\n")
-        self._audits.write(json.dumps({"trial_id": result.trial_id, "order_id": result.order_id,
-                                       "audit": _jsonable(audit)}) + "\n")
+            self._history.write(_dumps(event) + "\n")
+        self._audits.write(_dumps({"trial_id": result.trial_id, "order_id": result.order_id, "audit": audit}) + "\n")
         self._csv.writerow(result.row())
         # history and audit first: a row in trials.csv promises its evidence is on disk.
         self._history.flush()
         self._audits.flush()
         self._trials.flush()
         self.count += 1
+
+    def append_parts(self, parts: list[Path]) -> None:
+        """Append the trials other writers wrote to part folders (a run split over processes):
+        history and audits part after part, trials.csv rows in execution order (`seq`)."""
+        self._history.flush()
+        self._audits.flush()
+        for name in ("history.jsonl", "audits.jsonl"):
+            with (self.path / name).open("ab") as out:  # bytes: no decoding and re-encoding
+                for part in parts:
+                    if (part / name).exists():
+                        with (part / name).open("rb") as src:
+                            shutil.copyfileobj(src, out, 1 << 20)
+        rows: list[dict[str, str]] = []
+        for part in parts:
+            if (part / "trials.csv").exists():
+                with (part / "trials.csv").open(newline="", encoding="utf-8") as fh:
+                    # A row cut short (its writer was killed mid-line) has missing fields: left out.
+                    rows.extend(r for r in csv.DictReader(fh) if None not in r.values() and None not in r)
+        rows.sort(key=lambda r: int(r["seq"]))
+        self._csv.writerows(rows)
+        self._trials.flush()
+        self.count += len(rows)
 
     def close(self, interrupted: bool, wall_s: float, extra: dict[str, Any] | None = None) -> None:
         for f in (self._history, self._audits, self._trials):

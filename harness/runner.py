@@ -88,17 +88,9 @@ class Runner:
         """Run every planned trial (or until `stop` is set); returns the counts."""
         stop = stop or asyncio.Event()
         run = self.scenario.run
-        # A trial has at most ~3 requests in flight; small pools keep httpcore's per-request scan cheap.
-        n_shards = 1 if self.transport is not None else max(1, math.ceil(run.concurrency / _TRIALS_PER_SHARD))
-        per_shard = math.ceil(run.concurrency / n_shards) * 3 + 4
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        timeout = httpx.Timeout(run.request_timeout_s)
         started = time.monotonic()
-        ssl_context = httpx.create_ssl_context()  # one for all shards: each costs ~20 ms to load
         async with contextlib.AsyncExitStack() as stack:
-            shards = [await stack.enter_async_context(httpx.AsyncClient(
-                base_url=self.base_url, transport=self.transport, timeout=timeout, limits=limits,
-                verify=ssl_context)) for _ in range(n_shards)]
+            shards = await self._open_http(stack)
             timed = None
             if self.last_byte_sync:
                 firer = Firer()
@@ -123,6 +115,23 @@ class Runner:
                 self.stats.wall_s = time.monotonic() - started
                 self.stats.interrupted = stop.is_set() or self.stats.done < self.stats.planned
         return self.stats
+
+    async def _open_http(self, stack: contextlib.AsyncExitStack) -> list[Any]:
+        """The HTTP client shards (closed by `stack`); a simulated run supplies its own."""
+        run = self.scenario.run
+        # A trial has at most ~3 requests in flight; small pools keep httpcore's per-request scan cheap.
+        n_shards = 1 if self.transport is not None else max(1, math.ceil(run.concurrency / _TRIALS_PER_SHARD))
+        per_shard = math.ceil(run.concurrency / n_shards) * 3 + 4
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        timeout = httpx.Timeout(run.request_timeout_s)
+        ssl_context = httpx.create_ssl_context()  # one for all shards: each costs ~20 ms to load
+        return [await stack.enter_async_context(httpx.AsyncClient(
+            base_url=self.base_url, transport=self.transport, timeout=timeout, limits=limits,
+            verify=ssl_context)) for _ in range(n_shards)]
+
+    def _order_spec_for(self, p: PlannedTrial) -> dict[str, Any]:
+        """The body that creates trial `p`'s fresh order (a simulated run names the order after the trial)."""
+        return self._order_spec
 
     async def _execute(self, client: OrdersClient, stop: asyncio.Event) -> None:
         """Run the plan's trials (integration mode runs them in blocks per service)."""
@@ -184,7 +193,7 @@ class Runner:
         t0 = start_ns + round(max(0.0, -p.offset_ms) * 1e6)  # the Change's deadline
         hist = h.TrialHistory(shard=p.seq)
         g = self.scenario.guards
-        created = await client.create_order(hist, self._order_spec)
+        created = await client.create_order(hist, self._order_spec_for(p))
         if not created.ok:
             return self._failed(p, hist, t0, began, "", f"create order: {created.error or created.status}")
         order_id = created.response_body["orderId"]

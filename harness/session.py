@@ -36,6 +36,15 @@ def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStat
     return asyncio.run(execute(scenario, build_plan(scenario), out, progress, handle_sigint))
 
 
+def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
+                  transport: str = "direct", workers: int | None = None) -> tuple[Path, bool]:
+    """Simulated mode (`harness.simulate`): the same trials against an in-process mock on a virtual
+    clock; returns (run folder, interrupted). The report is not built here."""
+    from harness.simulate import run_simulated as _run_simulated
+
+    return _run_simulated(scenario, out, progress, transport=transport, workers=workers)
+
+
 async def execute(scenario: Scenario, plan: Plan, out: Path,
                   progress: Callable[[Any, RunStats], None] | None = None,
                   handle_sigint: bool = False) -> tuple[Path, bool]:

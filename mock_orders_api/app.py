@@ -8,11 +8,12 @@ on the event loop, which is what "under the order's lock" means here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,17 +34,26 @@ _MAX_BODY = 1 << 20
 
 
 class MockState:
-    """Everything one mock instance knows; `app.state.mock`."""
+    """Everything one mock instance knows; `app.state.mock`.
 
-    def __init__(self, config: MockConfig) -> None:
+    `clock` is the time source of every stamp and timer (host `time.monotonic_ns`
+    by default; a simulated run passes its virtual clock). `deterministic` makes
+    what would be random per process reproducible per order: request ids,
+    receipts and unpinned Change delays derive from (seed, order id, count).
+    """
+
+    def __init__(self, config: MockConfig, clock: Callable[[], int] = time.monotonic_ns,
+                 deterministic: bool = False) -> None:
         self.config = config
+        self.clock = clock
+        self.deterministic = deterministic
         self.store = OrderStore()
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
         self._timers: set[asyncio.TimerHandle] = set()
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
-        self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size)
+        self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
         self.store.listeners.append(self.hooks.on_status)
 
     # --- time -------------------------------------------------------------
@@ -89,7 +99,7 @@ class MockState:
 
         def _fire() -> None:
             self._timers.discard(handle)  # type: ignore[arg-type]
-            now = time.monotonic_ns()
+            now = self.clock()
             if now < due:  # the loop may fire up to its clock resolution early: re-arm
                 self._arm(order_id, due)
                 return
@@ -103,7 +113,10 @@ class MockState:
                 return
             self._advance(order_, now)
 
-        handle = loop.call_at(due / 1e9, _fire)
+        if self.clock is time.monotonic_ns:  # the loop's clock (asyncio, uvloop) is this one
+            handle = loop.call_at(due / 1e9, _fire)
+        else:  # another clock: only the delay is comparable
+            handle = loop.call_later(max(0, due - self.clock()) / 1e9, _fire)
         self._timers.add(handle)
 
     def reset(self) -> None:
@@ -116,11 +129,27 @@ class MockState:
         self.rng = random.Random(self.config.seed)
         self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
+    def new_ids(self, order: Order, kind: str) -> Callable[[], str] | None:
+        """Id maker for a record about to be added to `order` (None: random uuid4 ids)."""
+        if not self.deterministic:
+            return None
+        n = len(order.changes) + len(order.refused_changes) + len(order.invoices)
+        counter = iter(range(1 << 30))
+        base = f"{self.config.seed}:{order.order_id}:{kind}:{n}"
+        return lambda: hashlib.sha256(f"{base}:{next(counter)}".encode()).hexdigest()[:32]
+
+    def delay_rng(self, order: Order) -> random.Random:
+        """The RNG an unpinned Change delay is drawn from: shared, or per order and Change if deterministic."""
+        if not self.deterministic:
+            return self.rng
+        seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
+        return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
     def pending_changes(self) -> int:
         return sum(len(o.unfinished_changes()) for o in self.store)
 
     def verdicts(self) -> dict[str, Any]:
-        now = time.monotonic_ns()
+        now = self.clock()
         counts = {"race": 0, "clean": 0, "pending": 0}
         races: list[dict[str, Any]] = []
         for order in self.store:
@@ -145,7 +174,7 @@ def _mock(request: Request) -> MockState:
 
 def _acted(request: Request, order_id: str | None = None) -> tuple[int, int]:
     """Stamp the moment the mock acts; return (arrival_ns, acted_ns)."""
-    now = time.monotonic_ns()
+    now = _mock(request).clock()
     request.state.acted_ns = now
     if order_id is not None:
         request.state.order_id = order_id
@@ -332,7 +361,7 @@ async def _invoice(orderId: str, request: Request) -> dict[str, Any]:
         with mock.hooks.delay(hook_delay):  # the status change the invoice makes now (not a later settle)
             record = invoices.post_invoice(
                 order, spec, policy=mock.config.policy, settle_ms=mock.config.settle_ms, arrival_ns=arrival,
-                now_ns=now,
+                now_ns=now, new_id=mock.new_ids(order, "invoice"),
             )
     except ApiError:
         request.state.outcome = "refused"
@@ -355,10 +384,10 @@ async def invoice_oms(orderId: str, request: Request) -> dict[str, Any]:
     return await _invoice(orderId, request)
 
 
-def _delay_ms(request: Request, mock: MockState) -> float:
+def _delay_ms(request: Request, mock: MockState, order: Order) -> float:
     pinned = request.headers.get(DELAY_HEADER)
     if pinned is None:
-        return mock.config.delay.sample(mock.rng)
+        return mock.config.delay.sample(mock.delay_rng(order))
     try:
         return check_ms(pinned, f"header {DELAY_HEADER}")
     except ConfigError as err:
@@ -371,16 +400,17 @@ async def _change(orderId: str, request: Request, spec_of: Any, endpoint: str) -
     arrival, now = _acted(request, orderId)
     order = mock.order(orderId, now)
     spec = spec_of(body)
-    rng_state = mock.rng.getstate()
-    delay = _delay_ms(request, mock)
+    rng_state = None if mock.deterministic else mock.rng.getstate()  # deterministic: a fresh RNG per Change
+    delay = _delay_ms(request, mock, order)
     try:
         record = changes.register(
             order, spec, policy=mock.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
             endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
-            autostart=mock.pool is None,
+            autostart=mock.pool is None, new_id=mock.new_ids(order, "change"),
         )
     except ApiError as err:
-        mock.rng.setstate(rng_state)  # a refused Change consumes no delay draw
+        if rng_state is not None:
+            mock.rng.setstate(rng_state)  # a refused Change consumes no delay draw
         changes.refuse(order, err, arrival_ns=arrival, now_ns=now, endpoint=endpoint)
         request.state.outcome = "refused"
         raise
@@ -489,7 +519,7 @@ async def health(request: Request) -> dict[str, Any]:
     mock = _mock(request)
     return {"status": "ok", "orders": len(mock.store), "pendingChanges": mock.pending_changes(),
             "journalEntries": len(mock.journal), "journalDropped": mock.journal.dropped,
-            "policy": mock.config.policy, "monotonicNs": time.monotonic_ns()}
+            "policy": mock.config.policy, "monotonicNs": mock.clock()}
 
 
 def _config_view(mock: MockState) -> dict[str, Any]:
@@ -543,7 +573,8 @@ async def create_order(request: Request) -> JSONResponse:
 
 @admin.get("/orders/{orderId}/audit", summary="The mock's own record of one order")
 async def audit(orderId: str, request: Request) -> dict[str, Any]:
-    return _mock(request).order(orderId, time.monotonic_ns()).audit()
+    mock = _mock(request)
+    return mock.order(orderId, mock.clock()).audit()
 
 
 @admin.post("/audits", summary="Audits of many orders: body {\"orderIds\": [...]}",
@@ -553,7 +584,8 @@ async def audits(request: Request) -> dict[str, Any]:
     ids = body.get("orderIds") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise BadRequest("audits.orderIds: expected a list of order id strings")
-    mock, now = _mock(request), time.monotonic_ns()
+    mock = _mock(request)
+    now = mock.clock()
     return {"audits": [mock.order(i, now).audit() for i in ids]}
 
 
@@ -583,12 +615,19 @@ async def hook_deliveries(request: Request, since: int = 0, limit: int = 1000,
 
 # --- app ------------------------------------------------------------------------------
 
+# Every API route, in routing order (the simulated mode's direct dispatcher reads them too).
+API_ROUTERS: tuple[APIRouter, ...] = (vtex, admin)
+
+
 def _error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(status_code=err.status, content=err.body())
 
 
-def create_app(config: MockConfig | None = None) -> FastAPI:
-    """A fresh mock with its own state (each app instance is independent)."""
+def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time.monotonic_ns,
+               deterministic: bool = False) -> FastAPI:
+    """A fresh mock with its own state (each app instance is independent).
+
+    `clock` and `deterministic`: see `MockState` (a simulated run's virtual clock)."""
     config = config or MockConfig()
     config.check_auth()
 
@@ -605,10 +644,10 @@ def create_app(config: MockConfig | None = None) -> FastAPI:
         "asynchronous Changes, invoices, a vulnerable and a strict policy, order hooks (status-change "
         "notifications), audit and journal under /_mock.",
     )
-    state = MockState(config)
+    state = MockState(config, clock=clock, deterministic=deterministic)
     app.state.mock = state
-    app.include_router(vtex)
-    app.include_router(admin)
+    for router in API_ROUTERS:
+        app.include_router(router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
@@ -626,5 +665,5 @@ def create_app(config: MockConfig | None = None) -> FastAPI:
         e.status = err.status_code
         return _error_response(e)
 
-    app.add_middleware(JournalMiddleware, journal=state.journal)
+    app.add_middleware(JournalMiddleware, journal=state.journal, clock=clock)
     return app

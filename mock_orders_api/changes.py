@@ -15,6 +15,7 @@ import collections
 import heapq
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,18 +317,21 @@ def register(
     endpoint: str,
     account: str,
     autostart: bool = True,
+    new_id: Callable[[], str] | None = None,
 ) -> ChangeRecord:
     """Validate and accept a Change (state is untouched when this raises).
 
     `autostart=False` leaves starting it to a `WorkerPool` (bounded Change workers).
+    `new_id` makes the request and workflow ids (default: random uuid4 hex).
     """
     value = change_value(order, spec)
     check_changeable(order, policy, value)
     if spec.request_id is not None and any(c.request_id == spec.request_id for c in order.changes):
         raise Conflict(f"change request {spec.request_id!r} already exists", code="ChangeAlreadyExists")
+    new_id = new_id or _uuid_hex
     record = ChangeRecord(
-        request_id=spec.request_id or uuid.uuid4().hex,
-        workflow_id=uuid.uuid4().hex,
+        request_id=spec.request_id or new_id(),
+        workflow_id=new_id(),
         order_id=order.order_id,
         account=account,
         endpoint=endpoint,
@@ -343,6 +347,10 @@ def register(
     if autostart:
         _start_next(order, now_ns)
     return record
+
+
+def _uuid_hex() -> str:
+    return uuid.uuid4().hex
 
 
 def refuse(order: Order, error: Exception, *, arrival_ns: int, now_ns: int, endpoint: str) -> None:

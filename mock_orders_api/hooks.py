@@ -166,8 +166,10 @@ class HookDispatcher:
     mock's synchronous section and only schedules a task.
     """
 
-    def __init__(self, settings: Callable[[], MockConfig], journal_size: int) -> None:
+    def __init__(self, settings: Callable[[], MockConfig], journal_size: int,
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._settings = settings
+        self._clock = clock
         self.config: HookConfig | None = startup_hook(settings())
         self.journal = Journal(journal_size)
         self._client: httpx.AsyncClient | None = None
@@ -242,14 +244,14 @@ class HookDispatcher:
         due = d.due_ns
         attempts = 1 + settings.hook_retries
         for attempt in range(1, attempts + 1):
-            while (wait_ns := due - time.monotonic_ns()) > 0:  # a loop (uvloop: ms timers) may wake early
+            while (wait_ns := due - self._clock()) > 0:  # a loop (uvloop: ms timers) may wake early
                 await asyncio.sleep(wait_ns / 1e9)
             status, error, sent, done = await self._send(d.url, d.body, d.headers, self._settings().hook_timeout_s)
             outcome = "delivered" if error is None else ("retrying" if attempt < attempts else "gave-up")
             self._record(d, attempt, due, sent, status, error, outcome, done)
             if error is None:
                 return
-            due = time.monotonic_ns() + round(BACKOFF_MS * 2 ** (attempt - 1) * 1e6)
+            due = self._clock() + round(BACKOFF_MS * 2 ** (attempt - 1) * 1e6)
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str],
                     timeout_s: float) -> tuple[int, str | None, int, int]:
@@ -257,17 +259,17 @@ class HookDispatcher:
         import httpx
 
         client = self._get_client()
-        sent = time.monotonic_ns()
+        sent = self._clock()
         try:
             async with asyncio.timeout(timeout_s):
                 r = await client.post(url, content=body, headers=headers, timeout=timeout_s)
         except TimeoutError:
-            return 0, f"timeout after {timeout_s:g} s", sent, time.monotonic_ns()
+            return 0, f"timeout after {timeout_s:g} s", sent, self._clock()
         except httpx.TimeoutException as err:
-            return 0, f"timeout after {timeout_s:g} s ({type(err).__name__})", sent, time.monotonic_ns()
+            return 0, f"timeout after {timeout_s:g} s ({type(err).__name__})", sent, self._clock()
         except httpx.HTTPError as err:
-            return 0, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, sent, time.monotonic_ns()
-        done = time.monotonic_ns()
+            return 0, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, sent, self._clock()
+        done = self._clock()
         if 200 <= r.status_code < 300:
             return r.status_code, None, sent, done
         return r.status_code, f"HTTP {r.status_code}", sent, done

@@ -10,6 +10,7 @@ settle time S, then to `invoiced` (immediately when S = 0).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +136,11 @@ def post_invoice(
     settle_ms: float,
     arrival_ns: int,
     now_ns: int,
+    new_id: Callable[[], str] | None = None,
 ) -> InvoiceRecord:
-    """Validate and record an invoice. A refusal is recorded in the audit, then raised."""
+    """Validate and record an invoice. A refusal is recorded in the audit, then raised.
+
+    `new_id` makes the receipt (default: a random uuid4 hex)."""
     for prior in order.invoices:
         if prior.accepted and prior.invoice_number == spec.invoice_number:
             if prior.invoice_value == spec.invoice_value and prior.type == spec.type:
@@ -167,7 +171,7 @@ def post_invoice(
         raise
     record.accepted = True
     record.status = 200
-    record.receipt = uuid.uuid4().hex
+    record.receipt = new_id() if new_id is not None else uuid.uuid4().hex
     order.invoices.append(record)
     if spec.type == "Output" and order.invoiced_total >= order.value and order.status != INVOICED:
         if settle_ms > 0:

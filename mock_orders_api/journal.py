@@ -4,7 +4,7 @@
 the handler acted on the request (body read, state mutated) and is the time
 that counts for the race model; `done_ns` is when the last response byte was
 handed to the server. All are `time.monotonic_ns()`, comparable with a client
-on the same host.
+on the same host (or the clock the app was given: a simulated run's virtual one).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,15 +55,16 @@ class Journal:
 class JournalMiddleware:
     """Pure ASGI middleware (no per-request task switch, unlike BaseHTTPMiddleware)."""
 
-    def __init__(self, app: ASGIApp, journal: Journal) -> None:
+    def __init__(self, app: ASGIApp, journal: Journal, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.app = app
         self.journal = journal
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrival = time.monotonic_ns()
+        arrival = self.clock()
         state = scope.setdefault("state", {})
         state["arrival_ns"] = arrival
         status = 0
@@ -84,7 +86,7 @@ class JournalMiddleware:
                     "status": status,
                     "arrivalNs": arrival,
                     "actedNs": state.get("acted_ns"),
-                    "doneNs": time.monotonic_ns(),
+                    "doneNs": self.clock(),
                     "date": iso_now(),
                     "orderId": state.get("order_id"),
                     "outcome": state.get("outcome"),
