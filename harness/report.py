@@ -122,19 +122,27 @@ def _scan_jsonl(path: Path, trial_id: int | None, stats: _Jsonl) -> Iterator[dic
                 yield obj
 
 
+def _audits(path: Path) -> Iterator[dict[str, Any]]:
+    """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                audit = (json.loads(line) or {}).get("audit")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(audit, dict):
+                yield audit
+
+
 def _change_delays(path: Path) -> list[tuple[float, float, float]]:
     """(s since the first Change, processing ms, queue wait ms) of every accepted Change in the audits."""
     raw: list[tuple[int, float, float]] = []
-    if path.exists():
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    audit = (json.loads(line) or {}).get("audit") or {}
-                except json.JSONDecodeError:
-                    continue
-                for c in audit.get("changes") or []:
-                    if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
-                        raw.append((c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)))
+    for audit in _audits(path):
+        for c in audit.get("changes") or []:
+            if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
+                raw.append((c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)))
     if not raw:
         return []
     t0 = min(r[0] for r in raw)
@@ -159,20 +167,14 @@ def _hook_stats(path: Path) -> dict[str, Any]:
     late: list[float] = []
     rtt: list[float] = []
     failed = 0
-    if path.exists():
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    audit = (json.loads(line) or {}).get("audit") or {}
-                except json.JSONDecodeError:
-                    continue
-                for d in audit.get("hooks") or []:
-                    if d.get("sentNs") is not None and d.get("scheduledNs") is not None:
-                        late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
-                    if d.get("status") and 200 <= d["status"] < 300 and d.get("latencyMs") is not None:
-                        rtt.append(float(d["latencyMs"]))
-                    elif d.get("outcome") != "delivered":
-                        failed += 1
+    for audit in _audits(path):
+        for d in audit.get("hooks") or []:
+            if d.get("sentNs") is not None and d.get("scheduledNs") is not None:
+                late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
+            if d.get("status") and 200 <= d["status"] < 300 and d.get("latencyMs") is not None:
+                rtt.append(float(d["latencyMs"]))
+            elif d.get("outcome") != "delivered":
+                failed += 1
     return {"deliveries": len(late), "failed_attempts": failed,
             "lateness_ms": quantiles(pd.Series(late, dtype=float)),
             "round_trip_ms": quantiles(pd.Series(rtt, dtype=float))}

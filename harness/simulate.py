@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from harness import history as h
 from harness.client import OrdersClient
-from harness.errors import RaceHarnessError, ScenarioError, TargetError
+from harness.errors import RaceHarnessError, ScenarioError
 from harness.guards import TrialContext
 from harness.oracle import TrialResult
 from harness.plan import Plan, PlannedTrial, build_plan
@@ -45,8 +45,8 @@ from harness.runner import Runner, RunStats
 from harness.scenario import Scenario, Simulate, parse_scenario
 from harness.simclock import VirtualClock, run_virtual
 from harness.simnet import SIM_URL, DirectClient, Latency, SimTransport
-from harness.targets import credentials_from_env
-from mock_orders_api.config import MockConfig, parse_delay
+from harness.targets import credentials_from_env, mock_config
+from mock_orders_api.config import parse_delay
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.store import DATE_SOURCE, virtual_dates
 
@@ -132,13 +132,7 @@ def build_sim_app(scenario: Scenario, clock: VirtualClock) -> tuple[Any, Any]:
     from mock_orders_api import create_app
 
     creds = credentials_from_env(scenario)
-    m = scenario.mock
-    config = MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
-                        app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token)
-    if (config.app_key is None) != (config.app_token is None):
-        t = scenario.target
-        raise TargetError(f"credentials: set both {t.app_key_env} and {t.app_token_env}, or neither")
-    return create_app(config, clock=clock.now_ns, deterministic=True), creds
+    return create_app(mock_config(scenario, creds), clock=clock.now_ns, deterministic=True), creds
 
 
 def _meta(scenario: Scenario, plan: Plan, transport: str, workers: int) -> dict[str, Any]:

@@ -36,6 +36,16 @@ def credentials_from_env(scenario: Scenario) -> Credentials:
     )
 
 
+def mock_config(scenario: Scenario, creds: Credentials) -> MockConfig:
+    """The config of a mock the harness starts itself for this scenario."""
+    m = scenario.mock
+    if (creds.app_key is None) != (creds.app_token is None):
+        t = scenario.target
+        raise TargetError(f"credentials: set both {t.app_key_env} and {t.app_token_env}, or neither")
+    return MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
+                      app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token)
+
+
 @contextlib.contextmanager
 def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
     creds = credentials_from_env(scenario)
@@ -43,12 +53,7 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
         assert scenario.target.url is not None
         yield OpenTarget("url", scenario.target.url.rstrip("/"), creds)
         return
-    m = scenario.mock
-    config = MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
-                        app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token)
-    if (config.app_key is None) != (config.app_token is None):
-        t = scenario.target
-        raise TargetError(f"credentials: set both {t.app_key_env} and {t.app_token_env}, or neither")
+    config = mock_config(scenario, creds)
     try:
         with MockProcess(config) as proc:
             yield OpenTarget("embedded", proc.url, creds)
