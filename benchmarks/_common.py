@@ -1,0 +1,78 @@
+"""Helpers shared by the benchmark scripts: machine description and CPU accounting.
+
+The machine is shared (other jobs may run during a benchmark), so every timing figure is
+printed with how much CPU *other* processes used during the measurement: a p99 measured
+while something else held a core is not the harness's own figure.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine() -> dict[str, Any]:
+    return {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "loadavg_1m": os.getloadavg()[0]}
+
+
+def _busy_ticks() -> int | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            f = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(f) - f[3] - f[4]  # all but idle and iowait
+
+
+def _tree_ticks(pids: list[int]) -> int:
+    """CPU ticks of this process, its reaped children, and the given live pids."""
+    t = os.times()
+    total = round((t.user + t.system + t.children_user + t.children_system) * _TCK)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+class CpuMeter:
+    """CPU used during a `with` block: by us (this process, reaped children, `pids`) and by others.
+
+    Children that are still alive at the end must be listed in `pids` (e.g. WireMock's JVM);
+    children reaped inside the block are counted through `os.times()`.
+    """
+
+    def __init__(self, pids: list[int] | None = None) -> None:
+        self.pids = pids or []
+        self.result: dict[str, Any] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._t0 = time.monotonic()
+        self._busy0 = _busy_ticks()
+        self._ours0 = _tree_ticks(self.pids)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = max(time.monotonic() - self._t0, 1e-9)
+        busy1 = _busy_ticks()
+        ours = (_tree_ticks(self.pids) - self._ours0) / _TCK
+        if self._busy0 is None or busy1 is None:
+            self.result = {"wall_s": wall, "ours_cores": ours / wall, "others_cores": None}
+            return
+        busy = (busy1 - self._busy0) / _TCK
+        self.result = {"wall_s": wall, "ours_cores": ours / wall,
+                       "others_cores": max(0.0, busy - ours) / wall}
