@@ -7,8 +7,11 @@ while something else held a core is not the harness's own figure.
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,3 +79,25 @@ class CpuMeter:
         busy = (busy1 - self._busy0) / _TCK
         self.result = {"wall_s": wall, "ours_cores": ours / wall,
                        "others_cores": max(0.0, busy - ours) / wall}
+
+
+def find_wiremock_jar(given: str | None, tmp: Path) -> tuple[Path | None, str]:
+    """(the wiremock-standalone jar, where it came from) or (None, why not).
+
+    `given`, else $WIREMOCK_JAR, else `npm install wiremock` into `tmp` (the npm package ships
+    the jar; nothing is installed outside `tmp`)."""
+    for cand in (given, os.environ.get("WIREMOCK_JAR")):
+        if cand:
+            return (Path(cand), "given") if Path(cand).is_file() else (None, f"jar not found: {cand}")
+    npm = shutil.which("npm")
+    if npm is None:
+        return None, "npm not found (give --wiremock-jar or $WIREMOCK_JAR)"
+    try:
+        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tmp), "wiremock"],
+                              capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"npm install wiremock failed: {err}"
+    if proc.returncode != 0:
+        return None, f"npm install wiremock failed: {proc.stderr.strip()[-300:]}"
+    jars = sorted(glob.glob(str(tmp / "node_modules/wiremock/**/wiremock-standalone-*.jar"), recursive=True))
+    return (Path(jars[-1]), "npm install wiremock") if jars else (None, "npm installed wiremock but no jar found")

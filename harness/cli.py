@@ -41,6 +41,19 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--sim-transport", choices=("direct", "asgi"), default="direct",
                        help="simulated mode: call the mock's handlers directly (default) or through "
                             "httpx + ASGI (slower, same results)")
+    c = sub.add_parser("calibrate", help="run a scenario live and simulated, compare both with the race model: "
+                                         "exit 0 when the unguarded curve's intervals cover it in enough bins")
+    c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario TOML (default {DEFAULT_SCENARIO})")
+    c.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
+    c.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+    c.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folders")
+    c.add_argument("--no-simulate", action="store_true", help="live run only")
+    c.add_argument("--min-coverage", type=float, default=0.9,
+                   help="fraction of the unguarded curve's bins whose 95%% interval must cover the model (default 0.9)")
+    c.add_argument("--gate-on", choices=("model", "conditional"), default="model",
+                   help="the model the exit code judges: the distribution-level one (default) or the one given "
+                        "each trial's pinned delay; both are reported")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar (CI logs)")
     r = sub.add_parser("report", help="rebuild a run folder's report from its trials (also after a crash)")
     r.add_argument("run_dir", type=Path)
     rp = sub.add_parser("replay", help="re-run one trial of a run folder alone in simulated mode and print "
@@ -63,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args.run_dir)
         if args.command == "replay":
             return _replay(args.run_dir, args.trial_id)
+        if args.command == "calibrate":
+            return _calibrate(args)
         return _run(args, gate=args.command == "check")
     except RaceHarnessError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -76,6 +91,54 @@ def _report(run_dir: Path) -> int:
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     _print_summary(summary, paths.html)
     return EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from harness.calibrate import run_calibration
+    from harness.scenario import load_scenario
+
+    if not 0.0 <= args.min_coverage <= 1.0:
+        raise RaceHarnessError(f"--min-coverage: expected a fraction in [0, 1]; got {args.min_coverage}")
+    scenario = load_scenario(args.scenario).with_overrides(trials_per_offset=args.trials, seed=args.seed)
+    if scenario.target.integration is not None:
+        raise RaceHarnessError("calibrate: integration scenarios have no race model to calibrate against")
+    bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
+    if bar:
+        bar.start()
+    try:
+        cal = run_calibration(scenario, args.out, simulate=not args.no_simulate, min_coverage=args.min_coverage,
+                              gate_on=args.gate_on, progress=bar.update if bar else None,
+                              on_phase=lambda msg: print(msg, file=sys.stderr))
+    finally:
+        if bar:
+            bar.stop()
+    res = cal.result
+    if res.get("note"):
+        print(f"note: {res['note']}")
+    for guard, g in res["guards"].items():
+        parts = [f"live: model {_coverage(g['live']['model'])}, conditional {_coverage(g['live']['conditional'])}"]
+        if "simulated" in g:
+            parts.append(f"simulated: model {_coverage(g['simulated']['model'])}, "
+                         f"conditional {_coverage(g['simulated']['conditional'])}")
+            d = g["live_vs_simulated"]
+            if d["bins"]:
+                parts.append(f"|live - simulated| mean {d['mean_abs_diff']:.3f} max {d['max_abs_diff']:.3f}")
+        print(f"  {guard:15s} " + "; ".join(parts))
+    print(f"calibration: {cal.html_path}")
+    if cal.interrupted:
+        return EXIT_INTERRUPTED
+    frac = res["gated_fraction"]
+    line = (f"{res['gated_guard']} vs {res['gated_model']}: {'n/a' if frac is None else f'{frac:.0%}'} of bins "
+            f"covered (needed {res['min_coverage']:.0%})")
+    if not res["passed"]:
+        print(f"calibration: FAILED ({line})", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    print(f"calibration: passed ({line})")
+    return EXIT_OK
+
+
+def _coverage(c: dict[str, Any]) -> str:
+    return "n/a" if not c.get("bins") else f"{c['covered']}/{c['bins']} bins covered ({c['fraction']:.0%})"
 
 
 def _replay(run_dir: Path, trial_id: int) -> int:

@@ -134,8 +134,29 @@ _REQUEST = struct.Struct("<IQc")  # id, deadline (monotonic ns), the last byte
 _REPLY = struct.Struct("<IQi")  # id, sent (monotonic ns), errno (0 = sent)
 
 
+def _raise_priority() -> None:
+    """Best effort, where permitted (root or CAP_SYS_NICE): real-time FIFO priority, else nice -10.
+
+    The firer sleeps almost always; at a deadline it must get a CPU within microseconds,
+    but the harness process next to it keeps a core busy. Measured at 200 trials in flight
+    on 2 cores: last-byte lateness p99 1.1 ms at normal priority, 0.05 ms with FIFO. Its
+    busy-wait is bounded (`_SPIN_NS` per deadline) and the kernel's real-time throttling
+    still leaves other processes CPU time.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except (AttributeError, OSError):
+        pass
+
+
 def _firer_main(requests_fd: int, replies_fd: int) -> None:
     """The helper process: a heap of deadlines, `select` to sleep, spin, write, reply."""
+    _raise_priority()
     requests = socket.socket(fileno=requests_fd)
     replies = socket.socket(fileno=replies_fd)
     replies.send(_REPLY.pack(0, time.monotonic_ns(), 0))  # ready

@@ -98,7 +98,9 @@ class MockState:
         handle: asyncio.TimerHandle | None = None
 
         def _fire() -> None:
+            nonlocal handle
             self._timers.discard(handle)  # type: ignore[arg-type]
+            handle = None  # break handle -> _fire -> cell -> handle: a fired timer leaves no garbage cycle
             now = self.clock()
             if now < due:  # the loop may fire up to its clock resolution early: re-arm
                 self._arm(order_id, due)

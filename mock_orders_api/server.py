@@ -19,6 +19,7 @@ import uvicorn
 from mock_orders_api import child_env
 from mock_orders_api.app import create_app
 from mock_orders_api.config import MockConfig
+from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.errors import RaceHarnessError
 
 _UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
@@ -47,8 +48,15 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
           log_level: str = "warning") -> None:
     """Serve in the foreground until interrupted."""
     sock = socket.socket(fileno=fd) if fd is not None else bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=log_level, **_UVICORN))
-    server.run(sockets=[sock])
+    pacer = GcPacer()  # this process is the mock's own: no GC stalls while requests flow
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=log_level, callback_notify=pacer.tick,
+                                           timeout_notify=0.5, **_UVICORN))
+    pacer.server = server
+    pacer.install()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        pacer.uninstall()
 
 
 def wait_healthy(url: str, timeout_s: float = 15.0, headers: dict[str, str] | None = None,
@@ -138,6 +146,11 @@ class MockProcess:
             self.__exit__(None, None, None)
             raise
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before `__enter__`)."""
+        return self._proc.pid if self._proc is not None else None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

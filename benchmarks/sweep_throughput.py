@@ -1,0 +1,108 @@
+"""Throughput of the ticket scenario's full sweep, live and simulated (a benchmark script, not a test).
+
+Runs `scenarios/ticket-1348894.toml` (41 offsets x 8 trials x 3 guards = 984 trials) through
+the same code paths as `race-harness run` and `race-harness run --simulate`
+(`harness.session.run_scenario` / `run_simulated`), and reports trials, wall seconds and
+trials/s. Live: once per --concurrency value (trials in flight; the scenario's own value
+first), against the embedded mock. Simulated: when this version has it (`harness.session`
+exposes `run_simulated`), with --workers processes (default: one per CPU). Two wall times:
+`runner` is the runner's own (run.json `wall_s`, what the report's trials/s uses), `end to
+end` adds starting the mock and the helper processes (live) or forking the workers
+(simulated); building the report is not included. Targets (issue): live >= 100 trials/s,
+simulated >= 5,000 trials/s. Prints one JSON line, then a readable table.
+
+    python benchmarks/sweep_throughput.py [--concurrency 100 200] [--trials 8] [--workers N] [--no-simulate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, CpuMeter, machine
+
+os.chdir(ROOT)
+
+from harness import session  # noqa: E402
+from harness.analysis import load_trials  # noqa: E402
+from harness.scenario import load_scenario  # noqa: E402
+
+SCENARIO = "scenarios/ticket-1348894.toml"
+TARGETS = {"live": 100.0, "simulated": 5000.0}
+
+
+def _result(mode: str, run_dir: Path, elapsed: float, cpu: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    n = len(load_trials(run_dir))
+    wall = float(meta.get("wall_s") or elapsed)
+    return {"mode": mode, "trials": n, "planned": meta.get("planned_trials"), "runner_wall_s": wall,
+            "end_to_end_s": elapsed, "trials_per_s": n / wall if wall > 0 else None,
+            "end_to_end_trials_per_s": n / elapsed if elapsed > 0 else None,
+            "interrupted": bool(meta.get("interrupted")), "cpu_cores": cpu, **extra}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--concurrency", type=int, nargs="*", default=None,
+                   help="live runs: trials in flight, one run each (default: the scenario's, then 200)")
+    p.add_argument("--trials", type=int, default=None, help="trials per offset (default: the scenario's, 8)")
+    p.add_argument("--workers", type=int, default=None, help="simulated: processes (default: one per CPU)")
+    p.add_argument("--no-simulate", action="store_true", help="live only")
+    p.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    args = p.parse_args(argv)
+    base = load_scenario(SCENARIO).with_overrides(trials_per_offset=args.trials)
+    conc = args.concurrency if args.concurrency is not None else [base.run.concurrency, 200]
+    if any(c < 1 for c in conc) or (args.trials is not None and args.trials < 1):
+        p.error("--concurrency and --trials must be >= 1")
+    has_sim = callable(getattr(session, "run_simulated", None))
+    res: dict[str, Any] = {"benchmark": "sweep_throughput", "scenario": SCENARIO, "machine": machine(),
+                           "targets_trials_per_s": TARGETS, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+        out = args.out or Path(tmp)
+        for c in conc:
+            scenario = dataclasses.replace(base, run=dataclasses.replace(base.run, concurrency=c))
+            t0 = time.monotonic()
+            with CpuMeter() as cpu:
+                run_dir, _ = session.run_scenario(scenario, out)
+            res["runs"].append(_result("live", run_dir, time.monotonic() - t0, cpu.result, concurrency=c))
+        if args.no_simulate:
+            res["simulated_note"] = "skipped (--no-simulate)"
+        elif not has_sim:
+            res["simulated_note"] = "simulated mode not in this version (no harness.session.run_simulated): live only"
+        else:
+            t0 = time.monotonic()
+            with CpuMeter() as cpu:
+                run_dir, _ = session.run_simulated(base, out, workers=args.workers)  # type: ignore[attr-defined]
+            meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            res["runs"].append(_result("simulated", run_dir, time.monotonic() - t0, cpu.result,
+                                       workers=args.workers or os.cpu_count(),
+                                       virtual_s=(meta.get("simulate") or {}).get("virtual_s")))
+    print(json.dumps(res, sort_keys=True))
+    m = res["machine"]
+    lines = [f"full sweep of {SCENARIO} (nproc={m['nproc']}, load before={m['loadavg_1m']:.2f})",
+             f"{'mode':<10} {'in flight':>9} {'trials':>7} {'runner s':>9} {'trials/s':>9} {'end-to-end s':>12} "
+             f"{'trials/s':>9}  {'target':>7}  cpu ours/others"]
+    for r in res["runs"]:
+        c = r["cpu_cores"]
+        cpu = f"{c['ours_cores']:.2f}/{c['others_cores']:.2f}" if c.get("others_cores") is not None else ""
+        flight = str(r.get("concurrency", "-")) if r["mode"] == "live" else f"{r['workers']} proc"
+        ok = "met" if (r["trials_per_s"] or 0) >= TARGETS[r["mode"]] else "MISSED"
+        lines.append(f"{r['mode']:<10} {flight:>9} {r['trials']:>7} {r['runner_wall_s']:9.2f} {r['trials_per_s']:9.1f} "
+                     f"{r['end_to_end_s']:12.2f} {r['end_to_end_trials_per_s']:9.1f}  {ok:>7}  {cpu}")
+    if res.get("simulated_note"):
+        lines.append(res["simulated_note"])
+    lines.append(f"targets: live >= {TARGETS['live']:g} trials/s, simulated >= {TARGETS['simulated']:g} trials/s "
+                 "(runner wall time).")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

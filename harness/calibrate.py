@@ -1,0 +1,209 @@
+"""`race-harness calibrate`: run a scenario live and simulated and overlay both on the race model.
+
+The computation is `harness.calibration` (pure); this module runs the two modes, then writes
+into the live run folder: `calibration.json` (the coverage dict), `calibration.png` (per
+guard: the model line, live points with their 95% intervals, simulated points) and
+`calibration.html`. Simulated mode is used when `harness.session` provides `run_simulated`;
+otherwise the calibration is live-only and says so.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness import session
+from harness.analysis import load_trials, model_from_run, ordered_guards
+from harness.calibration import MIN_COVERAGE, calibrate_trials
+from harness.errors import ReportError
+from harness.scenario import Scenario
+
+_COLORS = {"none": "#d62728", "finished-check": "#1f77b4", "serialized": "#2ca02c"}
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    live_dir: Path
+    simulated_dir: Path | None
+    result: dict[str, Any]
+    json_path: Path
+    png_path: Path
+    html_path: Path
+    interrupted: bool
+
+
+def simulated_available() -> bool:
+    """Simulated mode is merged when the session module exposes `run_simulated`."""
+    return callable(getattr(session, "run_simulated", None))
+
+
+def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min_coverage: float = MIN_COVERAGE,
+                    gate_on: str = "model", progress: Callable[[Any, Any], None] | None = None,
+                    on_phase: Callable[[str], None] | None = None) -> CalibrationRun:
+    """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
+    from harness.report import build_report
+
+    say = on_phase or (lambda _msg: None)
+    say("live run")
+    live_dir, interrupted = session.run_scenario(scenario, out, progress=progress, handle_sigint=True)
+    build_report(live_dir)
+    sim_dir: Path | None = None
+    note = ""
+    if interrupted:
+        note = "live run interrupted: simulated run skipped"
+    elif not simulate:
+        note = "simulated run not requested (--no-simulate)"
+    elif not simulated_available():
+        note = "simulated mode not available in this version (harness.session has no run_simulated): live only"
+    else:
+        say("simulated run")
+        sim_dir, sim_interrupted = session.run_simulated(scenario, out)  # type: ignore[attr-defined]
+        build_report(sim_dir)
+        interrupted = interrupted or sim_interrupted
+    meta = _run_json(live_dir)
+    live_df = load_trials(live_dir)
+    sim_df = load_trials(sim_dir) if sim_dir is not None else None
+    result, live_rates, sim_rates = calibrate_trials(live_df, sim_df, meta, min_coverage=min_coverage,
+                                                     gate_on=gate_on)
+    result["note"] = note
+    result["live_run"] = str(live_dir)
+    result["simulated_run"] = str(sim_dir) if sim_dir is not None else None
+    json_path = live_dir / "calibration.json"
+    json_path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    png_path = plot_calibration(live_rates, sim_rates, model_from_run(meta), live_dir / "calibration.png")
+    html_path = live_dir / "calibration.html"
+    html_path.write_text(calibration_html(result, live_rates, sim_rates, png_path.name), encoding="utf-8")
+    return CalibrationRun(live_dir, sim_dir, result, json_path, png_path, html_path, interrupted)
+
+
+def _run_json(run_dir: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ReportError(f"{run_dir / 'run.json'}: cannot read: {err}") from None
+    if not isinstance(meta, dict):
+        raise ReportError(f"{run_dir / 'run.json'}: expected a JSON object")
+    return meta
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callable[[float, str], float] | None,
+                     out: Path) -> Path:
+    """One panel per guard: the model (line), live rates with 95% Wilson intervals, simulated rates."""
+    guards = ordered_guards(list(live["guard"]) + (list(sim["guard"]) if sim is not None else [])) or ["none"]
+    fig = Figure(figsize=(9.0, 3.2 * len(guards)))
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(len(guards), 1, sharex=True, squeeze=False)[:, 0])
+    offsets = pd.concat([live["offset_ms"], sim["offset_ms"] if sim is not None else live["offset_ms"]])
+    x_min, x_max = (float(offsets.min()), float(offsets.max())) if len(offsets) else (-1.0, 1.0)
+    grid = np.array(sorted(set(np.linspace(x_min, x_max, 600).tolist()) | {0.0, -1e-6, 1e-6}))
+    for ax, guard in zip(axes, guards):
+        color = _COLORS.get(guard, "#9467bd")
+        if model is not None:
+            ys = np.array([model(float(x), guard) for x in grid])
+            if np.isfinite(ys).any():
+                ax.plot(grid, ys, color="#333333", linewidth=1.2, label="model")
+        lv = live[(live["guard"] == guard) & (live["trials"] > 0)].sort_values("offset_ms")
+        if not lv.empty:
+            y = lv["rate"].to_numpy(dtype=float)
+            err = [y - lv["ci_low"].to_numpy(dtype=float), lv["ci_high"].to_numpy(dtype=float) - y]
+            ax.errorbar(lv["offset_ms"], y, yerr=err, fmt="o", color=color, markersize=4, capsize=2,
+                        elinewidth=0.8, label=f"live (95% CI, n={int(lv['trials'].sum())})")
+        if sim is not None:
+            sv = sim[(sim["guard"] == guard) & (sim["trials"] > 0)].sort_values("offset_ms")
+            if not sv.empty:
+                ax.plot(sv["offset_ms"], sv["rate"], "x", color="#000000", markersize=5,
+                        label=f"simulated (n={int(sv['trials'].sum())})")
+        ax.axvline(0.0, color="#999999", linewidth=0.8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("race rate")
+        ax.set_title(f"{guard}: measured vs model", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    axes[-1].set_xlabel("planned offset t_invoice − t_change (ms)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, format="png", metadata={"Software": None})
+    return out
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.0f}%"
+
+
+def _cov(c: dict[str, Any] | None) -> str:
+    if not c or not c.get("bins"):
+        return "–"
+    return f"{c['covered']}/{c['bins']} ({_pct(c['fraction'])})"
+
+
+def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFrame | None, png_name: str) -> str:
+    e = html.escape
+    verdict = "passed" if result["passed"] else "FAILED"
+    rows = []
+    for guard, g in result["guards"].items():
+        lvs = g.get("live_vs_simulated") or {}
+        agree = (result.get("trial_agreement") or {}).get(guard) or {}
+        rows.append(
+            "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in (
+                guard, _cov(g["live"]["model"]), _cov(g["live"]["conditional"]),
+                _cov((g.get("simulated") or {}).get("model")), _cov((g.get("simulated") or {}).get("conditional")),
+                "–" if lvs.get("mean_abs_diff") is None else f"{lvs['mean_abs_diff']:.3f} / {lvs['max_abs_diff']:.3f}",
+                "–" if not lvs.get("bins") else f"{lvs['intervals_overlap']}/{lvs['bins']}",
+                "–" if not agree else f"{agree['same_outcome']}/{agree['trials']}",
+            )) + "</tr>")
+    bins = []
+    for guard in ordered_guards(live["guard"]):
+        lv = live[(live["guard"] == guard) & (live["trials"] > 0)]
+        sv = sim[sim["guard"] == guard].set_index("offset_ms") if sim is not None else None
+        for r in lv.itertuples():
+            s_rate = sv.loc[r.offset_ms, "rate"] if sv is not None and r.offset_ms in sv.index else None
+            cov_m = r.ci_low - 1e-9 <= r.model <= r.ci_high + 1e-9 if not math.isnan(r.model) else None
+            cov_c = (r.ci_low - 1e-9 <= r.conditional <= r.ci_high + 1e-9) if not math.isnan(r.conditional) else None
+            bins.append("<tr>" + "".join(f"<td>{e(v)}</td>" for v in (
+                guard, f"{r.offset_ms:g}", f"{r.races}/{r.trials}", f"{r.rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]",
+                f"{r.model:.2f}" + ("" if cov_m is None else (" ✓" if cov_m else " ✗")),
+                "–" if math.isnan(r.conditional) else f"{r.conditional:.2f}" + (" ✓" if cov_c else " ✗"),
+                "–" if s_rate is None or (isinstance(s_rate, float) and math.isnan(s_rate)) else f"{s_rate:.2f}",
+                "–" if s_rate is None or (isinstance(s_rate, float) and math.isnan(s_rate)) else f"{r.rate - s_rate:+.2f}",
+            )) + "</tr>")
+    note = f"<p class='note'>{e(result['note'])}</p>" if result.get("note") else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Calibration</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child{{text-align:left}}
+.passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.note{{color:#a60}}</style></head><body>
+<h1>Calibration: measured race rate vs the race model</h1>
+<p class="{verdict}"><b>{verdict}</b>: the live <code>{e(result['gated_guard'])}</code> curve's 95% intervals cover the
+{e(result['gated_model'])} in {_pct(result['gated_fraction'])} of its bins (needed: {_pct(result['min_coverage'])}).</p>
+{note}
+<p>model = the distribution-level race model (delay drawn from the configured distribution); conditional = the
+model given each trial's pinned delay (the fraction of the bin's trials whose delay exceeds the offset, for the
+unguarded curve). Live and simulated runs play the same plan (same trials, same delays).</p>
+<img src="{e(png_name)}" alt="calibration plot" style="max-width:100%">
+<h2>Coverage per guard</h2>
+<table><tr><th>guard</th><th>live: model</th><th>live: conditional</th><th>simulated: model</th>
+<th>simulated: conditional</th><th>|live − simulated| mean / max</th><th>intervals overlap</th>
+<th>same outcome per trial</th></tr>
+{''.join(rows)}</table>
+<h2>Bins</h2>
+<table><tr><th>guard</th><th>offset ms</th><th>races</th><th>live rate [95% CI]</th><th>model</th><th>conditional</th>
+<th>simulated</th><th>live − simulated</th></tr>
+{''.join(bins)}</table>
+<p>Live run: <code>{e(str(result.get('live_run')))}</code>; simulated run: <code>{e(str(result.get('simulated_run')))}</code></p>
+</body></html>
+"""

@@ -1,0 +1,219 @@
+"""Calibration against the race model: the pure coverage computation on synthetic data, and
+one short `race-harness calibrate` run on a tiny scenario (live and simulated)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import calibrate as calibrate_mod
+from harness.analysis import RATE_COLUMNS, wilson_interval
+from harness.calibrate import CalibrationRun
+from harness.calibration import (
+    calibrate_trials,
+    compare_bins,
+    compare_trials,
+    coverage,
+    coverage_of,
+    rate_table_with_models,
+)
+from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
+from mock_orders_api.config import Fixed, parse_delay
+
+
+def rates(rows: list[tuple[str, float, int, int, float]], conditional: list[float] | None = None) -> pd.DataFrame:
+    """A rate table from (guard, offset, trials, races, model) rows."""
+    out = []
+    for i, (guard, offset, n, k, model) in enumerate(rows):
+        low, high = wilson_interval(k, n)
+        out.append({"guard": guard, "offset_ms": offset, "trials": n, "races": k, "rate": k / n if n else math.nan,
+                    "ci_low": low, "ci_high": high, "indeterminate": 0, "model": model,
+                    "conditional": conditional[i] if conditional else model})
+    return pd.DataFrame(out, columns=RATE_COLUMNS + ["model", "conditional"])
+
+
+def curve(races: list[int], n: int = 20, guard: str = "none") -> pd.DataFrame:
+    """Ten bins whose model rises 0 -> 0.9; `races` per bin out of n."""
+    models = [i / 10 for i in range(10)]
+    return rates([(guard, float(100 * i), n, k, m) for i, (k, m) in enumerate(zip(races, models))])
+
+
+ON_MODEL = [round(i / 10 * 20) for i in range(10)]
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_every_bin_covered_passes() -> None:
+    res = coverage(curve(ON_MODEL))
+    g = res["guards"]["none"]["live"]["model"]
+    assert (g["bins"], g["covered"], g["fraction"], g["uncovered"]) == (10, 10, 1.0, [])
+    assert res["passed"] is True and res["gated_fraction"] == 1.0
+    assert res["simulated"] is False and "simulated" not in res["guards"]["none"]
+
+
+def test_uncovered_bins_are_listed_and_fail_below_the_threshold() -> None:
+    races = list(ON_MODEL)
+    races[0] = 10  # model 0.0, measured 10/20: interval [0.30, 0.70]
+    races[9] = 2  # model 0.9, measured 2/20
+    res = coverage(curve(races))
+    g = res["guards"]["none"]["live"]["model"]
+    assert (g["bins"], g["covered"], g["fraction"]) == (10, 8, 0.8)
+    assert [u["offset_ms"] for u in g["uncovered"]] == [0.0, 900.0]
+    assert g["uncovered"][0]["model"] == 0.0 and g["uncovered"][0]["rate"] == 0.5
+    assert res["passed"] is False  # 80% < 90%
+    assert coverage(curve(races), min_coverage=0.8)["passed"] is True  # the threshold is inclusive
+
+
+def test_only_the_unguarded_curve_gates() -> None:
+    bad_guard = curve([20] * 10, guard="finished-check")  # far off the model everywhere
+    res = coverage(pd.concat([curve(ON_MODEL), bad_guard], ignore_index=True))
+    assert res["guards"]["finished-check"]["live"]["model"]["fraction"] == 0.1  # only its 0.9 bin covers
+    assert res["passed"] is True
+
+
+def test_empty_bins_and_missing_models_are_not_judged() -> None:
+    t = rates([("none", 0.0, 0, 0, 0.5), ("none", 50.0, 10, 10, 1.0), ("none", 100.0, 10, 0, math.nan)])
+    c = coverage_of(t, "model")
+    assert (c["bins"], c["covered"]) == (1, 1)
+    assert coverage(rates([("none", 0.0, 0, 0, 0.5)]))["passed"] is False  # nothing to judge: not a pass
+    assert coverage(rates([("serialized", 0.0, 10, 0, 0.0)]))["passed"] is False  # no unguarded curve
+
+
+def test_gate_on_the_conditional_model() -> None:
+    # Few trials: the drawn delays happened to be short, so fewer races than the distribution predicts.
+    t = rates([("none", 100.0, 10, 1, 0.9), ("none", 200.0, 10, 9, 0.9)], conditional=[0.1, 0.9])
+    assert coverage(t)["passed"] is False  # 1/2 bins cover the distribution-level model
+    res = coverage(t, gate_on="conditional")
+    assert res["passed"] is True and res["gated_model"] == "conditional"
+    assert res["guards"]["none"]["live"]["conditional"]["fraction"] == 1.0
+    with pytest.raises(ValueError, match="gate_on"):
+        coverage(t, gate_on="nope")
+
+
+def test_live_vs_simulated_per_bin() -> None:
+    live = curve(ON_MODEL)
+    sim_races = list(ON_MODEL)
+    sim_races[5] = 20  # 10/20 live vs 20/20 simulated: intervals do not overlap
+    res = coverage(live, curve(sim_races))
+    d = res["guards"]["none"]["live_vs_simulated"]
+    assert d["bins"] == 10 and d["intervals_overlap"] == 9
+    assert d["max_abs_diff"] == pytest.approx(0.5) and d["mean_abs_diff"] == pytest.approx(0.05)
+    b5 = next(b for b in d["per_bin"] if b["offset_ms"] == 500.0)
+    assert (b5["live"], b5["simulated"], b5["diff"], b5["overlap"]) == (0.5, 1.0, -0.5, False)
+    assert res["simulated"] is True
+    assert res["guards"]["none"]["simulated"]["model"]["covered"] == 9
+    assert compare_bins(live, live.iloc[:0])["bins"] == 0
+
+
+# --------------------------------------------------------------------------- rate tables from trials
+
+
+def trials(rows: list[tuple[int, str, float, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["trial_id", "guard", "offset_ms", "outcome", "change_delay_ms"])
+
+
+def test_models_per_bin_from_trials() -> None:
+    # Offset 100: delays 50, 150, 250 -> conditional 2/3 (D > offset); offset -100 within S=150 -> 1.
+    df = trials([(1, "none", 100.0, "race", 150.0), (2, "none", 100.0, "race", 250.0),
+                 (3, "none", 100.0, "invoice_refused", 50.0), (4, "none", 100.0, "indeterminate", 500.0),
+                 (5, "none", -100.0, "race", 80.0), (6, "serialized", 100.0, "clean", 250.0)])
+    t = rate_table_with_models(df, parse_delay("lognormal:300,0.5"), 150.0, "vulnerable")
+    row = t[(t["guard"] == "none") & (t["offset_ms"] == 100.0)].iloc[0]
+    assert (row["trials"], row["races"], row["indeterminate"]) == (3, 2, 1)  # indeterminate left out
+    assert row["conditional"] == pytest.approx(2 / 3)
+    assert row["model"] == pytest.approx(parse_delay("lognormal:300,0.5").sf(100.0))
+    assert t[(t["guard"] == "none") & (t["offset_ms"] == -100.0)].iloc[0]["conditional"] == 1.0
+    s = t[t["guard"] == "serialized"].iloc[0]
+    assert (s["model"], s["conditional"]) == (0.0, 0.0)
+    # Fixed delay: both models agree.
+    f = rate_table_with_models(df, Fixed(200.0), 150.0, "vulnerable")
+    assert f[(f["guard"] == "none") & (f["offset_ms"] == 100.0)].iloc[0]["model"] == 1.0
+
+
+def test_calibrate_trials_bins_both_runs_alike_and_compares_trials() -> None:
+    live = trials([(1, "none", 50.0, "race", 200.0), (2, "none", 400.0, "invoice_refused", 200.0),
+                   (3, "none", 50.0, "race", 200.0), (4, "none", 400.0, "race", 200.0)])
+    sim = live.assign(outcome=["race", "invoice_refused", "race", "invoice_refused"])
+    meta = {"mock": {"policy": "vulnerable", "delay": {"kind": "fixed", "ms": 200.0}, "settle_ms": 0}}
+    res, lr, sr = calibrate_trials(live, sim, meta)
+    assert sr is not None and list(lr["offset_ms"]) == list(sr["offset_ms"]) == [50.0, 400.0]
+    assert res["trial_agreement"]["none"] == {"trials": 4, "same_outcome": 3, "fraction": 0.75}
+    assert res["guards"]["none"]["live"]["model"]["covered"] == 1  # 1/2 at 400: [0.09, 0.91] misses 0
+    json.dumps(res)  # JSON-safe
+    assert compare_trials(live, live.iloc[:0]) == {}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+TINY = """
+name = "calibrate-test"
+seed = 7
+[target]
+kind = "embedded"
+[mock]
+policy = "vulnerable"
+change_delay = "fixed:200"
+settle_ms = 150
+pin_delays = true
+[order]
+items = [{ id = "1", name = "Shirt", quantity = 2, price = 5000 }]
+shipping = 1000
+[change]
+items_removed = [{ id = "1", quantity = 1 }]
+[sweep]
+offsets_ms = [-400, -100, 60, 400]
+trials_per_offset = 2
+[guards]
+names = ["none", "finished-check"]
+poll_interval_ms = 10
+timeout_ms = 3000
+[run]
+concurrency = 8
+start_spread_ms = 100
+lead_ms = 1000
+"""
+
+
+def test_calibrate_command_live_and_simulated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY, encoding="utf-8")
+    assert main(["calibrate", str(scenario), "--out", str(tmp_path / "reports"), "--no-progress"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "calibration: passed" in out and "none" in out
+    runs = sorted((tmp_path / "reports").iterdir())
+    assert len(runs) == 2  # live + simulated
+    live = next(r for r in runs if (r / "calibration.json").exists())
+    res = json.loads((live / "calibration.json").read_text(encoding="utf-8"))
+    assert res["simulated"] is True and res["passed"] is True
+    assert res["guards"]["none"]["live"]["model"] == {"bins": 4, "covered": 4, "fraction": 1.0, "uncovered": []}
+    assert res["guards"]["none"]["live_vs_simulated"]["max_abs_diff"] == 0.0
+    assert res["trial_agreement"]["none"]["same_outcome"] == 8
+    assert (live / "calibration.png").stat().st_size > 0 and (live / "report.html").exists()
+    assert "passed" in (live / "calibration.html").read_text(encoding="utf-8")
+
+
+def test_calibrate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY, encoding="utf-8")
+    seen = {}
+
+    def fake(scn, out, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        res = coverage(curve([20] * 10), min_coverage=kw["min_coverage"])  # 1/10 bins covered
+        res["note"] = "simulated mode not available in this version"
+        p = tmp_path / "x"
+        return CalibrationRun(p, None, res, p / "c.json", p / "c.png", p / "c.html", False)
+
+    monkeypatch.setattr(calibrate_mod, "run_calibration", fake)
+    assert main(["calibrate", str(scenario), "--no-progress", "--no-simulate"]) == EXIT_GATE_FAILED
+    assert seen["simulate"] is False and seen["min_coverage"] == 0.9
+    assert "calibration: FAILED" in capsys.readouterr().err
+    assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "0.1"]) == EXIT_OK
+    assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "2"]) == EXIT_ERROR
