@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description and CPU accounting.
+"""Helpers shared by the benchmark scripts: machine description, CPU accounting, percentiles,
+the operation mix, WireMock, and printing the result.
 
 The machine is shared (other jobs may run during a benchmark), so every timing figure is
 printed with how much CPU *other* processes used during the measurement: a p99 measured
@@ -7,15 +8,18 @@ while something else held a core is not the harness's own figure.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -101,3 +105,96 @@ def find_wiremock_jar(given: str | None, tmp: Path) -> tuple[Path | None, str]:
         return None, f"npm install wiremock failed: {proc.stderr.strip()[-300:]}"
     jars = sorted(glob.glob(str(tmp / "node_modules/wiremock/**/wiremock-standalone-*.jar"), recursive=True))
     return (Path(jars[-1]), "npm install wiremock") if jars else (None, "npm installed wiremock but no jar found")
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 1]); NaN for no values."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    """n, p50, p99, max and min of millisecond values."""
+    return {"n": len(values), "p50_ms": pct(values, 0.5), "p99_ms": pct(values, 0.99),
+            "max_ms": max(values) if values else float("nan"), "min_ms": min(values) if values else float("nan")}
+
+
+OPS = ("get", "invoice", "change")
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`get=60,invoice=20,change=20` -> weights for every operation of `OPS` (absent ones 0)."""
+    mix = {op: 0.0 for op in OPS}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        if name not in OPS:
+            raise ValueError(f"--mix: unknown operation {name!r}; expected some of {list(OPS)}")
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"--mix: weight of {name!r} must be a number; got {weight!r}") from None
+        if mix[name] < 0:
+            raise ValueError(f"--mix: weight of {name!r} must be >= 0")
+    if sum(mix.values()) <= 0:
+        raise ValueError("--mix: at least one weight must be > 0")
+    return mix
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WireMockError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def wiremock(jar: Path, workdir: Path, extra: list[str] | None = None,
+             startup_timeout_s: float = 60.0) -> Iterator[tuple[str, int]]:
+    """WireMock standalone on a free loopback port, healthy: yields (url, pid); stopped on exit.
+
+    Raises WireMockError when java is missing, the JVM exits, or it is not healthy in time."""
+    import httpx
+
+    java = shutil.which("java")
+    if java is None:
+        raise WireMockError("java not found")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = workdir / f"wiremock-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([java, "-jar", str(jar), "--port", str(port), "--bind-address", "127.0.0.1",
+                                 "--no-request-journal", "--disable-banner", *(extra or [])],
+                                cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + startup_timeout_s
+            with httpx.Client(base_url=url, timeout=5) as c:
+                while True:
+                    if proc.poll() is not None:
+                        raise WireMockError(f"WireMock exited with code {proc.returncode} (see {log_path})")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if c.get("/__admin/health").status_code == 200:
+                            break
+                    if time.monotonic() > deadline:
+                        raise WireMockError(f"WireMock not healthy within {startup_timeout_s:g} s (see {log_path})")
+                    time.sleep(0.2)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def emit(result: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> int:
+    """Print the result as one JSON line, then its readable table; the script's exit code."""
+    print(json.dumps(result, sort_keys=True))
+    print(table(result))
+    return 0

@@ -32,17 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from _common import CpuMeter, find_wiremock_jar, machine
+from _common import CpuMeter, WireMockError, emit, find_wiremock_jar, machine, stats, wiremock
 
 import httpx  # noqa: E402
 
@@ -52,19 +48,6 @@ from mock_orders_api.server import MockProcess  # noqa: E402
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]
 _PER_POOL = 20  # connections per httpx pool (see Shards)
 CHANGE = {"reason": "partial cancellation", "remove": {"items": [{"id": "sku-1", "quantity": 1}]}}
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 1])."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50_ms": pct(values, 0.5), "p99_ms": pct(values, 0.99),
-            "max_ms": max(values) if values else float("nan")}
 
 
 # --------------------------------------------------------------------------- the load generator
@@ -195,50 +178,19 @@ async def run_ours(args: argparse.Namespace, delay_ms: float) -> dict[str, Any]:
     late = [(c["appliedNs"] - c["actedNs"] - d_ns) / 1e6 for c in chs if c.get("appliedNs") is not None]
     exact = sum(1 for c in chs if c["finishedNs"] - c["actedNs"] == d_ns)
     rtt = [(e - s) / 1e6 for s, e, _ in b["results"]]
-    return {"delay_ms": delay_ms, "served_minus_configured": summary(late), "exact_finished_delay": f"{exact}/{len(chs)}",
+    return {"delay_ms": delay_ms, "served_minus_configured": stats(late), "exact_finished_delay": f"{exact}/{len(chs)}",
             "max_pending": max_overlap([(c["actedNs"], c["appliedNs"]) for c in chs if c.get("appliedNs")]),
             "rps": b["rps"], "errors": b["errors"], "accepted": sum(1 for *_, s in b["results"] if s == 202),
-            "client_round_trip": summary(rtt), "cpu_cores": cpu.result}
+            "client_round_trip": stats(rtt), "cpu_cores": cpu.result}
 
 
 # --------------------------------------------------------------------------- WireMock
 
 
-def find_jar(args: argparse.Namespace, tmp: Path) -> tuple[Path | None, str]:
-    return find_wiremock_jar(args.wiremock_jar, tmp)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run_wiremock(args: argparse.Namespace, delay_ms: float, jar: Path, extra: list[str],
                        workdir: Path) -> dict[str, Any]:
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeError("java not found")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [java, "-jar", str(jar), "--port", str(port), "--bind-address", "127.0.0.1", "--no-request-journal",
-           "--disable-banner", *extra]
-    log = open(workdir / f"wiremock-{port}.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with wiremock(jar, workdir, extra) as (url, pid):
         async with _client(url, args.concurrency, args.timeout_s) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"WireMock exited with code {proc.returncode} (see {log.name})")
-                try:
-                    if (await client.get("/__admin/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("WireMock not healthy within 60 s")
-                await asyncio.sleep(0.2)
             for path, delay in (("/delayed", delay_ms), ("/undelayed", 0)):
                 r = await client.post("/__admin/mappings", json={
                     "request": {"method": "GET", "url": path},
@@ -249,23 +201,15 @@ async def run_wiremock(args: argparse.Namespace, delay_ms: float, jar: Path, ext
             await burst(client, lambda c, i: c.get("/delayed"), args.n, args.concurrency, args.timeout_s)
             for _ in range(args.wiremock_warmup):
                 await burst(client, lambda c, i: c.get("/undelayed"), args.n, args.concurrency, args.timeout_s)
-            with CpuMeter([proc.pid]) as cpu:
+            with CpuMeter([pid]) as cpu:
                 floor = await burst(client, lambda c, i: c.get("/undelayed"), args.n, args.concurrency,
                                     args.timeout_s)
                 b = await burst(client, lambda c, i: c.get("/delayed"), args.n, args.concurrency, args.timeout_s)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
     late = [(e - s) / 1e6 - delay_ms for s, e, st in b["results"] if st == 200]
-    return {"delay_ms": delay_ms, "args": extra, "served_minus_configured": summary(late), "rps": b["rps"],
+    return {"delay_ms": delay_ms, "args": extra, "served_minus_configured": stats(late), "rps": b["rps"],
             "errors": b["errors"], "max_pending": max_overlap([(s, e) for s, e, _ in b["results"]]),
             "ok": sum(1 for *_, st in b["results"] if st == 200),
-            "client_round_trip_undelayed": summary([(e - s) / 1e6 for s, e, _ in floor["results"]]),
+            "client_round_trip_undelayed": stats([(e - s) / 1e6 for s, e, _ in floor["results"]]),
             "cpu_cores": cpu.result}
 
 
@@ -283,7 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         res["wiremock_note"] = "skipped (--no-wiremock)"
         return res
     with tempfile.TemporaryDirectory(prefix="wiremock-bench-") as tmp:
-        jar, how = find_jar(args, Path(tmp))
+        jar, how = find_wiremock_jar(args.wiremock_jar, Path(tmp))
         res["wiremock_jar"] = {"path": str(jar) if jar else None, "source": how}
         if jar is None:
             res["wiremock_note"] = how
@@ -292,7 +236,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for extra in ([], ["--async-response-enabled", "true", "--async-response-threads", "100"]):
                 try:
                     res["wiremock"].append(await run_wiremock(args, d, jar, extra, Path(tmp)))
-                except (RuntimeError, OSError) as err:
+                except (WireMockError, OSError) as err:
                     res["wiremock"].append({"delay_ms": d, "args": extra, "error": str(err)})
     return res
 
@@ -357,10 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.n < 1 or args.concurrency < 1 or min(args.delay_ms) < 0 or args.timeout_s <= 0:
         p.error("--n and --concurrency must be >= 1, --delay-ms >= 0, --timeout-s > 0")
-    res = asyncio.run(run(args))
-    print(json.dumps(res, sort_keys=True))
-    print(table(res))
-    return 0
+    return emit(asyncio.run(run(args)), table)
 
 
 if __name__ == "__main__":

@@ -25,18 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-# The child process imports the mock from this checkout too.
+from _common import emit, machine, stats  # also puts this checkout first on sys.path (the mock child too)
 
 import httpx  # noqa: E402
 
@@ -45,19 +38,6 @@ from mock_orders_api.server import MockProcess  # noqa: E402
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]
 CHANGE = {"reason": "partial cancellation", "remove": {"items": [{"id": "sku-1", "quantity": 1}]}}
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 1])."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_ms": pct(values, 0.50), "p99_ms": pct(values, 0.99),
-            "max_ms": max(values) if values else float("nan"), "min_ms": min(values) if values else float("nan")}
 
 
 async def _gather_bounded(sem: asyncio.Semaphore, coros: list[Any]) -> list[Any]:
@@ -116,7 +96,7 @@ async def phase_timers(client: httpx.AsyncClient, sem: asyncio.Semaphore, n: int
         lateness.append((ch["appliedNs"] - (ch["actedNs"] + round(delay_ms * 1e6))) / 1e6)
     last_acted = max(c["actedNs"] for c in chs)
     pending_at_once = sum(1 for c in chs if c["dueNs"] > last_acted)
-    return {"lateness": summary(lateness), "exact_delay": exact, "changes": len(chs), "send_s": send_s,
+    return {"lateness": stats(lateness), "exact_delay": exact, "changes": len(chs), "send_s": send_s,
             "pending_when_last_sent": pending_at_once}
 
 
@@ -161,8 +141,8 @@ async def phase_observed(client: httpx.AsyncClient, poller: httpx.AsyncClient, s
     for s in seen:
         ch = audits[s["orderId"]]["changes"][0]
         observed.append((s["seenNs"] - (ch["actedNs"] + round(delay_ms * 1e6))) / 1e6)
-    return {"observed": summary(observed), "polls_per_change": polls_total / len(seen),
-            "poll_rtt": summary(rtts)}
+    return {"observed": stats(observed), "polls_per_change": polls_total / len(seen),
+            "poll_rtt": stats(rtts)}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,8 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                             args.poll_interval_ms, args.timeout_s, args.send_rate)
     return {
         "benchmark": "mock_delay_fidelity",
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "loadavg_1m": os.getloadavg()[0]},
+        "machine": machine(),
         "params": {"n": args.n, "delay_ms": args.delay_ms, "concurrency": args.concurrency,
                    "poll_interval_ms": args.poll_interval_ms, "b_send_rate_per_s": args.send_rate},
         "a_timer_lateness_ms": timers["lateness"],
@@ -225,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.n < 1 or args.delay_ms < 0 or args.concurrency < 1 or args.poll_interval_ms <= 0 or args.send_rate < 0:
         p.error("--n and --concurrency must be >= 1, --delay-ms and --send-rate >= 0, --poll-interval-ms > 0")
-    res = asyncio.run(run(args))
-    print(json.dumps(res, sort_keys=True))
-    print(table(res))
-    return 0
+    return emit(asyncio.run(run(args)), table)
 
 
 if __name__ == "__main__":

@@ -20,53 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import random
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from _common import emit, machine, parse_mix, pct
 
 import httpx  # noqa: E402
 
 from mock_orders_api.config import Fixed, MockConfig  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
-
-OPS = ("get", "invoice", "change")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
-
-
-def parse_mix(text: str) -> dict[str, float]:
-    mix: dict[str, float] = {}
-    for part in text.split(","):
-        name, _, weight = part.partition("=")
-        name = name.strip()
-        if name not in OPS:
-            raise ValueError(f"--mix: unknown operation {name!r}; expected some of {list(OPS)}")
-        try:
-            w = float(weight)
-        except ValueError:
-            raise ValueError(f"--mix: weight of {name!r} must be a number; got {weight!r}") from None
-        if w < 0:
-            raise ValueError(f"--mix: weight of {name!r} must be >= 0")
-        mix[name] = w
-    if sum(mix.values()) <= 0:
-        raise ValueError("--mix: at least one weight must be > 0")
-    return mix
-
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     mix = parse_mix(args.mix)
@@ -137,8 +102,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             all_counts[k] += v
     return {
         "benchmark": "mock_throughput",
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "loadavg_1m": os.getloadavg()[0]},
+        "machine": machine(),
         "params": {"workers": args.workers, "duration_s": args.duration_s, "orders": args.orders, "mix": mix,
                    "policy": args.policy, "change_delay_ms": args.change_delay_ms,
                    "request_timeout_s": args.request_timeout_s, "seed": args.seed},
@@ -182,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_mix(args.mix)
     except ValueError as err:
         p.error(str(err))
-    res = asyncio.run(run(args))
-    print(json.dumps(res, sort_keys=True))
-    print(table(res))
-    return 0
+    return emit(asyncio.run(run(args)), table)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, CpuMeter, machine
+from _common import ROOT, CpuMeter, emit, machine
 
 os.chdir(ROOT)  # scenario paths and the mock child process resolve from the checkout
 
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [one_run(c, args.trials, args.seed, out) for c in args.concurrency]
     res = {"benchmark": "offset_precision", "scenario": SCENARIO, "machine": machine(),
            "target_server_p99_ms": TARGET_P99_MS, "runs": runs}
-    print(json.dumps(res, sort_keys=True))
-    print(table(res))
-    return 0
+    return emit(res, table)
 
 
 if __name__ == "__main__":

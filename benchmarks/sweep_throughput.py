@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, CpuMeter, machine
+from _common import ROOT, CpuMeter, emit, machine
 
 os.chdir(ROOT)
 
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     conc = args.concurrency if args.concurrency is not None else [base.run.concurrency, 200]
     if any(c < 1 for c in conc) or (args.trials is not None and args.trials < 1):
         p.error("--concurrency and --trials must be >= 1")
-    has_sim = callable(getattr(session, "run_simulated", None))
     res: dict[str, Any] = {"benchmark": "sweep_throughput", "scenario": SCENARIO, "machine": machine(),
                            "targets_trials_per_s": TARGETS, "runs": []}
     with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
@@ -74,17 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             res["runs"].append(_result("live", run_dir, time.monotonic() - t0, cpu.result, concurrency=c))
         if args.no_simulate:
             res["simulated_note"] = "skipped (--no-simulate)"
-        elif not has_sim:
-            res["simulated_note"] = "simulated mode not in this version (no harness.session.run_simulated): live only"
         else:
             t0 = time.monotonic()
             with CpuMeter() as cpu:
-                run_dir, _ = session.run_simulated(base, out, workers=args.workers)  # type: ignore[attr-defined]
+                run_dir, _ = session.run_simulated(base, out, workers=args.workers)
             meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
             res["runs"].append(_result("simulated", run_dir, time.monotonic() - t0, cpu.result,
                                        workers=args.workers or os.cpu_count(),
                                        virtual_s=(meta.get("simulate") or {}).get("virtual_s")))
-    print(json.dumps(res, sort_keys=True))
+    return emit(res, table)
+
+
+def table(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [f"full sweep of {SCENARIO} (nproc={m['nproc']}, load before={m['loadavg_1m']:.2f})",
              f"{'mode':<10} {'in flight':>9} {'trials':>7} {'runner s':>9} {'trials/s':>9} {'end-to-end s':>12} "
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(res["simulated_note"])
     lines.append(f"targets: live >= {TARGETS['live']:g} trials/s, simulated >= {TARGETS['simulated']:g} trials/s "
                  "(runner wall time).")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

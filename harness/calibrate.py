@@ -3,8 +3,7 @@
 The computation is `harness.calibration` (pure); this module runs the two modes, then writes
 into the live run folder: `calibration.json` (the coverage dict), `calibration.png` (per
 guard: the model line, live points with their 95% intervals, simulated points) and
-`calibration.html`. Simulated mode is used when `harness.session` provides `run_simulated`;
-otherwise the calibration is live-only and says so.
+`calibration.html`, and rebuilds the live run's report, which then has a calibration section.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from matplotlib.figure import Figure
 
 from harness import session
 from harness.analysis import load_trials, model_from_run, ordered_guards
-from harness.calibration import MIN_COVERAGE, calibrate_trials
-from harness.errors import ReportError
+from harness.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
 from harness.scenario import Scenario
 
 _COLORS = {"none": "#d62728", "finished-check": "#1f77b4", "serialized": "#2ca02c"}
@@ -41,35 +39,27 @@ class CalibrationRun:
     interrupted: bool
 
 
-def simulated_available() -> bool:
-    """Simulated mode is merged when the session module exposes `run_simulated`."""
-    return callable(getattr(session, "run_simulated", None))
-
-
 def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min_coverage: float = MIN_COVERAGE,
                     gate_on: str = "model", progress: Callable[[Any, Any], None] | None = None,
                     on_phase: Callable[[str], None] | None = None) -> CalibrationRun:
     """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
-    from harness.report import build_report
+    from harness.report import build_report, read_run_json
 
     say = on_phase or (lambda _msg: None)
     say("live run")
     live_dir, interrupted = session.run_scenario(scenario, out, progress=progress, handle_sigint=True)
-    build_report(live_dir)
     sim_dir: Path | None = None
     note = ""
     if interrupted:
         note = "live run interrupted: simulated run skipped"
     elif not simulate:
         note = "simulated run not requested (--no-simulate)"
-    elif not simulated_available():
-        note = "simulated mode not available in this version (harness.session has no run_simulated): live only"
     else:
         say("simulated run")
-        sim_dir, sim_interrupted = session.run_simulated(scenario, out)  # type: ignore[attr-defined]
+        sim_dir, sim_interrupted = session.run_simulated(scenario, out)
         build_report(sim_dir)
         interrupted = interrupted or sim_interrupted
-    meta = _run_json(live_dir)
+    meta = read_run_json(live_dir)
     live_df = load_trials(live_dir)
     sim_df = load_trials(sim_dir) if sim_dir is not None else None
     result, live_rates, sim_rates = calibrate_trials(live_df, sim_df, meta, min_coverage=min_coverage,
@@ -82,17 +72,8 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
     png_path = plot_calibration(live_rates, sim_rates, model_from_run(meta), live_dir / "calibration.png")
     html_path = live_dir / "calibration.html"
     html_path.write_text(calibration_html(result, live_rates, sim_rates, png_path.name), encoding="utf-8")
+    build_report(live_dir)  # after calibration.json: the report gets its calibration section
     return CalibrationRun(live_dir, sim_dir, result, json_path, png_path, html_path, interrupted)
-
-
-def _run_json(run_dir: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{run_dir / 'run.json'}: cannot read: {err}") from None
-    if not isinstance(meta, dict):
-        raise ReportError(f"{run_dir / 'run.json'}: expected a JSON object")
-    return meta
 
 
 # --------------------------------------------------------------------------- plot
@@ -141,31 +122,10 @@ def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callab
 # --------------------------------------------------------------------------- HTML
 
 
-def _pct(x: Any) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.0f}%"
-
-
-def _cov(c: dict[str, Any] | None) -> str:
-    if not c or not c.get("bins"):
-        return "–"
-    return f"{c['covered']}/{c['bins']} ({_pct(c['fraction'])})"
-
-
 def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFrame | None, png_name: str) -> str:
     e = html.escape
     verdict = "passed" if result["passed"] else "FAILED"
-    rows = []
-    for guard, g in result["guards"].items():
-        lvs = g.get("live_vs_simulated") or {}
-        agree = (result.get("trial_agreement") or {}).get(guard) or {}
-        rows.append(
-            "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in (
-                guard, _cov(g["live"]["model"]), _cov(g["live"]["conditional"]),
-                _cov((g.get("simulated") or {}).get("model")), _cov((g.get("simulated") or {}).get("conditional")),
-                "–" if lvs.get("mean_abs_diff") is None else f"{lvs['mean_abs_diff']:.3f} / {lvs['max_abs_diff']:.3f}",
-                "–" if not lvs.get("bins") else f"{lvs['intervals_overlap']}/{lvs['bins']}",
-                "–" if not agree else f"{agree['same_outcome']}/{agree['trials']}",
-            )) + "</tr>")
+    rows = ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in coverage_rows(result)]
     bins = []
     for guard in ordered_guards(live["guard"]):
         lv = live[(live["guard"] == guard) & (live["trials"] > 0)]
@@ -188,17 +148,14 @@ def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFra
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child{{text-align:left}}
 .passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.note{{color:#a60}}</style></head><body>
 <h1>Calibration: measured race rate vs the race model</h1>
-<p class="{verdict}"><b>{verdict}</b>: the live <code>{e(result['gated_guard'])}</code> curve's 95% intervals cover the
-{e(result['gated_model'])} in {_pct(result['gated_fraction'])} of its bins (needed: {_pct(result['min_coverage'])}).</p>
+<p class="{verdict}">{e(verdict_sentence(result))}.</p>
 {note}
 <p>model = the distribution-level race model (delay drawn from the configured distribution); conditional = the
 model given each trial's pinned delay (the fraction of the bin's trials whose delay exceeds the offset, for the
 unguarded curve). Live and simulated runs play the same plan (same trials, same delays).</p>
 <img src="{e(png_name)}" alt="calibration plot" style="max-width:100%">
 <h2>Coverage per guard</h2>
-<table><tr><th>guard</th><th>live: model</th><th>live: conditional</th><th>simulated: model</th>
-<th>simulated: conditional</th><th>|live − simulated| mean / max</th><th>intervals overlap</th>
-<th>same outcome per trial</th></tr>
+<table><tr>{''.join(f"<th>{e(h)}</th>" for h in COVERAGE_HEADERS)}</tr>
 {''.join(rows)}</table>
 <h2>Bins</h2>
 <table><tr><th>guard</th><th>offset ms</th><th>races</th><th>live rate [95% CI]</th><th>model</th><th>conditional</th>

@@ -185,6 +185,42 @@ def coverage(live: pd.DataFrame, simulated: pd.DataFrame | None = None, *,
     })
 
 
+COVERAGE_HEADERS = ("guard", "live: model", "live: conditional", "simulated: model", "simulated: conditional",
+                    "|live − simulated| mean / max", "intervals overlap", "same outcome per trial")
+
+
+def coverage_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    """The coverage dict as table rows (`COVERAGE_HEADERS`), for calibration.html and the run report."""
+    rows = []
+    for guard, g in result["guards"].items():
+        sim = g.get("simulated") or {}
+        lvs = g.get("live_vs_simulated") or {}
+        agree = (result.get("trial_agreement") or {}).get(guard) or {}
+        rows.append([
+            guard, _cov(g["live"]["model"]), _cov(g["live"]["conditional"]), _cov(sim.get("model")),
+            _cov(sim.get("conditional")),
+            "–" if lvs.get("mean_abs_diff") is None else f"{lvs['mean_abs_diff']:.3f} / {lvs['max_abs_diff']:.3f}",
+            "–" if not lvs.get("bins") else f"{lvs['intervals_overlap']}/{lvs['bins']}",
+            "–" if not agree else f"{agree['same_outcome']}/{agree['trials']}",
+        ])
+    return rows
+
+
+def verdict_sentence(result: Mapping[str, Any]) -> str:
+    """One line: passed/FAILED, which curve against which model, coverage vs the threshold."""
+    frac = result.get("gated_fraction")
+    return (f"{'passed' if result['passed'] else 'FAILED'}: the live {result['gated_guard']} curve's 95% intervals "
+            f"cover the {result['gated_model']} in {_pct(frac)} of its bins (needed {_pct(result['min_coverage'])})")
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.0f}%"
+
+
+def _cov(c: Mapping[str, Any] | None) -> str:
+    return "–" if not c or not c.get("bins") else f"{c['covered']}/{c['bins']} ({_pct(c['fraction'])})"
+
+
 def calibrate_trials(live_df: pd.DataFrame, sim_df: pd.DataFrame | None, run_meta: Mapping[str, Any], *,
                      min_coverage: float = MIN_COVERAGE, gate_on: str = "model") -> tuple[dict[str, Any],
                                                                                          pd.DataFrame,

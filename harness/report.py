@@ -31,6 +31,7 @@ from harness.analysis import (
     rate_table,
     summarize,
 )
+from harness.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
 from harness.errors import ReportError
 from harness.gate import GateResult, Threshold, evaluate
 from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome
@@ -61,7 +62,7 @@ class ReportPaths:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_run_json(run_dir: Path) -> dict[str, Any]:
+def read_run_json(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "run.json"
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -468,6 +469,15 @@ def _render_html(ctx: dict[str, Any]) -> str:
     out.append("<h2>Guard cost</h2>")
     out.append(_img(paths["guard_cost"], "guard cost per guard"))
 
+    cal = ctx["calibration"]
+    if cal is not None:
+        out.append("<h2>Calibration against the race model</h2>")
+        out.append(f"<p>{_h(verdict_sentence(cal))} (<code>race-harness calibrate</code>; per-bin detail in "
+                   '<a href="calibration.html">calibration.html</a>).</p>')
+        out.append(_html_table(COVERAGE_HEADERS, coverage_rows(cal)))
+        if (ctx["run_dir"] / "calibration.png").exists():
+            out.append(_img(ctx["run_dir"] / "calibration.png", "measured race rate vs the model"))
+
     d = s["disagreements"]
     out.append(f"<h2>Client/audit disagreements: {d['count']}</h2>")
     if d["examples"]:
@@ -553,6 +563,12 @@ def _render_md(ctx: dict[str, Any]) -> str:
             _md_table(*_offset_rows(s)), "", f"![offset error histogram]({paths['offset_error'].name})", "",
             f"![effective Change delay over the run]({paths['change_delay'].name})", "",
             "## Guard cost", "", f"![guard cost per guard]({paths['guard_cost'].name})", ""]
+    cal = ctx["calibration"]
+    if cal is not None:
+        out += ["## Calibration against the race model", "",
+                f"{_md_text(verdict_sentence(cal))} (per-bin detail in calibration.html).", "",
+                _md_table(COVERAGE_HEADERS, coverage_rows(cal)), "",
+                "![measured race rate vs the model](calibration.png)", ""]
     d = s["disagreements"]
     out += [f"## Client/audit disagreements: {d['count']}", ""]
     if d["examples"]:
@@ -600,6 +616,20 @@ def _warnings(df: pd.DataFrame, history: _Jsonl, audits: _Jsonl) -> list[str]:
     return out
 
 
+def _read_calibration(run_dir: Path) -> dict[str, Any] | None:
+    """calibration.json as `race-harness calibrate` wrote it, or None when the run was not calibrated."""
+    path = run_dir / "calibration.json"
+    if not path.exists():
+        return None
+    try:
+        cal = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read as JSON: {exc}") from None
+    if not isinstance(cal, dict) or not isinstance(cal.get("guards"), dict) or "passed" not in cal:
+        raise ReportError(f"{path}: expected the object `race-harness calibrate` writes (guards, passed, ...)")
+    return cal
+
+
 def build_report(run_dir: Path | str) -> ReportPaths:
     """Read a run folder and write every report file into it; returns their paths.
 
@@ -608,7 +638,7 @@ def build_report(run_dir: Path | str) -> ReportPaths:
     cut short (noted in summary.json `warnings`).
     """
     run_dir = Path(run_dir)
-    meta = _read_run_json(run_dir)
+    meta = read_run_json(run_dir)
     df = load_trials(run_dir)
     thresholds = _thresholds(meta, run_dir)
 
@@ -643,6 +673,10 @@ def build_report(run_dir: Path | str) -> ReportPaths:
         summary["hooks"] = json_safe(_hook_stats(run_dir / "audits.jsonl"))
     delays = _change_delays(run_dir / "audits.jsonl")
     summary["change_delay"] = json_safe(_delay_summary(delays))
+    calibration = _read_calibration(run_dir)
+    if calibration is not None:
+        summary["calibration"] = {k: calibration.get(k) for k in
+                                  ("passed", "gated_guard", "gated_model", "gated_fraction", "min_coverage")}
 
     pngs = {
         "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
@@ -663,6 +697,7 @@ def build_report(run_dir: Path | str) -> ReportPaths:
         "summary": summary, "meta": meta, "run_dir": run_dir, "pngs": pngs, "rates": rates,
         "rates_name": rates_path.name, "gate": results, "evidence": evidence, "evidence_row": row,
         "history": history, "interrupted": bool(meta.get("interrupted")) or meta.get("finished_at") is None,
+        "calibration": calibration,
     }
     html_path = run_dir / "report.html"
     html_path.write_text(_render_html(ctx), encoding="utf-8")

@@ -22,6 +22,8 @@ from harness.calibration import (
     rate_table_with_models,
 )
 from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
+from harness.errors import ReportError
+from harness.report import build_report
 from mock_orders_api.config import Fixed, parse_delay
 
 
@@ -194,8 +196,19 @@ def test_calibrate_command_live_and_simulated(tmp_path: Path, capsys: pytest.Cap
     assert res["guards"]["none"]["live"]["model"] == {"bins": 4, "covered": 4, "fraction": 1.0, "uncovered": []}
     assert res["guards"]["none"]["live_vs_simulated"]["max_abs_diff"] == 0.0
     assert res["trial_agreement"]["none"]["same_outcome"] == 8
-    assert (live / "calibration.png").stat().st_size > 0 and (live / "report.html").exists()
+    assert (live / "calibration.png").stat().st_size > 0
     assert "passed" in (live / "calibration.html").read_text(encoding="utf-8")
+    # the live run's report is rebuilt with a calibration section; the simulated one has none
+    summary = json.loads((live / "summary.json").read_text(encoding="utf-8"))
+    assert summary["calibration"]["passed"] is True and summary["calibration"]["gated_fraction"] == 1.0
+    assert "Calibration against the race model" in (live / "report.html").read_text(encoding="utf-8")
+    assert "| none | 4/4 (100%) |" in (live / "report.md").read_text(encoding="utf-8")
+    sim = next(r for r in runs if r != live)
+    assert "calibration" not in json.loads((sim / "summary.json").read_text(encoding="utf-8"))
+
+    (live / "calibration.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ReportError, match="calibration.json: expected the object"):
+        build_report(live)
 
 
 def test_calibrate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
