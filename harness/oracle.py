@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -64,12 +65,17 @@ class TrialResult:
         # Every field is a scalar: a shallow dict equals asdict() at a fraction of its cost.
         return {name: getattr(self, name) for name in _COLUMNS}
 
+    def values(self) -> tuple[Any, ...]:
+        """The row's values in column order (what a csv.writer takes; cheaper than `row()`)."""
+        return _values(self)
+
     @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
 
 _COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TrialResult))
+_values = operator.attrgetter(*_COLUMNS)
 
 
 def client_outcome(

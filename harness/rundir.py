@@ -48,10 +48,15 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+# json.dumps(x, allow_nan=False) builds an encoder per call; trial data are trees of JSON values
+# (requests, responses, audits), so one encoder serves them all, without the cycle check.
+_encode = json.JSONEncoder(allow_nan=False, check_circular=False).encode
+
+
 def _dumps(x: Any) -> str:
     """json.dumps(_jsonable(x)), without walking `x` when it holds no NaN/inf (the usual case)."""
     try:
-        return json.dumps(x, allow_nan=False)
+        return _encode(x)
     except ValueError:
         return json.dumps(_jsonable(x))
 
@@ -73,8 +78,8 @@ class RunWriter:
         }
         self._write_meta()
         self._trials: TextIO = open(path / "trials.csv", "w", newline="", encoding="utf-8")
-        self._csv = csv.DictWriter(self._trials, fieldnames=TrialResult.columns())
-        self._csv.writeheader()
+        self._csv = csv.writer(self._trials)
+        self._csv.writerow(TrialResult.columns())
         self._history: TextIO = open(path / "history.jsonl", "w", encoding="utf-8")
         self._audits: TextIO = open(path / "audits.jsonl", "w", encoding="utf-8")
         self.count = 0
@@ -85,10 +90,9 @@ class RunWriter:
         tmp.replace(self.path / "run.json")  # atomic: a crash never leaves half a run.json
 
     def add(self, result: TrialResult, events: list[dict[str, Any]], audit: dict[str, Any] | None) -> None:
-        for event in events:
-            self._history.write(_dumps(event) + "\n")
+        self._history.write("".join([f"{_dumps(event)}\n" for event in events]))
         self._audits.write(_dumps({"trial_id": result.trial_id, "order_id": result.order_id, "audit": audit}) + "\n")
-        self._csv.writerow(result.row())
+        self._csv.writerow(result.values())
         # history and audit first: a row in trials.csv promises its evidence is on disk.
         self._history.flush()
         self._audits.flush()
@@ -106,13 +110,17 @@ class RunWriter:
                     if (part / name).exists():
                         with (part / name).open("rb") as src:
                             shutil.copyfileobj(src, out, 1 << 20)
-        rows: list[dict[str, str]] = []
+        columns = TrialResult.columns()
+        seq = columns.index("seq")
+        rows: list[list[str]] = []
         for part in parts:
             if (part / "trials.csv").exists():
                 with (part / "trials.csv").open(newline="", encoding="utf-8") as fh:
+                    reader = csv.reader(fh)
+                    next(reader, None)  # the header: parts are written with the same columns
                     # A row cut short (its writer was killed mid-line) has missing fields: left out.
-                    rows.extend(r for r in csv.DictReader(fh) if None not in r.values() and None not in r)
-        rows.sort(key=lambda r: int(r["seq"]))
+                    rows.extend(r for r in reader if len(r) == len(columns))
+        rows.sort(key=lambda r: int(r[seq]))
         self._csv.writerows(rows)
         self._trials.flush()
         self.count += len(rows)
