@@ -214,6 +214,23 @@ def _determinate(df: pd.DataFrame) -> pd.Series:
     return df["outcome"] != Outcome.INDETERMINATE.value
 
 
+def actual_offsets(df: pd.DataFrame) -> pd.Series:
+    """Each trial's offset as the mock lived it: invoice acted − Change acted (its audit), else
+    the planned offset (no audit, or a request that never reached the mock).
+
+    The race model jumps at offsets on the plan's grid (0, -settle): a trial planned exactly
+    there races or not by the sign of its few-microsecond timing error (measured: 7 of 8
+    unguarded trials at -150 ms raced, each acted a few µs late, the eighth a few µs early
+    did not), and a guard's own requests move its invoice (finished-check's check: ~2 ms).
+    """
+    planned = df["offset_ms"].astype("float64")
+    if "invoice_acted_ms" not in df or "change_acted_ms" not in df:
+        return planned
+    acted = pd.to_numeric(df["invoice_acted_ms"], errors="coerce") - pd.to_numeric(df["change_acted_ms"],
+                                                                                  errors="coerce")
+    return acted.fillna(planned)
+
+
 def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel | None = None) -> pd.DataFrame:
     """Race rate per guard x planned offset, with 95% Wilson intervals.
 
@@ -227,8 +244,8 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
 
     With `bin_ms`, offsets are grouped into [k*bin_ms, (k+1)*bin_ms) and
     `offset_ms` is the bin centre. `model` is averaged over the bin's
-    determinate trials' own offsets, which is the expected rate of that bin
-    (for a grid plan it is simply the model at that offset).
+    determinate trials, each at its own actual offset (`actual_offsets`), which
+    is the expected rate of that bin.
     """
     cols = RATE_COLUMNS + (["model"] if model is not None else [])
     if df.empty:
@@ -247,7 +264,7 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     if model is not None:
         work["model"] = [
             model(float(o), str(g)) if det else math.nan
-            for o, g, det in zip(df["offset_ms"], df["guard"], work["det"])
+            for o, g, det in zip(actual_offsets(df), df["guard"], work["det"])
         ]
     rows: list[dict[str, Any]] = []
     for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):

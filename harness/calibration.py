@@ -17,6 +17,10 @@ Two models are compared with each offset bin's 95% Wilson interval:
   says whether the harness measured what those very trials should have shown (timing,
   oracle); with few trials per offset it is the sharper check.
 
+Both are evaluated per trial at its actual offset (`harness.analysis.actual_offsets`: invoice
+acted − Change acted, from the audit), then averaged over the bin: at the model's jumps (offset
+0 and -settle, both on the grid) the sign of a few-microsecond error decides the outcome.
+
 A bin is covered when `ci_low <= model <= ci_high` (1e-9 tolerance: the model sits exactly on
 0 or 1 where the interval is pinned). Live and simulated runs of the same scenario and seed
 play the same plan (same trials, same pinned delays), so they are also compared bin by bin
@@ -33,6 +37,7 @@ import pandas as pd
 
 from harness.analysis import (
     RATE_COLUMNS,
+    actual_offsets,
     choose_bin_ms,
     json_safe,
     model_race_probability,
@@ -63,7 +68,7 @@ def rate_table_with_models(df: pd.DataFrame, delay: DelayDistribution, settle_ms
                            bin_ms: float | None = None) -> pd.DataFrame:
     """Race rate per guard x offset bin (`harness.analysis.rate_table` columns) plus `model`
     (distribution-level) and `conditional` (given each trial's `change_delay_ms`), each the
-    mean over the bin's determinate trials.
+    mean over the bin's determinate trials at their actual offsets.
 
     `bin_ms`: None keeps the planned offsets (a grid plan); else bins [k*w, (k+1)*w) at their centres.
     """
@@ -72,13 +77,14 @@ def rate_table_with_models(df: pd.DataFrame, delay: DelayDistribution, settle_ms
         return pd.DataFrame({c: pd.Series(dtype=str if c == "guard" else "float64") for c in cols})
     offsets = df["offset_ms"].astype("float64").to_numpy()
     keys = np.floor(offsets / bin_ms) * bin_ms + bin_ms / 2 if bin_ms is not None else offsets
+    actual = actual_offsets(df).to_numpy()
     det = (df["outcome"] != Outcome.INDETERMINATE.value).to_numpy()
     race = (df["outcome"] == Outcome.RACE.value).to_numpy()
     guards = df["guard"].astype(str).to_numpy()
     delays = df["change_delay_ms"].astype("float64").to_numpy() if "change_delay_ms" in df else np.full(len(df), np.nan)
-    model = np.array([model_race_probability(float(o), delay, settle_ms, policy, g) for o, g in zip(offsets, guards)])
+    model = np.array([model_race_probability(float(o), delay, settle_ms, policy, g) for o, g in zip(actual, guards)])
     cond = np.array([conditional_probability(float(o), float(d), settle_ms, policy, g)
-                     for o, d, g in zip(offsets, delays, guards)])
+                     for o, d, g in zip(actual, delays, guards)])
     work = pd.DataFrame({"guard": guards, "offset_ms": keys, "det": det, "race": race, "model": model,
                          "conditional": cond})
     rows: list[dict[str, Any]] = []

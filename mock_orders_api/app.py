@@ -150,6 +150,10 @@ class MockState:
     def pending_changes(self) -> int:
         return sum(len(o.unfinished_changes()) for o in self.store)
 
+    def timers_armed(self) -> int:
+        """Change applications and settle windows this mock will act on by itself (O(1))."""
+        return len(self._timers)
+
     def verdicts(self) -> dict[str, Any]:
         now = self.clock()
         counts = {"race": 0, "clean": 0, "pending": 0}

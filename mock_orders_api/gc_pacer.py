@@ -7,7 +7,8 @@ a timed request arriving meanwhile is acted on that much late, which is the offs
 the harness reports (server-side p99 45-64 ms before, 1-2 ms after). The core API makes no
 cyclic garbage (reference counting frees everything; timers break their own cycle), so
 automatic collection is off while requests flow and a full collection runs instead when
-the server has had no request in flight for about two seconds, or when the peak RSS has
+the server has been idle (no request in flight, no Change or settle timer armed: a timer
+due during a 10 ms collection fires 10 ms late) at two ticks in a row, or when the peak RSS has
 doubled since the last one (what cyclic garbage there is, e.g. from hook deliveries over
 httpx, stays bounded). Not for a mock inside another process (tests' `ThreadedMock`).
 """
@@ -15,14 +16,14 @@ httpx, stays bounded). Not for a mock inside another process (tests' `ThreadedMo
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Callable
 
 
 class GcPacer:
     _MIN_ALLOCATIONS = 1000  # tracked objects allocated since the last collection worth collecting for
 
     def __init__(self) -> None:
-        self.server: Any = None  # the uvicorn.Server, for its in-flight request tasks
+        self.busy: Callable[[], bool] = lambda: True  # the server wires its own (never idle until then)
         self.collections = 0
         self._rss_at_collect = 0
         self._idle_ticks = 0
@@ -46,8 +47,7 @@ class GcPacer:
     async def tick(self) -> None:
         """uvicorn's `callback_notify`, about once a second. Keep it O(1) (`gc.get_freeze_count()`
         walks the frozen list: measured as a 10 ms stall every second)."""
-        busy = self.server is None or bool(self.server.server_state.tasks)
-        self._idle_ticks = 0 if busy else self._idle_ticks + 1
+        self._idle_ticks = 0 if self.busy() else self._idle_ticks + 1
         if self._idle_ticks >= 2 and gc.get_count()[0] > self._MIN_ALLOCATIONS:
             self._collect()
         elif peak_rss() > 2 * self._rss_at_collect:

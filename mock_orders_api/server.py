@@ -48,10 +48,12 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
           log_level: str = "warning") -> None:
     """Serve in the foreground until interrupted."""
     sock = socket.socket(fileno=fd) if fd is not None else bind(host, port)
+    app = create_app(config)
     pacer = GcPacer()  # this process is the mock's own: no GC stalls while requests flow
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=log_level, callback_notify=pacer.tick,
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, callback_notify=pacer.tick,
                                            timeout_notify=0.5, **_UVICORN))
-    pacer.server = server
+    mock = app.state.mock
+    pacer.busy = lambda: bool(server.server_state.tasks) or mock.timers_armed() > 0
     pacer.install()
     try:
         server.run(sockets=[sock])

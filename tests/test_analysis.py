@@ -13,6 +13,7 @@ import pytest
 from harness.analysis import (
     SUMMARY_SCHEMA_VERSION,
     WINDOW_MIN_ABS_OFFSET_MS,
+    actual_offsets,
     choose_bin_ms,
     guard_cost,
     load_trials,
@@ -168,6 +169,18 @@ def test_rate_table_model_column_and_binning() -> None:
     assert choose_bin_ms(frame([trial(i, offset_ms=o) for i, o in enumerate([0.0, 50.0, 100.0])])) is None
     fine_grid = [float(o) for o in range(-200, 400, 7)] * 3  # many offsets but repeated enough: keep them
     assert choose_bin_ms(frame([trial(i, offset_ms=o) for i, o in enumerate(fine_grid)])) is None
+
+
+def test_model_is_evaluated_at_each_trials_actual_offset() -> None:
+    # Planned exactly on the model's jump at -settle: the sign of the measured error decides.
+    df = frame([trial(0, "none", -150.0, "race", change_acted_ms=150.2, invoice_acted_ms=0.213),
+                trial(1, "none", -150.0, "change_refused", change_acted_ms=150.2, invoice_acted_ms=0.198),
+                trial(2, "none", -150.0, "change_refused", change_acted_ms=math.nan)])  # no audit: planned
+    assert list(actual_offsets(df)) == pytest.approx([-149.987, -150.002, -150.0])
+    model = lambda off, guard: model_race_probability(off, Fixed(300.0), 150.0, "vulnerable", guard)  # noqa: E731
+    row = rate_table(df, None, model).iloc[0]
+    assert (row["races"], row["trials"]) == (1, 3)
+    assert row["model"] == pytest.approx(1 / 3)
 
 
 def test_window_rate_filters() -> None:
