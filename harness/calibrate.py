@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from harness import session
 from harness.analysis import load_trials, model_from_run, ordered_guards
 from harness.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
+from harness.plots import plot_calibration
+from harness.report import build_report, read_run_json
 from harness.scenario import Scenario
-
-_COLORS = {"none": "#d62728", "finished-check": "#1f77b4", "serialized": "#2ca02c"}
 
 
 @dataclass(frozen=True)
@@ -43,8 +40,6 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
                     gate_on: str = "model", progress: Callable[[Any, Any], None] | None = None,
                     on_phase: Callable[[str], None] | None = None) -> CalibrationRun:
     """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
-    from harness.report import build_report, read_run_json
-
     say = on_phase or (lambda _msg: None)
     say("live run")
     live_dir, interrupted = session.run_scenario(scenario, out, progress=progress, handle_sigint=True)
@@ -74,49 +69,6 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
     html_path.write_text(calibration_html(result, live_rates, sim_rates, png_path.name), encoding="utf-8")
     build_report(live_dir)  # after calibration.json: the report gets its calibration section
     return CalibrationRun(live_dir, sim_dir, result, json_path, png_path, html_path, interrupted)
-
-
-# --------------------------------------------------------------------------- plot
-
-
-def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callable[[float, str], float] | None,
-                     out: Path) -> Path:
-    """One panel per guard: the model (line), live rates with 95% Wilson intervals, simulated rates."""
-    guards = ordered_guards(list(live["guard"]) + (list(sim["guard"]) if sim is not None else [])) or ["none"]
-    fig = Figure(figsize=(9.0, 3.2 * len(guards)))
-    FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(len(guards), 1, sharex=True, squeeze=False)[:, 0])
-    offsets = pd.concat([live["offset_ms"], sim["offset_ms"] if sim is not None else live["offset_ms"]])
-    x_min, x_max = (float(offsets.min()), float(offsets.max())) if len(offsets) else (-1.0, 1.0)
-    grid = np.array(sorted(set(np.linspace(x_min, x_max, 600).tolist()) | {0.0, -1e-6, 1e-6}))
-    for ax, guard in zip(axes, guards):
-        color = _COLORS.get(guard, "#9467bd")
-        if model is not None:
-            ys = np.array([model(float(x), guard) for x in grid])
-            if np.isfinite(ys).any():
-                ax.plot(grid, ys, color="#333333", linewidth=1.2, label="model")
-        lv = live[(live["guard"] == guard) & (live["trials"] > 0)].sort_values("offset_ms")
-        if not lv.empty:
-            y = lv["rate"].to_numpy(dtype=float)
-            err = [y - lv["ci_low"].to_numpy(dtype=float), lv["ci_high"].to_numpy(dtype=float) - y]
-            ax.errorbar(lv["offset_ms"], y, yerr=err, fmt="o", color=color, markersize=4, capsize=2,
-                        elinewidth=0.8, label=f"live (95% CI, n={int(lv['trials'].sum())})")
-        if sim is not None:
-            sv = sim[(sim["guard"] == guard) & (sim["trials"] > 0)].sort_values("offset_ms")
-            if not sv.empty:
-                ax.plot(sv["offset_ms"], sv["rate"], "x", color="#000000", markersize=5,
-                        label=f"simulated (n={int(sv['trials'].sum())})")
-        ax.axvline(0.0, color="#999999", linewidth=0.8)
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_ylabel("race rate")
-        ax.set_title(f"{guard}: measured vs model", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-    axes[-1].set_xlabel("planned offset t_invoice − t_change (ms)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, format="png", metadata={"Software": None})
-    return out
 
 
 # --------------------------------------------------------------------------- HTML

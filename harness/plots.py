@@ -132,6 +132,43 @@ def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str) 
     return _save(fig, out)
 
 
+def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callable[[float, str], float] | None,
+                     out: Path | str) -> Path:
+    """`race-harness calibrate`: one panel per guard with the race model (line), the live rates
+    with their 95% Wilson intervals and the simulated rates (rate tables as `rate_table` makes)."""
+    guards = ordered_guards(list(live["guard"]) + (list(sim["guard"]) if sim is not None else [])) or ["none"]
+    fig = Figure(figsize=(9.0, 3.2 * len(guards)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(guards), 1, sharex=True, squeeze=False)[:, 0]
+    offsets = pd.concat([live["offset_ms"]] + ([sim["offset_ms"]] if sim is not None else []))
+    x_min, x_max = (float(offsets.min()), float(offsets.max())) if len(offsets) else (-1.0, 1.0)
+    others: list[str] = []
+    for ax, guard in zip(axes, guards):
+        color = _color(guard, others)
+        if model is not None:
+            mx, my = _model_points(lambda x, g=guard: model(x, g), x_min, x_max, offsets.tolist())
+            if np.isfinite(my).any():
+                ax.plot(mx, my, color="#333333", linewidth=1.2, label="model")
+        lv = live[(live["guard"] == guard) & (live["trials"] > 0)].sort_values("offset_ms")
+        if not lv.empty:
+            y = lv["rate"].to_numpy(dtype=float)
+            err = [y - lv["ci_low"].to_numpy(dtype=float), lv["ci_high"].to_numpy(dtype=float) - y]
+            ax.errorbar(lv["offset_ms"], y, yerr=err, fmt="o", color=color, markersize=4, capsize=2,
+                        elinewidth=0.8, label=f"live (95% CI, n={int(lv['trials'].sum())})")
+        sv = sim[(sim["guard"] == guard) & (sim["trials"] > 0)].sort_values("offset_ms") if sim is not None else None
+        if sv is not None and not sv.empty:
+            ax.plot(sv["offset_ms"], sv["rate"], "x", color="#000000", markersize=5,
+                    label=f"simulated (n={int(sv['trials'].sum())})")
+        ax.axvline(0.0, color="#999999", linewidth=0.8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("race rate")
+        ax.set_title(f"{guard}: measured vs model", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    axes[-1].set_xlabel("planned offset t_invoice − t_change (ms)")
+    return _save(fig, out)
+
+
 # --------------------------------------------------------------------------- timeline
 
 # Lanes of the timeline, top to bottom; setup requests (create/start-handling/audit)
