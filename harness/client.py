@@ -109,9 +109,10 @@ class OrdersClient:
         attempts = 0
         while True:
             attempts += 1
+            retry_after: str | None = None
             async with self._slot():
                 if deadline_ns is not None and attempts == 1 and self.timed is not None:
-                    event = await self._timed(kind, method, path, json, all_headers, deadline_ns)
+                    event, retry_after = await self._timed(kind, method, path, json, all_headers, deadline_ns)
                     response = None
                 else:
                     if deadline_ns is not None and attempts == 1:
@@ -129,20 +130,22 @@ class OrdersClient:
                 event.response_ns = self.clock.now_ns()
                 event.status = response.status_code
                 event.response_body = _body(response)
+                retry_after = response.headers.get("retry-after")
             retryable = event.status == 429 or (not timed and (event.status >= 500 or event.response_ns is None))
             if not retryable or attempts > self.max_retries:
                 break
-            await asyncio.sleep(_retry_after(response, attempts))
+            await asyncio.sleep(_retry_delay(retry_after, attempts))
         if hist is not None:
             hist.add(event)
         return event
 
     async def _timed(self, kind: str, method: str, path: str, json: Any, headers: dict[str, str],
-                     deadline_ns: int) -> h.RequestEvent:
+                     deadline_ns: int) -> tuple[h.RequestEvent, str | None]:
+        """The request with last-byte sync: its event and the response's Retry-After."""
         assert self.timed is not None
         r = await self.timed.request(method, path, headers, json, deadline_ns, self.clock.now_ns)
-        return h.RequestEvent(kind, method, path, deadline_ns, r.sent_ns, r.response_ns, r.status,
-                              request_body=json, response_body=r.body, error=r.error)
+        return (h.RequestEvent(kind, method, path, deadline_ns, r.sent_ns, r.response_ns, r.status,
+                               request_body=json, response_body=r.body, error=r.error), r.retry_after)
 
     # --- Orders API (what an integration calls) --------------------------------
     async def get_order(self, hist: h.TrialHistory, order_id: str, deadline_ns: int | None = None) -> h.RequestEvent:
@@ -207,14 +210,12 @@ def _body(response: httpx.Response) -> Any:
         return response.text[:2000]
 
 
-def _retry_after(response: httpx.Response | None, attempt: int) -> float:
+def _retry_delay(retry_after: str | None, attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: the server's Retry-After (seconds; capped), else backoff."""
     backoff = min(0.05 * 2 ** (attempt - 1), _MAX_RETRY_AFTER_S)
-    if response is None:
-        return backoff
-    value = response.headers.get("retry-after")
-    if value is None:
+    if retry_after is None:
         return backoff
     try:
-        return min(max(float(value), 0.0), _MAX_RETRY_AFTER_S)
+        return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
     except ValueError:
         return backoff

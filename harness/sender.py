@@ -43,6 +43,7 @@ class TimedResponse:
     status: int
     body: Any
     error: str = ""
+    retry_after: str | None = None  # the response's Retry-After header (a 429 is retried after it)
 
 
 class Firer:
@@ -238,8 +239,8 @@ class LastByteSender:
                 await loop.sock_connect(sock, (self._host, self._port))
                 await loop.sock_sendall(sock, raw[:-1])
                 sent = await self._firer.fire_at(deadline_ns, sock, raw[-1:])
-                status, data = await _read_response(loop, sock, conn)
-            return TimedResponse(sent, clock_now_ns(), status, _decode(data))
+                status, retry_after, data = await _read_response(loop, sock, conn)
+            return TimedResponse(sent, clock_now_ns(), status, _decode(data), retry_after=retry_after)
         except (OSError, TimeoutError, h11.ProtocolError, TargetError) as err:
             return TimedResponse(sent, None, 0, None, f"{type(err).__name__}: {err}".rstrip(": "))
         finally:
@@ -247,8 +248,10 @@ class LastByteSender:
 
 
 async def _read_response(loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                         conn: h11.Connection) -> tuple[int, bytes]:
+                         conn: h11.Connection) -> tuple[int, str | None, bytes]:
+    """(status, Retry-After header or None, body)."""
     status = 0
+    retry_after: str | None = None
     chunks: list[bytes] = []
     while True:
         event = conn.next_event()
@@ -258,10 +261,11 @@ async def _read_response(loop: asyncio.AbstractEventLoop, sock: socket.socket,
             continue
         if isinstance(event, h11.Response):
             status = event.status_code
+            retry_after = next((v.decode("latin-1") for k, v in event.headers if k == b"retry-after"), None)
         elif isinstance(event, h11.Data):
             chunks.append(bytes(event.data))
         elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            return status, b"".join(chunks)
+            return status, retry_after, b"".join(chunks)
 
 
 def _decode(data: bytes) -> Any:
