@@ -10,11 +10,11 @@ gevent imports.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.history import RequestEvent
 from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
+from mock_orders_api.store import iso_now
 
 if TYPE_CHECKING:  # type-only: harness.scenario pulls in the guard registry
     from harness.scenario import Scenario
@@ -60,7 +60,7 @@ def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | 
     """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
     return {
         "type": "Output",
-        "issuanceDate": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "issuanceDate": iso_now(),  # the wall clock; a simulated run's virtual one (reproducible)
         "invoiceNumber": invoice_number,
         "invoiceValue": str(value),
         "invoiceKey": None,
