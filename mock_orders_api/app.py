@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import http
 import json
 import random
 import time
@@ -629,6 +630,13 @@ def _error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(status_code=err.status, content=err.body())
 
 
+def _status_code_name(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return f"Http{status}"
+
+
 def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time.monotonic_ns,
                deterministic: bool = False) -> FastAPI:
     """A fresh mock with its own state (each app instance is independent).
@@ -666,8 +674,10 @@ def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        cls = {401: Unauthorized, 403: Forbidden, 404: NotFound}.get(err.status_code, ApiError)
-        e = cls(f"{request.method} {request.url.path}: {err.detail}")
+        cls = {401: Unauthorized, 403: Forbidden, 404: NotFound}.get(err.status_code)
+        message = f"{request.method} {request.url.path}: {err.detail}"
+        # Any other status (405, ...) is named after its reason phrase, e.g. "MethodNotAllowed".
+        e = cls(message) if cls is not None else ApiError(message, code=_status_code_name(err.status_code))
         e.status = err.status_code
         return _error_response(e)
 

@@ -135,7 +135,7 @@ CASES = [
     Case("start-twice", "POST", "/api/oms/pvt/orders/{oid}/start-handling", 409, "handling", "InvalidStatus"),
     Case("cancel-unknown-order", "POST", f"/api/oms/pvt/orders/{MISSING}/cancel", 404, MISSING),
     Case("unknown-route", "GET", "/api/oms/pvt/nothing-here", 404, "/api/oms/pvt/nothing-here"),
-    Case("wrong-method", "DELETE", "/api/oms/pvt/orders/{oid}", 405, "DELETE"),
+    Case("wrong-method", "DELETE", "/api/oms/pvt/orders/{oid}", 405, "DELETE", "MethodNotAllowed"),
     # --- admin API -------------------------------------------------------------------------------------
     Case("adm-order-malformed", "POST", "/_mock/orders", 400, "malformed json", "MalformedJson", content=b"{"),
     Case("adm-order-no-items", "POST", "/_mock/orders", 400, "order.items", json={"items": []}),
