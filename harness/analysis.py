@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -231,7 +231,8 @@ def actual_offsets(df: pd.DataFrame) -> pd.Series:
     return acted.fillna(planned)
 
 
-def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel | None = None) -> pd.DataFrame:
+def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel | None = None,
+               per_trial: Mapping[str, Sequence[float]] | None = None) -> pd.DataFrame:
     """Race rate per guard x planned offset, with 95% Wilson intervals.
 
     Columns: guard, offset_ms, trials, races, rate, ci_low, ci_high,
@@ -245,9 +246,14 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     With `bin_ms`, offsets are grouped into [k*bin_ms, (k+1)*bin_ms) and
     `offset_ms` is the bin centre. `model` is averaged over the bin's
     determinate trials, each at its own actual offset (`actual_offsets`), which
-    is the expected rate of that bin.
+    is the expected rate of that bin. `per_trial` adds columns the same way from
+    values given per trial (row order of `df`); a bin with a NaN among its
+    determinate trials' values gets NaN (not evaluated).
     """
-    cols = RATE_COLUMNS + (["model"] if model is not None else [])
+    extra: dict[str, Sequence[float]] = dict(per_trial or {})
+    if model is not None:
+        extra["model"] = [model(float(o), str(g)) for o, g in zip(actual_offsets(df), df["guard"])]
+    cols = RATE_COLUMNS + list(extra)
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=str if c == "guard" else "float64") for c in cols})
     offsets = df["offset_ms"].astype("float64")
@@ -261,11 +267,8 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
             "race": (df["outcome"] == Outcome.RACE.value).to_numpy(),
         }
     )
-    if model is not None:
-        work["model"] = [
-            model(float(o), str(g)) if det else math.nan
-            for o, g, det in zip(actual_offsets(df), df["guard"], work["det"])
-        ]
+    for name, values in extra.items():
+        work[name] = np.asarray(values, dtype="float64")
     rows: list[dict[str, Any]] = []
     for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):
         det = grp[grp["det"]]
@@ -282,8 +285,8 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
             "ci_high": high,
             "indeterminate": int(len(grp) - n),
         }
-        if model is not None:
-            row["model"] = float(det["model"].mean()) if n else math.nan
+        for name in extra:
+            row[name] = float(det[name].mean()) if n and det[name].notna().all() else math.nan
         rows.append(row)
     rows.sort(key=lambda r: (_guard_key(r["guard"]), r["offset_ms"]))
     out = pd.DataFrame(rows, columns=cols)

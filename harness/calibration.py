@@ -30,24 +30,21 @@ and trial by trial.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import (
-    RATE_COLUMNS,
     actual_offsets,
     choose_bin_ms,
     json_safe,
     model_race_probability,
     ordered_guards,
-    wilson_interval,
+    rate_table,
 )
-from harness.oracle import Outcome
 from mock_orders_api.config import DelayDistribution, Fixed
 
-RaceModel = Callable[[float, str], float]
 MIN_COVERAGE = 0.90  # the unguarded curve's bins whose interval covers the model, below which calibration fails
 GATED_GUARD = "none"
 _TOL = 1e-9
@@ -72,36 +69,15 @@ def rate_table_with_models(df: pd.DataFrame, delay: DelayDistribution, settle_ms
 
     `bin_ms`: None keeps the planned offsets (a grid plan); else bins [k*w, (k+1)*w) at their centres.
     """
-    cols = RATE_COLUMNS + list(MODELS)
     if df.empty:
-        return pd.DataFrame({c: pd.Series(dtype=str if c == "guard" else "float64") for c in cols})
-    offsets = df["offset_ms"].astype("float64").to_numpy()
-    keys = np.floor(offsets / bin_ms) * bin_ms + bin_ms / 2 if bin_ms is not None else offsets
+        return rate_table(df, bin_ms, per_trial={m: [] for m in MODELS})
     actual = actual_offsets(df).to_numpy()
-    det = (df["outcome"] != Outcome.INDETERMINATE.value).to_numpy()
-    race = (df["outcome"] == Outcome.RACE.value).to_numpy()
     guards = df["guard"].astype(str).to_numpy()
     delays = df["change_delay_ms"].astype("float64").to_numpy() if "change_delay_ms" in df else np.full(len(df), np.nan)
-    model = np.array([model_race_probability(float(o), delay, settle_ms, policy, g) for o, g in zip(actual, guards)])
-    cond = np.array([conditional_probability(float(o), float(d), settle_ms, policy, g)
-                     for o, d, g in zip(actual, delays, guards)])
-    work = pd.DataFrame({"guard": guards, "offset_ms": keys, "det": det, "race": race, "model": model,
-                         "conditional": cond})
-    rows: list[dict[str, Any]] = []
-    for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):
-        d = grp[grp["det"]]
-        n, k = len(d), int(d["race"].sum())
-        low, high = wilson_interval(k, n)
-        rows.append({"guard": guard, "offset_ms": float(offset), "trials": n, "races": k,
-                     "rate": k / n if n else math.nan, "ci_low": low, "ci_high": high,
-                     "indeterminate": int(len(grp) - n),
-                     "model": float(d["model"].mean()) if n else math.nan,
-                     # NaN when the trials carry no delay (an audit without it): not evaluated
-                     "conditional": float(d["conditional"].mean()) if n and d["conditional"].notna().all() else math.nan})
-    order = {g: i for i, g in enumerate(ordered_guards(work["guard"]))}
-    rows.sort(key=lambda r: (order[r["guard"]], r["offset_ms"]))
-    out = pd.DataFrame(rows, columns=cols)
-    return out.astype({"trials": "int64", "races": "int64", "indeterminate": "int64"})
+    model = [model_race_probability(float(o), delay, settle_ms, policy, g) for o, g in zip(actual, guards)]
+    # NaN when the trials carry no delay (an audit without it): not evaluated
+    cond = [conditional_probability(float(o), float(d), settle_ms, policy, g) for o, d, g in zip(actual, delays, guards)]
+    return rate_table(df, bin_ms, per_trial={"model": model, "conditional": cond})
 
 
 # --------------------------------------------------------------------------- coverage
