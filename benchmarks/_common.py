@@ -161,6 +161,8 @@ def wiremock(jar: Path, workdir: Path, extra: list[str] | None = None,
     Raises WireMockError when java is missing, the JVM exits, or it is not healthy in time."""
     import httpx
 
+    from mock_orders_api.server import stop_process
+
     java = shutil.which("java")
     if java is None:
         raise WireMockError("java not found")
@@ -185,12 +187,7 @@ def wiremock(jar: Path, workdir: Path, extra: list[str] | None = None,
                     time.sleep(0.2)
             yield url, proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop_process(proc, 15.0)
 
 
 def emit(result: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> int:

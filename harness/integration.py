@@ -30,6 +30,7 @@ from harness.plan import PlannedTrial
 from harness.runner import Runner
 from harness.scenario import Service
 from mock_orders_api import child_env
+from mock_orders_api.server import stop_process
 
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 _AUDIT_POLL_S = 0.05
@@ -161,13 +162,7 @@ async def _running(service: Service, api_url: str) -> AsyncIterator[str]:
         await _wait_listening(hook_url, proc, service.name)
         yield hook_url
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, 10.0)
 
 
 async def _wait_listening(url: str, proc: subprocess.Popen[bytes], name: str) -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -19,8 +20,8 @@ import uvicorn
 from mock_orders_api import child_env
 from mock_orders_api.app import create_app
 from mock_orders_api.config import MockConfig
-from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.errors import RaceHarnessError
+from mock_orders_api.gc_pacer import GcPacer
 
 _UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
 
@@ -156,14 +157,21 @@ class MockProcess:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        if self._proc is not None:
+            stop_process(self._proc, 10.0)
         self._sock.close()
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """Terminate a child and reap it; kill it if it has not exited within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def _delay_arg(cfg: MockConfig) -> str:

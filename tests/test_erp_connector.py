@@ -83,6 +83,20 @@ def request_log(m: aioresponses) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays the connector sleeps for (asyncio.sleep spied on, still sleeping)."""
+    seen: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def spy_sleep(delay: float, *a: Any) -> Any:
+        seen.append(delay)
+        return await real_sleep(delay, *a)
+
+    monkeypatch.setattr(asyncio, "sleep", spy_sleep)
+    return seen
+
+
+@pytest.fixture
 async def make() -> AsyncIterator[Any]:
     made: list[ErpConnector] = []
 
@@ -173,16 +187,8 @@ async def test_fully_invoiced_or_already_ours_is_skipped(make: Any) -> None:
     assert not sent_invoices(m) and c.stats.invoices_skipped == 2
 
 
-async def test_429_with_retry_after_is_retried_once(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_429_with_retry_after_is_retried_once(make: Any, sleeps: list[float]) -> None:
     c = make("naive")
-    sleeps: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def spy_sleep(delay: float, *a: Any) -> Any:
-        sleeps.append(delay)
-        return await real_sleep(delay, *a)
-
-    monkeypatch.setattr(asyncio, "sleep", spy_sleep)
     with aioresponses() as m:
         m.get(ORDER_URL, status=429, headers={"Retry-After": "0.05"},
               payload={"error": {"code": "TooManyRequests", "message": "slow down"}})
@@ -194,16 +200,8 @@ async def test_429_with_retry_after_is_retried_once(make: Any, monkeypatch: pyte
     assert result.outcome == "accepted" and c.stats.retries == 1
 
 
-async def test_retry_after_is_capped(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_retry_after_is_capped(make: Any, sleeps: list[float]) -> None:
     c = make("naive", max_retry_after_s=0.02)
-    sleeps: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def spy_sleep(delay: float, *a: Any) -> Any:
-        sleeps.append(delay)
-        return await real_sleep(delay, *a)
-
-    monkeypatch.setattr(asyncio, "sleep", spy_sleep)
     with aioresponses() as m:
         m.get(ORDER_URL, status=503, headers={"Retry-After": "3600"})
         m.get(ORDER_URL, payload=order(13000))
