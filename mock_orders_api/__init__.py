@@ -20,7 +20,7 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that light users of the package (the firing helper process, the
-    # config and errors modules) do not pay for importing FastAPI.
+    # config and errors modules) do not pay for importing Starlette.
     if name == "create_app":
         from mock_orders_api.app import create_app
 

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOOK_DELAY_HEADER = "x-mock-hook-delay-ms"
 ACCOUNT = "mockstore"
 ORIGIN_KEY = "vtexappkey-mockstore"
 DOMAIN = "Marketplace"

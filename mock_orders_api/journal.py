@@ -78,17 +78,24 @@ class JournalMiddleware:
         try:
             await self.app(scope, receive, _send)
         finally:
-            self.journal.add(
-                {
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "query": scope.get("query_string", b"").decode("latin-1"),
-                    "status": status,
-                    "arrivalNs": arrival,
-                    "actedNs": state.get("acted_ns"),
-                    "doneNs": self.clock(),
-                    "date": iso_now(),
-                    "orderId": state.get("order_id"),
-                    "outcome": state.get("outcome"),
-                }
-            )
+            self.journal.add(request_entry(scope, status, arrival, self.clock()))
+
+
+def request_entry(scope: Scope, status: int, arrival_ns: int, done_ns: int) -> dict[str, Any]:
+    """The journal entry of one request: its ASGI scope (method, path, query string and the
+    `state` the handler stamped: acted_ns, order_id, outcome), its status (0: no response
+    started) and its arrival and completion times. The simulated mode's in-process
+    dispatch journals through this too."""
+    state = scope.get("state", {})
+    return {
+        "method": scope["method"],
+        "path": scope["path"],
+        "query": scope.get("query_string", b"").decode("latin-1"),
+        "status": status,
+        "arrivalNs": arrival_ns,
+        "actedNs": state.get("acted_ns"),
+        "doneNs": done_ns,
+        "date": iso_now(),
+        "orderId": state.get("order_id"),
+        "outcome": state.get("outcome"),
+    }

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.wire import CHANGE_DELAY_HEADER
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}, {"id": "sku-2", "quantity": 1, "price": 3000}]
 MISSING = "9999999-99"
@@ -17,7 +18,7 @@ DOC = "/api/orders/pvt/document/{oid}/invoices"
 OMS_INV = "/api/oms/pvt/orders/{oid}/invoice"
 CHG = "/api/order-system/orders/{oid}/changes"
 OMS_CHG = "/api/oms/pvt/orders/{oid}/changes"
-DELAY = "X-Mock-Change-Delay-Ms"
+DELAY = CHANGE_DELAY_HEADER
 
 
 def inv(**kw: Any) -> dict[str, Any]:

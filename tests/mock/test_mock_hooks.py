@@ -24,10 +24,11 @@ from mock_orders_api import __main__ as cli
 from mock_orders_api.config import Fixed, MockConfig
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.server import bind
+from mock_orders_api.wire import HOOK_DELAY_HEADER
 
 MockApi = Any  # conftest's MockApi (the `make_api` fixture's product)
 
-HOOK_DELAY = "X-Mock-Hook-Delay-Ms"
+HOOK_DELAY = HOOK_DELAY_HEADER
 PAYLOAD_KEYS = {"Domain", "OrderId", "State", "LastState", "LastChange", "CurrentChange", "Origin"}
 ENTRY_KEYS = {"orderId", "state", "lastState", "attempt", "scheduledNs", "sentNs", "doneNs", "status", "error",
               "latencyMs", "url"}

@@ -15,7 +15,7 @@ from mock_orders_api import server
 from mock_orders_api.config import Fixed, LogNormal, MockConfig, Uniform
 from mock_orders_api.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY, TOKEN, RO_KEY, RO_TOKEN, ADMIN = "vtexappkey-mock", "s3cret-token", "ro-key", "ro-token", "adm-token"
 GOOD = {"X-VTEX-API-AppKey": KEY, "X-VTEX-API-AppToken": TOKEN}
 READONLY = {"X-VTEX-API-AppKey": RO_KEY, "X-VTEX-API-AppToken": RO_TOKEN}

@@ -1,0 +1,67 @@
+"""The OpenAPI 3.1 document and the Swagger UI page, built from the routes' own operations."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Iterable
+from typing import Any
+
+from mock_orders_api import wire
+from mock_orders_api.routes import ApiRoute
+
+TITLE = "Mock VTEX Orders API (race harness)"
+_DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
+                "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "
+                "journal under /_mock.")
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "exception"],
+                             "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                            "exception": {"type": "null"}}}},
+}
+
+
+def document(routes: Iterable[ApiRoute]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    statuses: set[int] = set()
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = route.operation
+        statuses.update(int(s) for s, r in route.operation["responses"].items() if "$ref" in r)
+    responses = {f"Error{s}": {"description": http.HTTPStatus(s).phrase,
+                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                 for s in sorted(statuses)}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": "1.0", "description": _DESCRIPTION},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": _ERROR_SCHEMA},
+            "responses": responses,
+            "securitySchemes": {
+                "vtexAppKey": {"type": "apiKey", "in": "header", "name": wire.APP_KEY_HEADER},
+                "vtexAppToken": {"type": "apiKey", "in": "header", "name": wire.APP_TOKEN_HEADER},
+                "mockAdminToken": {"type": "apiKey", "in": "header", "name": wire.ADMIN_TOKEN_HEADER},
+                "mockAdminBearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def swagger_html(openapi_url: str) -> str:
+    return f"""<!DOCTYPE html>
+<html>
+<head>
+<link type="text/css" rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<title>{TITLE} - Swagger UI</title>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>
+const ui = SwaggerUIBundle({{url: '{openapi_url}', dom_id: '#swagger-ui', deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  layout: "BaseLayout"}})
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,122 @@
+"""VTEX Change routes: create (order-system PATCH, OMS POST), history, detail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_orders_api import changes, wire
+from mock_orders_api.errors import ApiError, NotFound
+from mock_orders_api.routes._shared import (
+    ITEM_SCHEMA,
+    ApiRoute,
+    acted,
+    json_body,
+    json_response,
+    mock,
+    pinned_ms,
+    vtex_auth,
+)
+
+# Validation itself is in changes.parse_*_body.
+CHANGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["reason"],
+    "properties": {
+        "reason": {"type": "string"},
+        "add": {"type": "object", "properties": {"items": {"type": "array", "items": ITEM_SCHEMA}}},
+        "remove": {"type": "object", "properties": {"items": {"type": "array", "items": ITEM_SCHEMA}}},
+        "manualDiscountValue": {"type": "integer", "minimum": 0},
+        "manualIncrementValue": {"type": "integer", "minimum": 0},
+    },
+    "example": {"reason": "partial cancellation", "remove": {"items": [{"id": "1", "quantity": 1}]}},
+}
+OMS_CHANGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["reason"],
+    "properties": {
+        "requestId": {"type": "string"}, "reason": {"type": "string"},
+        "discountValue": {"type": "integer", "minimum": 0}, "incrementValue": {"type": "integer", "minimum": 0},
+        "itemsRemoved": {"type": "array", "items": ITEM_SCHEMA}, "itemsAdded": {"type": "array", "items": ITEM_SCHEMA},
+    },
+}
+_CHANGE_DELAY_DOC = (wire.CHANGE_DELAY_HEADER, {"type": "number", "minimum": 0},
+                     "Mock only: apply this Change this many ms after it is accepted (overrides the delay "
+                     "distribution).")
+_ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name")
+
+
+async def _change(request: Request, order_id: str, spec_of: Callable[[Any], changes.ChangeSpec],
+                  endpoint: str) -> changes.ChangeRecord:
+    vtex_auth(request)
+    body = await json_body(request, "change")
+    state = mock(request)
+    arrival, now = acted(request, order_id)
+    order = state.order(order_id, now)
+    spec = spec_of(body)
+    rng_state = None if state.deterministic else state.rng.getstate()  # deterministic: a fresh RNG per Change
+    pinned = pinned_ms(request, wire.CHANGE_DELAY_HEADER)
+    delay = state.config.delay.sample(state.delay_rng(order)) if pinned is None else pinned
+    try:
+        record = changes.register(
+            order, spec, policy=state.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
+            endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
+            autostart=state.pool is None, new_id=state.new_ids(order, "change"),
+        )
+    except ApiError as err:
+        if rng_state is not None:
+            state.rng.setstate(rng_state)  # a refused Change consumes no delay draw
+        changes.refuse(order, err, arrival_ns=arrival, now_ns=now, endpoint=endpoint)
+        request.state.outcome = "refused"
+        raise
+    request.state.outcome = "accepted"
+    if state.pool is not None:
+        state.pool.submit(order, record, now)
+    state.schedule(order)
+    return record
+
+
+async def create_change(request: Request) -> Response:
+    record = await _change(request, request.path_params["changeOrderId"], changes.parse_order_system_body,
+                           "order-system")
+    return json_response(record.view(), 202)
+
+
+async def register_change(request: Request) -> Response:
+    order_id = request.path_params["orderId"]
+    record = await _change(request, order_id, changes.parse_oms_body, "oms")
+    return json_response({"date": record.date, "orderId": order_id, "receipt": record.request_id,
+                          "requestId": record.request_id, "finished": record.finished}, 202)
+
+
+async def change_history(request: Request) -> Response:
+    vtex_auth(request)
+    order_id = request.path_params["changeOrderId"]
+    _, now = acted(request, order_id)
+    order = mock(request).order(order_id, now)
+    return json_response({"requests": [c.view() for c in order.changes]})
+
+
+async def change_detail(request: Request) -> Response:
+    vtex_auth(request)
+    order_id, request_id = request.path_params["changeOrderId"], request.path_params["changeRequestId"]
+    _, now = acted(request, order_id)
+    order = mock(request).order(order_id, now)
+    for c in order.changes:
+        if c.request_id == request_id:
+            return json_response(c.view())
+    raise NotFound(f"change request {request_id!r} not found on order {order_id}", code="ChangeNotFound")
+
+
+ROUTES = (
+    ApiRoute("PATCH", wire.CHANGES, create_change, auth="vtex", summary="Create order change", status=202,
+             errors=(404, 409), body=CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC,), query=(_ACCOUNT_DOC,)),
+    ApiRoute("POST", wire.OMS_CHANGES, register_change, auth="vtex", summary="Register change on order", status=202,
+             errors=(404, 409), body=OMS_CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC,), query=(_ACCOUNT_DOC,)),
+    ApiRoute("GET", wire.CHANGES, change_history, auth="vtex", summary="Get order change history", errors=(404,)),
+    ApiRoute("GET", wire.CHANGE_DETAIL, change_detail, auth="vtex", summary="Get order change details",
+             errors=(404,)),
+)

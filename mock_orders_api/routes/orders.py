@@ -1,0 +1,67 @@
+"""VTEX order routes: get, start handling, cancel."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_orders_api import wire
+from mock_orders_api.errors import Conflict
+from mock_orders_api.routes._shared import (
+    HOOK_DELAY_DOC,
+    ApiRoute,
+    acted,
+    json_response,
+    mock,
+    pinned_ms,
+    vtex_auth,
+)
+from mock_orders_api.store import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING, iso_now
+
+
+async def get_order(request: Request) -> Response:
+    vtex_auth(request)
+    order_id = request.path_params["orderId"]
+    _, now = acted(request, order_id)
+    return json_response(mock(request).order(order_id, now).view())
+
+
+async def start_handling(request: Request) -> Response:
+    vtex_auth(request)
+    order_id = request.path_params["orderId"]
+    hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
+    _, now = acted(request, order_id)
+    state = mock(request)
+    order = state.order(order_id, now)
+    if order.status != READY_FOR_HANDLING:
+        raise Conflict(
+            f"order {order_id} is {order.status!r}; start-handling needs {READY_FOR_HANDLING!r}", code="InvalidStatus"
+        )
+    with state.hooks.delay(hook_delay):
+        order.set_status(HANDLING, now)
+    return Response(status_code=204)
+
+
+async def cancel_order(request: Request) -> Response:
+    vtex_auth(request)
+    order_id = request.path_params["orderId"]
+    hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
+    _, now = acted(request, order_id)
+    state = mock(request)
+    order = state.order(order_id, now)
+    if order.status in (INVOICE, INVOICED):
+        raise Conflict(f"order {order_id} is {order.status!r}; an invoiced order cannot be canceled",
+                       code="OrderAlreadyInvoiced")
+    if order.status != CANCELED:
+        with state.hooks.delay(hook_delay):
+            order.set_status(CANCELED, now)
+    return json_response({"date": iso_now(), "orderId": order_id, "receipt": f"cancel-{order_id}"})
+
+
+ROUTES = (
+    ApiRoute("GET", wire.ORDER, get_order, auth="vtex", summary="Get order", errors=(404,)),
+    ApiRoute("POST", wire.START_HANDLING, start_handling, auth="vtex", summary="Start handling order", status=204,
+             errors=(404, 409), headers=(HOOK_DELAY_DOC,)),
+    ApiRoute("POST", wire.CANCEL, cancel_order, auth="vtex", summary="Cancel order", errors=(404, 409),
+             headers=(HOOK_DELAY_DOC,)),
+)

@@ -1,0 +1,161 @@
+"""Everything one mock instance knows (`MockState`, `app.state.mock`).
+
+State is only mutated synchronously on the event loop; the timers that bring
+orders up to date by themselves are armed on the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mock_orders_api import changes, hooks, invoices
+from mock_orders_api.config import MockConfig
+from mock_orders_api.errors import Conflict, NotFound
+from mock_orders_api.journal import Journal
+from mock_orders_api.store import Order, OrderStore
+
+
+class MockState:
+    """Everything one mock instance knows; `app.state.mock`.
+
+    `clock` is the time source of every stamp and timer (host `time.monotonic_ns`
+    by default; a simulated run passes its virtual clock). `deterministic` makes
+    what would be random per process reproducible per order: request ids,
+    receipts and unpinned Change delays derive from (seed, order id, count).
+    """
+
+    def __init__(self, config: MockConfig, clock: Callable[[], int] = time.monotonic_ns,
+                 deterministic: bool = False) -> None:
+        self.config = config
+        self.clock = clock
+        self.deterministic = deterministic
+        self.store = OrderStore()
+        self.journal = Journal(config.journal_size)
+        self.rng = random.Random(config.seed)
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
+        # Order hooks: every status change (creation included) goes through store.listeners.
+        self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
+        self.store.listeners.append(self.hooks.on_status)
+
+    # --- time -------------------------------------------------------------
+    def order(self, order_id: str, now_ns: int) -> Order:
+        """The order brought up to `now_ns`: due Changes applied, settle window closed."""
+        order = self.store.get(order_id)
+        self._advance(order, now_ns)
+        return order
+
+    def _advance(self, order: Order, now_ns: int) -> None:
+        if self.pool is not None:
+            # Bounded workers couple all orders: replay every finish up to now, in time order.
+            if self.pool.advance(now_ns):
+                self._arm_pool()
+        elif changes.advance(order, now_ns):
+            self.schedule(order)
+        invoices.settle(order, now_ns)
+
+    def schedule(self, order: Order) -> None:
+        change_due = self.pool.next_due_ns() if self.pool is not None else changes.next_due_ns(order)
+        for due in (change_due, order.settle_due_ns):
+            if due is not None:
+                self._arm(order.order_id, due)
+
+    def _arm_pool(self) -> None:
+        due = self.pool.next_due_ns() if self.pool is not None else None
+        if due is not None:
+            self._arm(None, due)
+
+    def set_change_workers(self, workers: int | None) -> None:
+        if workers == self.config.change_workers:
+            return
+        if self.pending_changes():
+            raise Conflict("change_workers can only change while no Change is pending", code="ChangesPending")
+        self.pool = changes.WorkerPool(workers) if workers else None
+
+    def _arm(self, order_id: str | None, due: int) -> None:
+        """A timer at `due` that brings the order (None: the worker pool) up to date."""
+        # One scope per timer: `_fire` must discard its own handle (a closure shared across
+        # loop iterations discarded the last handle twice and leaked the other).
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def _fire() -> None:
+            nonlocal handle
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            handle = None  # break handle -> _fire -> cell -> handle: a fired timer leaves no garbage cycle
+            now = self.clock()
+            if now < due:  # the loop may fire up to its clock resolution early: re-arm
+                self._arm(order_id, due)
+                return
+            if order_id is None:
+                if self.pool is not None and self.pool.advance(now):
+                    self._arm_pool()
+                return
+            try:
+                order_ = self.store.get(order_id)
+            except NotFound:  # reset since
+                return
+            self._advance(order_, now)
+
+        if self.clock is time.monotonic_ns:  # the loop's clock (asyncio, uvloop) is this one
+            handle = loop.call_at(due / 1e9, _fire)
+        else:  # another clock: only the delay is comparable
+            handle = loop.call_later(max(0, due - self.clock()) / 1e9, _fire)
+        self._timers.add(handle)
+
+    def reset(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self.store.clear()
+        self.journal.clear()
+        self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
+        self.rng = random.Random(self.config.seed)
+        self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
+
+    def new_ids(self, order: Order, kind: str) -> Callable[[], str] | None:
+        """Id maker for a record about to be added to `order` (None: random uuid4 ids)."""
+        if not self.deterministic:
+            return None
+        n = len(order.changes) + len(order.refused_changes) + len(order.invoices)
+        counter = iter(range(1 << 30))
+        base = f"{self.config.seed}:{order.order_id}:{kind}:{n}"
+        return lambda: hashlib.sha256(f"{base}:{next(counter)}".encode()).hexdigest()[:32]
+
+    def delay_rng(self, order: Order) -> random.Random:
+        """The RNG an unpinned Change delay is drawn from: shared, or per order and Change if deterministic."""
+        if not self.deterministic:
+            return self.rng
+        seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
+        return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
+    def pending_changes(self) -> int:
+        return sum(len(o.unfinished_changes()) for o in self.store)
+
+    def timers_armed(self) -> int:
+        """Change applications and settle windows this mock will act on by itself (O(1))."""
+        return len(self._timers)
+
+    def verdicts(self) -> dict[str, Any]:
+        now = self.clock()
+        counts = {"race": 0, "clean": 0, "pending": 0}
+        races: list[dict[str, Any]] = []
+        for order in self.store:
+            self._advance(order, now)
+            audit = order.audit()
+            counts[audit["verdict"]] += 1
+            if audit["verdict"] == "race":
+                races.append(
+                    {
+                        "orderId": order.order_id,
+                        "finalValue": audit["finalValue"],
+                        "invoicedTotal": audit["invoicedTotal"],
+                        "excess": audit["invoicedTotal"] - audit["finalValue"],
+                    }
+                )
+        return {"orders": len(self.store), "counts": counts, "races": races}
