@@ -10,33 +10,32 @@ depend on the other trials and a trial replayed alone sees the same draws.
 Two transports carry a request to the mock, with the same latency and results:
 
 * `SimTransport`: an httpx transport around `httpx.ASGITransport` (the full
-  httpx + FastAPI stack; faithful, slower);
+  httpx + Starlette stack; faithful, slower);
 * `DirectClient`: an in-process dispatcher that stands in for the httpx client
   (the two methods `OrdersClient` uses: `build_request`, `send`) and calls the
-  mock's route handlers directly: same handlers, dependencies (auth), errors and
-  journal entries, without HTTP framing, routing middleware or pydantic. A route
-  it cannot call directly (query parameters, unknown paths) goes through ASGI.
+  handlers of the mock's `ROUTES` directly: same handlers (auth included),
+  errors and journal entries (`journal.request_entry`), without HTTP framing or
+  middleware. A request no route serves (unknown path or method) goes through
+  ASGI, for the app's own 404 / 405.
 """
 
 from __future__ import annotations
 
 import contextvars
-import inspect
 import json
 import random
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
+from starlette.requests import Request
 
 from harness.plan import _derive
 from harness.simclock import VirtualClock
 from mock_orders_api.config import DelayDistribution
 from mock_orders_api.errors import ApiError
-from mock_orders_api.store import iso_now
+from mock_orders_api.journal import request_entry
+from mock_orders_api.routes import ROUTES, ApiRoute
 
 SIM_URL = "http://mock"
 _NOT_PARSED = object()
@@ -96,10 +95,10 @@ class DirectRequest:
 class DirectResponse:
     """The part of `httpx.Response` that `OrdersClient` reads.
 
-    `parsed_json` (set for JSON answers of directly called handlers) is the body
-    as an object, which `OrdersClient` takes as is instead of decoding `content`:
-    the handlers build a fresh object per response from JSON types only, so it
-    equals what a JSON round trip would give (a test compares with the ASGI path).
+    `parsed_json` (set for JSON answers of directly called handlers and their
+    errors) is the body as an object, which `OrdersClient` takes as is instead of
+    decoding `content`; it is what a JSON round trip gives (a test compares with
+    the ASGI path).
     """
 
     __slots__ = ("status_code", "headers", "_content", "parsed_json")
@@ -126,17 +125,8 @@ class DirectResponse:
         return self.content.decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
-class _Route:
-    regex: re.Pattern[str]
-    endpoint: Callable[..., Any]
-    params: tuple[str, ...]  # endpoint argument names, in order ("request" or a path parameter)
-    dependencies: tuple[Callable[..., Any], ...]
-    status_code: int
-
-
 def _json_bytes(content: Any) -> bytes:
-    # As FastAPI's JSONResponse renders it.
+    # As the mock's JSONResponse renders it.
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
@@ -146,21 +136,13 @@ class DirectClient:
     def __init__(self, app: Any, latency: Latency, clock: VirtualClock) -> None:
         self.app = app
         self.mock = app.state.mock
-        self._handler_app = SimpleNamespace(state=SimpleNamespace(mock=self.mock))  # request.app.state.mock
         self.latency = latency
         self.clock = clock
         self._asgi = httpx.ASGITransport(app=app)
-        from mock_orders_api.app import API_ROUTERS
-
-        # Per method, in the app's routing order; an _AsgiOnly entry still shadows later routes.
-        self._routes: dict[str, list[_Route | _AsgiOnly]] = {}
-        for route in (r for router in API_ROUTERS for r in router.routes):
-            regex = getattr(route, "path_regex", None)
-            if regex is None:
-                continue
-            entry = _compile(route) or _AsgiOnly(regex)
-            for method in getattr(route, "methods", None) or ():
-                self._routes.setdefault(method, []).append(entry)
+        # Per method, in the app's routing order: the first whose path matches is the one the app would run.
+        self._routes: dict[str, list[ApiRoute]] = {}
+        for route in ROUTES:
+            self._routes.setdefault(route.method, []).append(route)
         self.direct_calls = 0
         self.asgi_calls = 0
 
@@ -190,51 +172,47 @@ class DirectClient:
 
     # dispatch ---------------------------------------------------------------------------
     async def _dispatch(self, request: DirectRequest) -> DirectResponse:
-        path = request.path
-        if "?" not in path:
-            for route in self._routes.get(request.method, ()):
-                m = route.regex.match(path)
-                if m is None:
-                    continue
-                if isinstance(route, _Route):
-                    self.direct_calls += 1
-                    return await self._call(route, m.groupdict(), request)
-                break
+        path, _, query = request.path.partition("?")
+        for route in self._routes.get(request.method, ()):
+            m = route.path_regex.match(path)
+            if m is not None:
+                self.direct_calls += 1
+                return await self._call(route, m.groupdict(), path, query, request)
+        # Unknown path or method: the app's own 404 / 405.
         self.asgi_calls += 1
         return await self._via_asgi(request)
 
-    async def _call(self, route: _Route, path_params: dict[str, str], request: DirectRequest) -> DirectResponse:
+    async def _call(self, route: ApiRoute, path_params: dict[str, str], path: str, query: str,
+                    request: DirectRequest) -> DirectResponse:
         mock = self.mock
         arrival = mock.clock()
-        state = _State(arrival)
-        req = _FakeRequest(self._handler_app, request, state)
+        scope: dict[str, Any] = {
+            "type": "http", "method": request.method, "path": path, "query_string": query.encode("latin-1"),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
+            "app": self.app, "state": {"arrival_ns": arrival}, "path_params": path_params,
+        }
+        body = request.content
+
+        async def _receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
         status = 0
         try:
             try:
-                for dep in route.dependencies:
-                    await dep(req)
-                args = [req if name == "request" else path_params[name] for name in route.params]
-                result = await route.endpoint(*args)
+                result = await route.handler(Request(scope, _receive))
             except ApiError as err:
                 status = err.status
                 return DirectResponse(status, None, _JSON_HEADERS, parsed=err.body())
-            if isinstance(result, (dict, list)):
-                status = route.status_code
-                return DirectResponse(status, None, _JSON_HEADERS, parsed=result)
-            status = result.status_code  # a starlette Response (JSONResponse: parse its rendered body)
-            body = bytes(result.body)
-            if body and result.media_type == "application/json":
-                return DirectResponse(status, body, _JSON_HEADERS, parsed=json.loads(body))
-            return DirectResponse(status, body, dict(result.headers))
+            status = result.status_code
+            content = bytes(result.body)
+            if content and result.media_type == "application/json":
+                return DirectResponse(status, content, _JSON_HEADERS, parsed=json.loads(content))
+            return DirectResponse(status, content, dict(result.headers))
         except Exception as err:  # what the server's error middleware answers (the journal sees status 0)
             return DirectResponse(500, f"Internal Server Error: {type(err).__name__}: {err}".encode(),
                                   {"content-type": "text/plain"})
         finally:
-            mock.journal.add({
-                "method": request.method, "path": request.path, "query": "", "status": status,
-                "arrivalNs": arrival, "actedNs": state.acted_ns, "doneNs": mock.clock(),
-                "date": iso_now(), "orderId": state.order_id, "outcome": state.outcome,
-            })
+            mock.journal.add(request_entry(scope, status, arrival, mock.clock()))
 
     async def _via_asgi(self, request: DirectRequest) -> DirectResponse:
         hreq = httpx.Request(request.method, SIM_URL + request.path, content=request.content,
@@ -246,60 +224,6 @@ class DirectClient:
 
 def json_dumps_like_httpx(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-@dataclass(frozen=True)
-class _AsgiOnly:
-    regex: re.Pattern[str]
-
-
-class _State:
-    """`request.state`: what the journal middleware sets and the handlers add."""
-
-    __slots__ = ("arrival_ns", "acted_ns", "order_id", "outcome")
-
-    def __init__(self, arrival_ns: int) -> None:
-        self.arrival_ns = arrival_ns
-        self.acted_ns: int | None = None
-        self.order_id: str | None = None
-        self.outcome: str | None = None
-
-
-class _FakeRequest:
-    """What the mock's handlers read from a starlette Request."""
-
-    __slots__ = ("app", "state", "headers", "method", "query_params", "_body")
-
-    def __init__(self, app: Any, request: DirectRequest, state: _State) -> None:
-        self.app = app
-        self.state = state
-        self.headers = request.headers
-        self.method = request.method
-        self.query_params: dict[str, str] = {}
-        self._body = request.content
-
-    async def body(self) -> bytes:
-        return self._body
-
-
-def _compile(route: Any) -> _Route | None:
-    """A directly callable route: async endpoint whose arguments are `request` and path parameters,
-    async dependencies that take only `request`, no response model other than plain JSON."""
-    endpoint = getattr(route, "endpoint", None)
-    regex = getattr(route, "path_regex", None)
-    if endpoint is None or regex is None or not inspect.iscoroutinefunction(endpoint):
-        return None
-    path_params = set(regex.groupindex)
-    params = tuple(inspect.signature(endpoint).parameters)
-    if not all(p == "request" or p in path_params for p in params):
-        return None
-    deps: list[Callable[..., Any]] = []
-    for d in getattr(route, "dependencies", ()):
-        fn = getattr(d, "dependency", None)
-        if fn is None or not inspect.iscoroutinefunction(fn) or tuple(inspect.signature(fn).parameters) != ("request",):
-            return None
-        deps.append(fn)
-    return _Route(regex, endpoint, params, tuple(deps), getattr(route, "status_code", None) or 200)
 
 
 __all__ = ["DirectClient", "DirectResponse", "Latency", "SIM_URL", "SimTransport"]
