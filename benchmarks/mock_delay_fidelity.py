@@ -33,7 +33,9 @@ from _common import emit, machine, stats  # also puts this checkout first on sys
 
 import httpx  # noqa: E402
 
-from mock_orders_api.config import Fixed, MockConfig  # noqa: E402
+from mock_orders_api.config import MockConfig  # noqa: E402
+
+from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]

@@ -30,7 +30,9 @@ from _common import emit, machine, parse_mix, pct
 
 import httpx  # noqa: E402
 
-from mock_orders_api.config import Fixed, MockConfig  # noqa: E402
+from mock_orders_api.config import MockConfig  # noqa: E402
+
+from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -40,7 +40,9 @@ from _common import CpuMeter, WireMockError, emit, find_wiremock_jar, machine, p
 
 import httpx  # noqa: E402
 
-from mock_orders_api.config import Fixed, MockConfig  # noqa: E402
+from mock_orders_api.config import MockConfig  # noqa: E402
+
+from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
 
 _LUA = r"""

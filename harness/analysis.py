@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.errors import ReportError
 from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome, TrialResult
-from mock_orders_api.config import DelayDistribution, parse_delay
+from mock_orders_api.delays import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
 
 log = logging.getLogger(__name__)

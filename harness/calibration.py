@@ -43,7 +43,7 @@ from harness.analysis import (
     ordered_guards,
     rate_table,
 )
-from mock_orders_api.config import DelayDistribution, Fixed
+from mock_orders_api.delays import DelayDistribution, Fixed
 
 MIN_COVERAGE = 0.90  # the unguarded curve's bins whose interval covers the model, below which calibration fails
 GATED_GUARD = "none"
@@ -211,7 +211,7 @@ def calibrate_trials(live_df: pd.DataFrame, sim_df: pd.DataFrame | None, run_met
 
     `run_meta` is the live run's run.json (its `mock` section gives the delay, settle and policy).
     """
-    from mock_orders_api.config import parse_delay
+    from mock_orders_api.delays import parse_delay
 
     mock = run_meta.get("mock") or {}
     delay = parse_delay(mock.get("delay"), "run.json mock.delay")

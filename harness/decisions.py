@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.history import RequestEvent
 from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
-from mock_orders_api.store import iso_now
+from mock_orders_api.dates import iso_now
 
 if TYPE_CHECKING:  # type-only: harness.scenario pulls in the guard registry
     from harness.scenario import Scenario

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from harness.errors import ScenarioError
 from harness.gate import Threshold
 from harness.decisions import GUARD_NAMES
-from mock_orders_api.config import DelayDistribution, check_ms, check_policy, parse_delay
+from mock_orders_api.config import check_ms, check_policy
+from mock_orders_api.delays import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
 
 # Guards the harness knows how to run; the guard registry will replace this list.

@@ -32,7 +32,7 @@ from starlette.requests import Request
 
 from harness.plan import _derive
 from harness.simclock import VirtualClock
-from mock_orders_api.config import DelayDistribution
+from mock_orders_api.delays import DelayDistribution
 from mock_orders_api.errors import ApiError
 from mock_orders_api.journal import request_entry
 from mock_orders_api.routes import ROUTES, ApiRoute

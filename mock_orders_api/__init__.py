@@ -25,8 +25,12 @@ def __getattr__(name: str) -> Any:
         from mock_orders_api.app import create_app
 
         return create_app
-    if name in ("MockConfig", "parse_delay"):
-        from mock_orders_api import config
+    if name == "MockConfig":
+        from mock_orders_api.config import MockConfig
 
-        return getattr(config, name)
+        return MockConfig
+    if name == "parse_delay":
+        from mock_orders_api.delays import parse_delay
+
+        return parse_delay
     raise AttributeError(f"module 'mock_orders_api' has no attribute {name!r}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mock_orders_api.config import DELAY_SYNTAX, POLICIES, MockConfig
+from mock_orders_api.config import POLICIES, MockConfig
+
+from mock_orders_api.delays import DELAY_SYNTAX
 from mock_orders_api.errors import ConfigError
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mock_orders_api.store import iso_now
+from mock_orders_api.dates import iso_now
 
 
 class Journal:

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mock_orders_api import changes, hooks, invoices
+from mock_orders_api.delivery import HookDispatcher
+from mock_orders_api.domain import changes, invoices
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound
 from mock_orders_api.journal import Journal
-from mock_orders_api.store import Order, OrderStore
+from mock_orders_api.domain.model import Order
+from mock_orders_api.domain.store import OrderStore
 
 
 class MockState:
@@ -40,7 +42,7 @@ class MockState:
         self._timers: set[asyncio.TimerHandle] = set()
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
-        self.hooks = hooks.HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
+        self.hooks = HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
         self.store.listeners.append(self.hooks.on_status)
 
     # --- time -------------------------------------------------------------

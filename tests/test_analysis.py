@@ -26,7 +26,7 @@ from harness.analysis import (
 )
 from harness.errors import ReportError
 from harness.oracle import TrialResult
-from mock_orders_api.config import Fixed, Uniform
+from mock_orders_api.delays import Fixed, Uniform
 
 INITIAL, FINAL = 10_000, 7_000
 

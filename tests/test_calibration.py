@@ -24,7 +24,7 @@ from harness.calibration import (
 from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
 from harness.errors import ReportError
 from harness.report import build_report
-from mock_orders_api.config import Fixed, parse_delay
+from mock_orders_api.delays import Fixed, parse_delay
 
 
 def rates(rows: list[tuple[str, float, int, int, float]], conditional: list[float] | None = None) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from harness.client import OrdersClient
 from harness.clock import MonotonicClock
 from harness.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
 from mock_orders_api import create_app
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed
 
 ITEMS = [
     {"id": "1", "name": "Shirt", "quantity": 2, "price": 5000},

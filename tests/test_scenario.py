@@ -10,7 +10,7 @@ import pytest
 from harness.errors import ScenarioError
 from harness.gate import Threshold
 from harness.scenario import KNOWN_GUARDS, Scenario, load_scenario, parse_scenario
-from mock_orders_api.config import LogNormal, Uniform
+from mock_orders_api.delays import LogNormal, Uniform
 from mock_orders_api.errors import ConfigError
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

@@ -8,7 +8,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import changes, wire
+from mock_orders_api import wire
+from mock_orders_api.domain import changes
+from mock_orders_api.domain.model import ChangeRecord, ChangeSpec
 from mock_orders_api.errors import ApiError, NotFound
 from mock_orders_api.routes._shared import (
     ITEM_SCHEMA,
@@ -49,8 +51,8 @@ _CHANGE_DELAY_DOC = (wire.CHANGE_DELAY_HEADER, {"type": "number", "minimum": 0},
 _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name")
 
 
-async def _change(request: Request, order_id: str, spec_of: Callable[[Any], changes.ChangeSpec],
-                  endpoint: str) -> changes.ChangeRecord:
+async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
+                  endpoint: str) -> ChangeRecord:
     vtex_auth(request)
     body = await json_body(request, "change")
     state = mock(request)

@@ -7,7 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import hooks, wire
+from mock_orders_api import wire
+from mock_orders_api.domain import hooks
 from mock_orders_api.errors import NotFound
 from mock_orders_api.routes._shared import ApiRoute, json_body, json_response, mock, vtex_auth
 

@@ -7,7 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import invoices, wire
+from mock_orders_api import wire
+from mock_orders_api.domain import invoices
 from mock_orders_api.errors import ApiError
 from mock_orders_api.routes._shared import (
     HOOK_DELAY_DOC,

@@ -6,6 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mock_orders_api import wire
+from mock_orders_api.dates import iso_now
+from mock_orders_api.domain.model import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING
 from mock_orders_api.errors import Conflict
 from mock_orders_api.routes._shared import (
     HOOK_DELAY_DOC,
@@ -16,7 +18,6 @@ from mock_orders_api.routes._shared import (
     pinned_ms,
     vtex_auth,
 )
-from mock_orders_api.store import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING, iso_now
 
 
 async def get_order(request: Request) -> Response:

@@ -14,7 +14,7 @@ import httpx as _httpx
 import pytest as _pytest
 
 from mock_orders_api import create_app as _create_app
-from mock_orders_api.config import Fixed as _Fixed
+from mock_orders_api.delays import Fixed as _Fixed
 from mock_orders_api.config import MockConfig as _MockConfig
 from mock_orders_api.server import MockProcess as _MockProcess
 from mock_orders_api.server import ThreadedMock as _ThreadedMock

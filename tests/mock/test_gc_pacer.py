@@ -9,7 +9,8 @@ import gc
 import pytest
 
 from mock_orders_api import gc_pacer
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed
 from mock_orders_api.gc_pacer import GcPacer
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from mock_orders_api import __main__ as cli
 from mock_orders_api import server
-from mock_orders_api.config import Fixed, LogNormal, MockConfig, Uniform
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed, LogNormal, Uniform
 from mock_orders_api.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

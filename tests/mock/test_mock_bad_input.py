@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+
+from mock_orders_api.delays import Fixed
 from mock_orders_api.wire import CHANGE_DELAY_HEADER
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}, {"id": "sku-2", "quantity": 1, "price": 3000}]

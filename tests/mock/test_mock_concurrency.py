@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+
+from mock_orders_api.delays import Fixed
 
 PRICE = 1000
 

@@ -21,7 +21,8 @@ import pytest
 import uvicorn
 
 from mock_orders_api import __main__ as cli
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.server import bind
 from mock_orders_api.wire import HOOK_DELAY_HEADER

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from mock_orders_api import changes, invoices
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.domain import changes, invoices
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed
 from mock_orders_api.errors import ApiError
-from mock_orders_api.store import OrderStore
+from mock_orders_api.domain.store import OrderStore
 
 ITEMS = [
     {"id": "sku-1", "name": "Shirt", "quantity": 2, "price": 5000},

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 
-from mock_orders_api.config import Fixed, MockConfig
+from mock_orders_api.config import MockConfig
+
+from mock_orders_api.delays import Fixed
 from mock_orders_api.server import bind
 
 _MS = 1_000_000

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mock_orders_api import changes
-from mock_orders_api.config import Fixed, MockConfig
-from mock_orders_api.store import OrderStore
+from mock_orders_api.domain import changes
+from mock_orders_api.config import MockConfig
+from mock_orders_api.delays import Fixed
+from mock_orders_api.domain.store import OrderStore
 
 _MS = 1_000_000
 ITEMS = [{"id": "1", "quantity": 4, "price": 1000}]

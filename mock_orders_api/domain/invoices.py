@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from mock_orders_api.errors import ApiError, BadRequest, Conflict
-from mock_orders_api.store import (
+from mock_orders_api.dates import iso_now
+from mock_orders_api.domain.model import (
     CANCELED,
     HANDLING,
     INVOICE,
     INVOICED,
     READY_FOR_HANDLING,
     WAITING_FOR_FULFILLMENT,
+    InvoiceRecord,
+    InvoiceSpec,
     Order,
     cents,
-    iso_now,
 )
+from mock_orders_api.errors import ApiError, BadRequest, Conflict
 
 _TYPES = ("Output", "Input")
 _OPTIONAL_TEXT = (
@@ -39,61 +40,6 @@ _OPTIONAL_TEXT = (
     "cfop",
     "volumes",
 )
-
-
-@dataclass
-class InvoiceRecord:
-    invoice_number: str
-    type: str
-    invoice_value: int
-    body: dict[str, Any]  # the invoice JSON as received
-    arrival_ns: int
-    acted_ns: int
-    accepted: bool
-    status: int
-    validated_against: int | None  # the order value the policy compared with
-    reason: str = ""
-    receipt: str | None = None
-    date: str = ""
-
-    def response(self, order_id: str) -> dict[str, Any]:
-        return {"date": self.date, "orderId": order_id, "receipt": self.receipt}
-
-    def package_view(self) -> dict[str, Any]:
-        """The entry in the order's `packageAttachment.packages`."""
-        view = {k: v for k, v in self.body.items() if k != "invoiceValue"}
-        view.update(
-            {
-                "type": self.type,
-                "invoiceNumber": self.invoice_number,
-                "invoiceValue": self.invoice_value,
-                "items": self.body.get("items", []),
-            }
-        )
-        return view
-
-    def audit_view(self) -> dict[str, Any]:
-        return {
-            "invoiceNumber": self.invoice_number,
-            "type": self.type,
-            "invoiceValue": self.invoice_value,
-            "accepted": self.accepted,
-            "status": self.status,
-            "validatedAgainst": self.validated_against,
-            "reason": self.reason,
-            "arrivalNs": self.arrival_ns,
-            "actedNs": self.acted_ns,
-            "receipt": self.receipt,
-            "body": self.body,
-        }
-
-
-@dataclass(frozen=True)
-class InvoiceSpec:
-    type: str
-    invoice_number: str
-    invoice_value: int
-    body: dict[str, Any]
 
 
 def parse_body(body: Any) -> InvoiceSpec:

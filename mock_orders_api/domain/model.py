@@ -1,24 +1,20 @@
-"""Order state: items, totals, committed value, invoices and Changes of each order.
+"""The mock's records: orders and their items, Changes, refused Changes and invoices.
 
-State is only ever mutated synchronously on the event loop (no `await` inside a
+Every record lives here, beside `Order`, so the modules that act on them
+(store, changes, invoices) depend on this one and not on each other. State is
+only ever mutated synchronously on the event loop (no `await` inside a
 mutation), so every handler's critical section is atomic without locks; the
 moment it runs is the server's "acted" time for that request.
 """
 
 from __future__ import annotations
 
-import contextvars
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mock_orders_api.errors import BadRequest, Conflict, NotFound
-
-if TYPE_CHECKING:
-    from mock_orders_api.changes import ChangeRecord
-    from mock_orders_api.invoices import InvoiceRecord
+from mock_orders_api.dates import iso_now
+from mock_orders_api.errors import BadRequest
 
 # Status ids of the public Orders API that this mock uses.
 READY_FOR_HANDLING = "ready-for-handling"
@@ -35,32 +31,187 @@ INITIAL_STATUSES = (READY_FOR_HANDLING, HANDLING, WAITING_FOR_FULFILLMENT)
 StatusListener = Callable[["Order", "str | None", int], None]
 
 
-# Where dates come from: None = the wall clock; a simulated run sets a function of its virtual clock
-# (see `virtual_dates`), so the dates it writes are reproducible too.
-DATE_SOURCE: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar("mock_date_source",
-                                                                                      default=None)
+@dataclass(frozen=True)
+class ItemDelta:
+    id: str
+    quantity: int
+    price: int | None = None  # cents; needed only for an item new to the order
 
 
-def iso_now() -> str:
-    source = DATE_SOURCE.get()
-    if source is not None:
-        return source()
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+@dataclass(frozen=True)
+class ChangeSpec:
+    """A Change request normalised from either public endpoint's body."""
+
+    reason: str
+    removed: tuple[ItemDelta, ...] = ()
+    added: tuple[ItemDelta, ...] = ()
+    discount: int = 0
+    increment: int = 0
+    request_id: str | None = None
 
 
-def virtual_dates(clock_ns: Callable[[], int], epoch: datetime = datetime(2026, 1, 9, tzinfo=timezone.utc),
-                  ) -> Callable[[], str]:
-    """ISO dates (as `iso_now` formats them) of `epoch` + `clock_ns()` nanoseconds."""
-    cache: list[Any] = [None, ""]
+@dataclass
+class ChangeRecord:
+    request_id: str
+    workflow_id: str
+    order_id: str
+    account: str
+    endpoint: str  # "order-system" | "oms"
+    spec: ChangeSpec
+    delay_ms: float
+    arrival_ns: int
+    acted_ns: int
+    date: str
+    value_before: int  # committed value when the Change was accepted
+    change_value: int  # signed effect on the order value, cents
+    ready_ns: int | None = None  # when it could start: arrival, or its order's previous Change finishing
+    started_ns: int | None = None  # processing start (later than ready only when workers are all busy)
+    due_ns: int | None = None
+    finished_ns: int | None = None  # == due_ns: the moment it applied in mock time
+    applied_ns: int | None = None  # when the mock actually ran the apply (timer or lazy)
+    value_after: int | None = None
+    finished_date: str | None = None
 
-    def now() -> str:
-        ns = clock_ns()
-        sec = ns // 1_000_000_000
-        if sec != cache[0]:
-            cache[0], cache[1] = sec, (epoch + timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{cache[1]}.{ns // 1000 % 1_000_000:06d}Z"
+    @property
+    def finished(self) -> bool:
+        return self.finished_ns is not None
 
-    return now
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else ("processing" if self.started_ns is not None else "queued")
+
+    def view(self) -> dict[str, Any]:
+        """The change request as the order-system Change API returns it."""
+        s = self.spec
+        return {
+            "requestId": self.request_id,
+            "workflowId": self.workflow_id,
+            "reason": s.reason,
+            "manualDiscountValue": s.discount,
+            "manualIncrementValue": s.increment,
+            "totalChangeValue": self.change_value,
+            "totals": [{"id": "Change", "value": self.change_value}],
+            "add": {"items": [_delta_view(d) for d in s.added]} if s.added else None,
+            "remove": {"items": [_delta_view(d) for d in s.removed]} if s.removed else None,
+            "replace": None,
+            "date": self.date,
+            "origin": {"account": self.account, "orderId": self.order_id, "component": "MockOrdersApi"},
+            "status": self.status,
+            "finished": self.finished,
+            "finishedDate": self.finished_date,
+            "delayMs": self.delay_ms,
+        }
+
+    def attachment_view(self) -> dict[str, Any]:
+        """The entry in the order's `changesAttachment.changesData`."""
+        s = self.spec
+        return {
+            "reason": s.reason,
+            "discountValue": s.discount,
+            "incrementValue": s.increment,
+            "itemsAdded": [_delta_view(d) for d in s.added],
+            "itemsRemoved": [_delta_view(d) for d in s.removed],
+            "receipt": {"date": self.finished_date, "orderId": self.order_id, "receipt": self.request_id},
+        }
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id,
+            "endpoint": self.endpoint,
+            "accepted": True,
+            "status": 202,
+            "finished": self.finished,
+            "delayMs": self.delay_ms,
+            "arrivalNs": self.arrival_ns,
+            "actedNs": self.acted_ns,
+            "readyNs": self.ready_ns,
+            "startedNs": self.started_ns,
+            "queueWaitMs": (self.started_ns - self.ready_ns) / 1e6
+            if self.started_ns is not None and self.ready_ns is not None else None,
+            "dueNs": self.due_ns,
+            "finishedNs": self.finished_ns,
+            "appliedNs": self.applied_ns,
+            "valueBefore": self.value_before,
+            "valueAfter": self.value_after,
+            "changeValue": self.change_value,
+        }
+
+
+def _delta_view(d: ItemDelta) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": d.id, "quantity": d.quantity}
+    if d.price is not None:
+        out["price"] = d.price
+    return out
+
+
+@dataclass(frozen=True)
+class RefusedChange:
+    """A Change the mock refused, kept for the order's audit."""
+
+    endpoint: str  # "order-system" | "oms"
+    status: int
+    reason: str
+    arrival_ns: int
+    acted_ns: int
+
+    def audit_view(self) -> dict[str, Any]:
+        return {"requestId": None, "endpoint": self.endpoint, "accepted": False, "status": self.status,
+                "reason": self.reason, "finished": False, "arrivalNs": self.arrival_ns, "actedNs": self.acted_ns}
+
+
+@dataclass
+class InvoiceRecord:
+    invoice_number: str
+    type: str
+    invoice_value: int
+    body: dict[str, Any]  # the invoice JSON as received
+    arrival_ns: int
+    acted_ns: int
+    accepted: bool
+    status: int
+    validated_against: int | None  # the order value the policy compared with
+    reason: str = ""
+    receipt: str | None = None
+    date: str = ""
+
+    def response(self, order_id: str) -> dict[str, Any]:
+        return {"date": self.date, "orderId": order_id, "receipt": self.receipt}
+
+    def package_view(self) -> dict[str, Any]:
+        """The entry in the order's `packageAttachment.packages`."""
+        view = {k: v for k, v in self.body.items() if k != "invoiceValue"}
+        view.update(
+            {
+                "type": self.type,
+                "invoiceNumber": self.invoice_number,
+                "invoiceValue": self.invoice_value,
+                "items": self.body.get("items", []),
+            }
+        )
+        return view
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "invoiceNumber": self.invoice_number,
+            "type": self.type,
+            "invoiceValue": self.invoice_value,
+            "accepted": self.accepted,
+            "status": self.status,
+            "validatedAgainst": self.validated_against,
+            "reason": self.reason,
+            "arrivalNs": self.arrival_ns,
+            "actedNs": self.acted_ns,
+            "receipt": self.receipt,
+            "body": self.body,
+        }
+
+
+@dataclass(frozen=True)
+class InvoiceSpec:
+    type: str
+    invoice_number: str
+    invoice_value: int
+    body: dict[str, Any]
 
 
 @dataclass
@@ -98,7 +249,7 @@ class Order:
     increments: int = 0  # cents added by Changes (manualIncrementValue)
     initial_value: int = 0
     changes: list[ChangeRecord] = field(default_factory=list)  # accepted, in arrival order
-    refused_changes: list[dict[str, Any]] = field(default_factory=list)
+    refused_changes: list[RefusedChange] = field(default_factory=list)
     invoices: list[InvoiceRecord] = field(default_factory=list)  # accepted and refused
     settle_due_ns: int | None = None
     status_history: list[dict[str, Any]] = field(default_factory=list)
@@ -199,7 +350,7 @@ class Order:
             "verdict": verdict,
             "createdNs": self.created_ns,
             "invoices": [inv.audit_view() for inv in self.invoices],
-            "changes": [c.audit_view() for c in self.changes] + list(self.refused_changes),
+            "changes": [c.audit_view() for c in self.changes] + [r.audit_view() for r in self.refused_changes],
             "statusHistory": list(self.status_history),
             "hooks": list(self.hooks),
         }
@@ -213,86 +364,6 @@ _STATUS_DESCRIPTIONS = {
     INVOICED: "Faturado",
     CANCELED: "Cancelado",
 }
-
-
-class OrderStore:
-    """All orders of one mock instance, by id."""
-
-    def __init__(self) -> None:
-        self._orders: dict[str, Order] = {}
-        self._ids = itertools.count(1_000_001)
-        self.listeners: list[StatusListener] = []  # shared with every order (status changes)
-
-    def __len__(self) -> int:
-        return len(self._orders)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._orders.values())
-
-    def clear(self) -> None:
-        self._orders.clear()
-
-    def get(self, order_id: str) -> Order:
-        try:
-            return self._orders[order_id]
-        except KeyError:
-            raise NotFound(f"order {order_id!r} not found", code="OrderNotFound") from None
-
-    def create(self, spec: dict[str, Any], now_ns: int) -> Order:
-        """Create an order from the admin API's body (validated here, state untouched on error)."""
-        if not isinstance(spec, dict):
-            raise BadRequest("order: expected a JSON object with 'items'")
-        unknown = set(spec) - {"orderId", "items", "shipping", "tax", "discounts", "status"}
-        if unknown:
-            raise BadRequest(f"order: unknown field(s) {sorted(unknown)}")
-        raw_items = spec.get("items")
-        if not isinstance(raw_items, list) or not raw_items:
-            raise BadRequest("order.items: expected a non-empty list of {id, quantity, price}")
-        items: list[Item] = []
-        for n, raw in enumerate(raw_items):
-            where = f"order.items[{n}]"
-            if not isinstance(raw, dict):
-                raise BadRequest(f"{where}: expected an object")
-            item_id = raw.get("id")
-            if not isinstance(item_id, str) or not item_id:
-                raise BadRequest(f"{where}.id: expected a non-empty string; got {item_id!r}")
-            if any(i.id == item_id for i in items):
-                raise BadRequest(f"{where}.id: duplicate item id {item_id!r}")
-            quantity = cents(raw.get("quantity"), f"{where}.quantity", minimum=1, what="an integer quantity")
-            price = cents(raw.get("price"), f"{where}.price")
-            selling = cents(raw.get("sellingPrice", price), f"{where}.sellingPrice")
-            name = raw.get("name", f"Item {item_id}")
-            if not isinstance(name, str):
-                raise BadRequest(f"{where}.name: expected a string; got {name!r}")
-            items.append(Item(item_id, name, quantity, price, selling))
-        status = spec.get("status", READY_FOR_HANDLING)
-        if status not in INITIAL_STATUSES:
-            raise BadRequest(f"order.status: expected one of {list(INITIAL_STATUSES)}; got {status!r}")
-        order_id = spec.get("orderId")
-        if order_id is None:
-            order_id = f"{next(self._ids)}-01"
-            while order_id in self._orders:
-                order_id = f"{next(self._ids)}-01"
-        elif not isinstance(order_id, str) or not order_id or "/" in order_id:
-            raise BadRequest(f"order.orderId: expected a non-empty string without '/'; got {order_id!r}")
-        elif order_id in self._orders:
-            raise Conflict(f"order {order_id!r} already exists", code="OrderAlreadyExists")
-        order = Order(
-            order_id=order_id,
-            status=status,
-            items=items,
-            shipping=cents(spec.get("shipping", 0), "order.shipping"),
-            tax=cents(spec.get("tax", 0), "order.tax"),
-            discounts=cents(spec.get("discounts", 0), "order.discounts"),
-            created_ns=now_ns,
-            created_at=iso_now(),
-            listeners=self.listeners,
-        )
-        if order.value < 0:
-            raise BadRequest(f"order: discounts exceed the order total (value would be {order.value})")
-        self._orders[order_id] = order
-        order.notify(None, now_ns)  # creation is the first status change
-        return order
 
 
 def cents(value: Any, where: str, minimum: int = 0, what: str = "an integer number of cents") -> int:

@@ -16,136 +16,26 @@ import heapq
 import itertools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from mock_orders_api.errors import BadRequest, Conflict
-from mock_orders_api.store import (
+from mock_orders_api.dates import iso_now
+from mock_orders_api.domain.model import (
     CANCELED,
     HANDLING,
     INVOICE,
     INVOICED,
     WAITING_FOR_FULFILLMENT,
+    ChangeRecord,
+    ChangeSpec,
     Item,
+    ItemDelta,
     Order,
+    RefusedChange,
     cents,
-    iso_now,
 )
+from mock_orders_api.errors import BadRequest, Conflict
 
 _CHANGEABLE = (HANDLING, WAITING_FOR_FULFILLMENT)
-
-
-@dataclass(frozen=True)
-class ItemDelta:
-    id: str
-    quantity: int
-    price: int | None = None  # cents; needed only for an item new to the order
-
-
-@dataclass(frozen=True)
-class ChangeSpec:
-    """A Change request normalised from either public endpoint's body."""
-
-    reason: str
-    removed: tuple[ItemDelta, ...] = ()
-    added: tuple[ItemDelta, ...] = ()
-    discount: int = 0
-    increment: int = 0
-    request_id: str | None = None
-
-
-@dataclass
-class ChangeRecord:
-    request_id: str
-    workflow_id: str
-    order_id: str
-    account: str
-    endpoint: str  # "order-system" | "oms"
-    spec: ChangeSpec
-    delay_ms: float
-    arrival_ns: int
-    acted_ns: int
-    date: str
-    value_before: int  # committed value when the Change was accepted
-    change_value: int  # signed effect on the order value, cents
-    ready_ns: int | None = None  # when it could start: arrival, or its order's previous Change finishing
-    started_ns: int | None = None  # processing start (later than ready only when workers are all busy)
-    due_ns: int | None = None
-    finished_ns: int | None = None  # == due_ns: the moment it applied in mock time
-    applied_ns: int | None = None  # when the mock actually ran the apply (timer or lazy)
-    value_after: int | None = None
-    finished_date: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.finished_ns is not None
-
-    @property
-    def status(self) -> str:
-        return "finished" if self.finished else ("processing" if self.started_ns is not None else "queued")
-
-    def view(self) -> dict[str, Any]:
-        """The change request as the order-system Change API returns it."""
-        s = self.spec
-        return {
-            "requestId": self.request_id,
-            "workflowId": self.workflow_id,
-            "reason": s.reason,
-            "manualDiscountValue": s.discount,
-            "manualIncrementValue": s.increment,
-            "totalChangeValue": self.change_value,
-            "totals": [{"id": "Change", "value": self.change_value}],
-            "add": {"items": [_delta_view(d) for d in s.added]} if s.added else None,
-            "remove": {"items": [_delta_view(d) for d in s.removed]} if s.removed else None,
-            "replace": None,
-            "date": self.date,
-            "origin": {"account": self.account, "orderId": self.order_id, "component": "MockOrdersApi"},
-            "status": self.status,
-            "finished": self.finished,
-            "finishedDate": self.finished_date,
-            "delayMs": self.delay_ms,
-        }
-
-    def attachment_view(self) -> dict[str, Any]:
-        """The entry in the order's `changesAttachment.changesData`."""
-        s = self.spec
-        return {
-            "reason": s.reason,
-            "discountValue": s.discount,
-            "incrementValue": s.increment,
-            "itemsAdded": [_delta_view(d) for d in s.added],
-            "itemsRemoved": [_delta_view(d) for d in s.removed],
-            "receipt": {"date": self.finished_date, "orderId": self.order_id, "receipt": self.request_id},
-        }
-
-    def audit_view(self) -> dict[str, Any]:
-        return {
-            "requestId": self.request_id,
-            "endpoint": self.endpoint,
-            "accepted": True,
-            "status": 202,
-            "finished": self.finished,
-            "delayMs": self.delay_ms,
-            "arrivalNs": self.arrival_ns,
-            "actedNs": self.acted_ns,
-            "readyNs": self.ready_ns,
-            "startedNs": self.started_ns,
-            "queueWaitMs": (self.started_ns - self.ready_ns) / 1e6
-            if self.started_ns is not None and self.ready_ns is not None else None,
-            "dueNs": self.due_ns,
-            "finishedNs": self.finished_ns,
-            "appliedNs": self.applied_ns,
-            "valueBefore": self.value_before,
-            "valueAfter": self.value_after,
-            "changeValue": self.change_value,
-        }
-
-
-def _delta_view(d: ItemDelta) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": d.id, "quantity": d.quantity}
-    if d.price is not None:
-        out["price"] = d.price
-    return out
 
 
 # --- parsing ---------------------------------------------------------------
@@ -355,18 +245,8 @@ def _uuid_hex() -> str:
 
 def refuse(order: Order, error: Exception, *, arrival_ns: int, now_ns: int, endpoint: str) -> None:
     """Keep a refused Change in the order's audit."""
-    order.refused_changes.append(
-        {
-            "requestId": None,
-            "endpoint": endpoint,
-            "accepted": False,
-            "status": getattr(error, "status", 400),
-            "reason": str(error),
-            "finished": False,
-            "arrivalNs": arrival_ns,
-            "actedNs": now_ns,
-        }
-    )
+    order.refused_changes.append(RefusedChange(endpoint=endpoint, status=getattr(error, "status", 400),
+                                               reason=str(error), arrival_ns=arrival_ns, acted_ns=now_ns))
 
 
 def _next_unstarted(order: Order) -> ChangeRecord | None:

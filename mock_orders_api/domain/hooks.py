@@ -1,0 +1,124 @@
+"""Order hook configuration (VTEX Feed v3 "Hook"): the config data, its validation and
+the notification constants. Delivery (scheduling, retries, journal) is in delivery.py.
+
+* One hook config per mock (VTEX: one per account), set with
+  `POST /api/orders/hook/config` (pinged first: the URL must answer
+  `{"hookConfig": "ping"}` with 200) or at startup (`--hook-url`,
+  `MOCK_HOOK_URL`; not pinged, the receiver may start later).
+* Filters: `FromWorkflow` delivers the listed statuses. `FromOrders` stores its
+  JSONata `expression` but does not evaluate it: every status change is
+  delivered (as with `disableSingleFire: true`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_statuses, check_hook_url
+from mock_orders_api.errors import BadRequest, ConfigError
+
+__all__ = ["HOOK_STATUSES", "HookConfig", "parse_hook_config", "startup_hook"]
+
+ACCOUNT = "mockstore"
+ORIGIN_KEY = "vtexappkey-mockstore"
+DOMAIN = "Marketplace"
+FILTER_TYPES = ("FromWorkflow", "FromOrders")
+# `LastState` of the notification sent when an order is created (the mock has no earlier
+# states; in VTEX's workflow ready-for-handling follows window-to-cancel).
+CREATED_LAST_STATE = {"ready-for-handling": "window-to-cancel", "waiting-for-fulfillment": "window-to-cancel",
+                      "handling": "ready-for-handling"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    filter_type: str = "FromWorkflow"
+    statuses: tuple[str, ...] | None = None  # FromWorkflow; None = every status
+    expression: str | None = None  # FromOrders (stored, not evaluated)
+    disable_single_fire: bool = False
+
+    def matches(self, status: str) -> bool:
+        return self.filter_type == "FromOrders" or self.statuses is None or status in self.statuses
+
+    def view(self) -> dict[str, Any]:
+        """The config in the shape `POST /api/orders/hook/config` takes."""
+        if self.filter_type == "FromOrders":
+            flt: dict[str, Any] = {"type": "FromOrders", "expression": self.expression,
+                                   "disableSingleFire": self.disable_single_fire}
+        else:
+            flt = {"type": "FromWorkflow", "status": list(self.statuses or HOOK_STATUSES)}
+        return {"filter": flt, "hook": {"url": self.url, "headers": dict(self.headers)}}
+
+
+def parse_hook_config(body: Any) -> HookConfig:
+    """Validate a `POST /api/orders/hook/config` body; BadRequest names the field."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"hook config: expected a JSON object with 'filter' and 'hook'; got {type(body).__name__}")
+    unknown = set(body) - {"filter", "hook"}
+    if unknown:
+        raise BadRequest(f"hook config: unknown field(s) {sorted(unknown)}; expected 'filter' and 'hook'")
+    flt, hook = body.get("filter"), body.get("hook")
+    if not isinstance(flt, dict):
+        raise BadRequest(f"filter: required, an object {{type, status | expression}}; got {flt!r}")
+    kind = flt.get("type")
+    if kind not in FILTER_TYPES:
+        raise BadRequest(f"filter.type: expected one of {list(FILTER_TYPES)}; got {kind!r}")
+    statuses: tuple[str, ...] | None = None
+    expression: str | None = None
+    single = False
+    if kind == "FromWorkflow":
+        extra = set(flt) - {"type", "status"}
+        if extra:
+            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromWorkflow "
+                             "(use FromOrders for an expression)")
+        if not isinstance(flt.get("status"), list):
+            raise BadRequest(f"filter.status: required with FromWorkflow, a non-empty list of order statuses; "
+                             f"got {flt.get('status')!r}")
+        try:
+            statuses = check_hook_statuses(flt["status"], "filter.status")
+        except ConfigError as err:
+            raise BadRequest(str(err)) from None
+    else:
+        extra = set(flt) - {"type", "expression", "disableSingleFire"}
+        if extra:
+            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromOrders")
+        expression = flt.get("expression")
+        if not isinstance(expression, str) or not expression.strip():
+            raise BadRequest(f"filter.expression: required with FromOrders, a non-empty JSONata string; "
+                             f"got {expression!r}")
+        single = flt.get("disableSingleFire", False)
+        if not isinstance(single, bool):
+            raise BadRequest(f"filter.disableSingleFire: expected true or false; got {single!r}")
+    if not isinstance(hook, dict):
+        raise BadRequest(f"hook: required, an object {{url, headers}}; got {hook!r}")
+    extra = set(hook) - {"url", "headers"}
+    if extra:
+        raise BadRequest(f"hook: unknown field(s) {sorted(extra)}; expected 'url' and 'headers'")
+    try:
+        url = check_hook_url(hook.get("url"), "hook.url")
+    except ConfigError as err:
+        raise BadRequest(str(err)) from None
+    raw_headers = hook.get("headers")
+    if raw_headers is None:
+        raw_headers = {}
+    if not isinstance(raw_headers, dict):
+        raise BadRequest(f"hook.headers: expected an object of header name -> string value; got {raw_headers!r}")
+    headers: dict[str, str] = {}
+    for name, value in raw_headers.items():
+        if not _HEADER_NAME.match(name):
+            raise BadRequest(f"hook.headers: invalid header name {name!r}")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise BadRequest(f"hook.headers.{name}: expected a single-line string; got {value!r}")
+        headers[name] = value
+    return HookConfig(url=url, headers=headers, filter_type=kind, statuses=statuses, expression=expression,
+                      disable_single_fire=single)
+
+
+def startup_hook(config: MockConfig) -> HookConfig | None:
+    if config.hook_url is None:
+        return None
+    return HookConfig(url=config.hook_url, statuses=config.hook_status)
