@@ -1,12 +1,11 @@
 """Everything one mock instance knows (`MockState`, `app.state.mock`).
 
 State is only mutated synchronously on the event loop; the timers that bring
-orders up to date by themselves are armed on the running loop.
+orders up to date by themselves are armed through timers.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 import time
@@ -18,6 +17,7 @@ from mock_orders_api.domain import changes, invoices
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound
 from mock_orders_api.journal import Journal
+from mock_orders_api.timers import LoopTimers
 from mock_orders_api.domain.model import Order
 from mock_orders_api.domain.store import OrderStore
 
@@ -39,7 +39,7 @@ class MockState:
         self.store = OrderStore()
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
         self.hooks = HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
@@ -81,39 +81,21 @@ class MockState:
 
     def _arm(self, order_id: str | None, due: int) -> None:
         """A timer at `due` that brings the order (None: the worker pool) up to date."""
-        # One scope per timer: `_fire` must discard its own handle (a closure shared across
-        # loop iterations discarded the last handle twice and leaked the other).
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
+        self._timers.arm(due, lambda now: self._on_timer(order_id, now))
 
-        def _fire() -> None:
-            nonlocal handle
-            self._timers.discard(handle)  # type: ignore[arg-type]
-            handle = None  # break handle -> _fire -> cell -> handle: a fired timer leaves no garbage cycle
-            now = self.clock()
-            if now < due:  # the loop may fire up to its clock resolution early: re-arm
-                self._arm(order_id, due)
-                return
-            if order_id is None:
-                if self.pool is not None and self.pool.advance(now):
-                    self._arm_pool()
-                return
-            try:
-                order_ = self.store.get(order_id)
-            except NotFound:  # reset since
-                return
-            self._advance(order_, now)
-
-        if self.clock is time.monotonic_ns:  # the loop's clock (asyncio, uvloop) is this one
-            handle = loop.call_at(due / 1e9, _fire)
-        else:  # another clock: only the delay is comparable
-            handle = loop.call_later(max(0, due - self.clock()) / 1e9, _fire)
-        self._timers.add(handle)
+    def _on_timer(self, order_id: str | None, now: int) -> None:
+        if order_id is None:
+            if self.pool is not None and self.pool.advance(now):
+                self._arm_pool()
+            return
+        try:
+            order = self.store.get(order_id)
+        except NotFound:  # reset since
+            return
+        self._advance(order, now)
 
     def reset(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
+        self._timers.cancel_all()
         self.store.clear()
         self.journal.clear()
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
