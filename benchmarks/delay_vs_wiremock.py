@@ -43,9 +43,9 @@ from _common import CpuMeter, WireMockError, emit, find_wiremock_jar, machine, s
 import httpx  # noqa: E402
 
 from mock_orders_api.config import MockConfig  # noqa: E402
-
 from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
+from mock_orders_api.wire import CHANGE_DELAY_HEADER  # noqa: E402
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]
 _PER_POOL = 20  # connections per httpx pool (see Shards)
@@ -162,7 +162,7 @@ async def run_ours(args: argparse.Namespace, delay_ms: float) -> dict[str, Any]:
             # Warm-up: the same concurrency on an undelayed read (opens the connections).
             await burst(client, lambda c, i: c.get(f"/api/oms/pvt/orders/{orders[i]}"),
                         args.n, args.concurrency, args.timeout_s)
-            headers = {"X-Mock-Change-Delay-Ms": f"{delay_ms:g}"}
+            headers = {CHANGE_DELAY_HEADER: f"{delay_ms:g}"}
             b = await burst(client, lambda c, i: c.patch(f"/api/order-system/orders/{orders[i]}/changes",
                                                          json=CHANGE, headers=headers),
                             args.n, args.concurrency, args.timeout_s)

@@ -34,9 +34,9 @@ from _common import emit, machine, stats  # also puts this checkout first on sys
 import httpx  # noqa: E402
 
 from mock_orders_api.config import MockConfig  # noqa: E402
-
 from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
+from mock_orders_api.wire import CHANGE_DELAY_HEADER  # noqa: E402
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]
 CHANGE = {"reason": "partial cancellation", "remove": {"items": [{"id": "sku-1", "quantity": 1}]}}
@@ -60,7 +60,7 @@ async def _create_orders(client: httpx.AsyncClient, sem: asyncio.Semaphore, n: i
 async def _send_change(client: httpx.AsyncClient, oid: str, delay_ms: float) -> dict[str, Any]:
     t_send = time.monotonic_ns()
     r = await client.patch(f"/api/order-system/orders/{oid}/changes", json=CHANGE,
-                           headers={"X-Mock-Change-Delay-Ms": str(delay_ms)})
+                           headers={CHANGE_DELAY_HEADER: str(delay_ms)})
     t_recv = time.monotonic_ns()
     if r.status_code != 202:
         raise RuntimeError(f"Change on {oid} refused: {r.status_code} {r.text}")

@@ -31,7 +31,6 @@ from _common import emit, machine, parse_mix, pct
 import httpx  # noqa: E402
 
 from mock_orders_api.config import MockConfig  # noqa: E402
-
 from mock_orders_api.delays import Fixed  # noqa: E402
 from mock_orders_api.server import MockProcess  # noqa: E402
 

@@ -46,9 +46,9 @@ from harness.scenario import Scenario, Simulate, parse_scenario
 from harness.simclock import VirtualClock, run_virtual
 from harness.simnet import SIM_URL, DirectClient, Latency, SimTransport
 from harness.targets import credentials_from_env, mock_config
+from mock_orders_api.dates import DATE_SOURCE, virtual_dates
 from mock_orders_api.delays import parse_delay
 from mock_orders_api.errors import ConfigError
-from mock_orders_api.dates import DATE_SOURCE, virtual_dates
 
 TRANSPORTS = ("direct", "asgi")
 _MAX_WORKERS = 8

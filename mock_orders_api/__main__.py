@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from mock_orders_api.config import POLICIES, MockConfig
-
 from mock_orders_api.delays import DELAY_SYNTAX
 from mock_orders_api.errors import ConfigError
 

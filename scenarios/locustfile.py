@@ -58,11 +58,11 @@ from harness import decisions, loadrun  # noqa: E402
 from harness import history as h  # noqa: E402
 from harness.history import RequestEvent  # noqa: E402
 from harness.scenario import Scenario, load_scenario  # noqa: E402
+from mock_orders_api.wire import CHANGE_DELAY_HEADER as DELAY_HEADER  # noqa: E402
 
 log = logging.getLogger("race-harness")
 
 DEFAULT_SCENARIO = "scenarios/guard-regression.toml"
-DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 LEAD_MS = 20.0  # setup is done; the first timed request goes out this long after it
 SPIN_NS = 1_000_000  # the last ms before a deadline: cooperative spin (gevent timers have ms resolution)
 CLOCK_SAMPLES = 5

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from mock_orders_api.config import MockConfig
-
 from mock_orders_api.delays import Fixed
 from mock_orders_api.wire import CHANGE_DELAY_HEADER
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from mock_orders_api.config import MockConfig
-
 from mock_orders_api.delays import Fixed
 
 PRICE = 1000

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 
 from mock_orders_api.config import MockConfig
-
 from mock_orders_api.delays import Fixed
 from mock_orders_api.server import bind
 
