@@ -218,7 +218,7 @@ def test_same_seed_gives_identical_trials_and_summary(tmp_path: Path) -> None:
 
 
 def test_results_do_not_depend_on_workers_or_transport(tmp_path: Path) -> None:
-    """Trials are independent: splitting them over processes, or going through httpx + FastAPI
+    """Trials are independent: splitting them over processes, or going through httpx + Starlette
     (ASGI) instead of calling the handlers directly, gives the same rows."""
     scenario = parse_scenario(scenario_dict(sweep={"trials_per_offset": 2}), "mem")
     one, _ = run_simulated(scenario, tmp_path / "one", workers=1)
