@@ -59,7 +59,7 @@ class _Delivery:
 class HookDispatcher:
     """Schedules, sends, retries and journals hook notifications (`MockState.hooks`).
 
-    `on_status` is an order status listener (see store.StatusListener): it runs in the
+    `on_status` is an order status listener (see domain.model.StatusListener): it runs in the
     mock's synchronous section and only schedules a task.
     """
 

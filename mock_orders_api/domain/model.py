@@ -27,7 +27,7 @@ INITIAL_STATUSES = (READY_FOR_HANDLING, HANDLING, WAITING_FOR_FULFILLMENT)
 
 
 # Called after every status change, synchronously: (order, previous status or None on
-# creation, ns of the change). The order hook dispatcher is one (see hooks.py).
+# creation, ns of the change). The order hook dispatcher is one (see delivery.py).
 StatusListener = Callable[["Order", "str | None", int], None]
 
 
