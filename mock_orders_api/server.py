@@ -22,6 +22,7 @@ from mock_orders_api.app import create_app
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import RaceHarnessError
 from mock_orders_api.gc_pacer import GcPacer
+from mock_orders_api.wire import ADMIN_TOKEN_HEADER
 
 _UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
 
@@ -181,4 +182,4 @@ def _delay_arg(cfg: MockConfig) -> str:
 
 
 def _admin_headers(cfg: MockConfig) -> dict[str, str] | None:
-    return {"X-Mock-Admin-Token": cfg.admin_token} if cfg.admin_token else None
+    return {ADMIN_TOKEN_HEADER: cfg.admin_token} if cfg.admin_token else None
