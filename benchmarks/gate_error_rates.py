@@ -16,7 +16,7 @@ cumulative counts after every batch of `--batch` trials until a verdict or the `
 
 Prints one JSON line, then a readable table.
 
-    python benchmarks/gate_error_rates.py [--limit 0.01] [--batch 50] [--budget 60/limit] [--streams 2000]
+    python benchmarks/gate_error_rates.py [--limit 0.01] [--batch 50] [--budget 60/limit] [--streams 4000]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from typing import Any
 
 from _common import CpuMeter, emit, machine
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=None,
                    help="trials before INCONCLUSIVE (default 60 / limit: ~1.5x the fixed design, so the "
                         "PASS share at limit / 2 is ~0.98)")
-    p.add_argument("--streams", type=int, default=2000, help="streams per true rate (default 2000)")
+    p.add_argument("--streams", type=int, default=4000, help="streams per true rate (default 4000)")
     p.add_argument("--safe-ratio", type=float, default=SAFE_RATIO, help="PASS alternative / limit")
     p.add_argument("--race-ratio", type=float, default=RACE_RATIO, help="FAIL alternative / limit")
     p.add_argument("--seed", type=int, default=20261126)
