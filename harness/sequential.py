@@ -31,8 +31,9 @@ Properties this buys:
   at those rates are ~log(1/alpha) / KL, well under the fixed-size design of equal power
   (benchmarks/gate_error_rates.py measures it). A beta-mixture (Robbins) confidence sequence
   is valid for every alternative at once but pays for it with a wider bound (a log n and prior
-  term), which cost the savings the gate is after; PASS and FAIL never both hold (a race
-  fraction closer in KL to p_safe than to limit cannot also be closer to p_race).
+  term), which costs the savings the gate is after.
+* PASS and FAIL never both hold: a race fraction closer (in KL) to p_safe than to limit is
+  below limit, and then it is closer to limit than to p_race.
 * The price: between p_safe and limit (and between limit and p_race) the test is slow and
   may end INCONCLUSIVE at the budget. That is the honest answer there, not a failure.
 
