@@ -40,7 +40,7 @@ from harness.analysis import load_trials  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
 from harness.session import run_scenario  # noqa: E402
 
-SCENARIO = "scenarios/ticket-1348894.toml"
+SCENARIO = "ticket-1348894"  # built-in, found by name from any directory
 TARGET_P99_MS = 1.0
 
 

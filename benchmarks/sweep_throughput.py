@@ -34,7 +34,7 @@ from harness import session  # noqa: E402
 from harness.analysis import load_trials  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
 
-SCENARIO = "scenarios/ticket-1348894.toml"
+SCENARIO = "ticket-1348894"  # built-in, found by name from any directory
 TARGETS = {"live": 100.0, "simulated": 5000.0}
 
 

@@ -1,5 +1,5 @@
 """Statistics over a run's trials: race rates with Wilson intervals, the analytic
-race model (DESIGN.md), timing precision and guard cost.
+race model (docs/model.md), timing precision and guard cost.
 
 Pure pandas/numpy: the only I/O is `load_trials`; plotting and file output live
 in `harness.plots` / `harness.report`. Functions that have no data to work on
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_SCHEMA_VERSION = 1
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-# |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
+# |offset| below this is dominated by timing error (docs/performance.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
 from harness.decisions import GUARD_NAMES
@@ -183,7 +183,7 @@ def _guard_key(guard: str) -> tuple[int, str]:
 
 
 def ordered_guards(guards: Any) -> list[str]:
-    """Distinct guard names, known guards first in DESIGN.md order (stable output order)."""
+    """Distinct guard names, known guards first in docs/model.md order (stable output order)."""
     return sorted({str(g) for g in guards}, key=_guard_key)
 
 
@@ -337,7 +337,7 @@ def window_rate(
 def model_race_probability(
     offset_ms: float, delay: DelayDistribution, settle_ms: float, policy: str, guard: str
 ) -> float:
-    """Expected race probability at a planned offset (DESIGN.md race model).
+    """Expected race probability at a planned offset (docs/model.md race model).
 
     offset = t_invoice - t_change. Under `vulnerable`: unguarded, an invoice
     after the Change races while the Change is unfinished (P(D > offset)); one

@@ -6,7 +6,7 @@ the scenario live (and simulated), plots and writes the files; this module only 
 
 Two models are compared with each offset bin's 95% Wilson interval:
 
-* `model`: the distribution-level model (DESIGN.md), P(race | offset) with the Change delay
+* `model`: the distribution-level model (docs/model.md), P(race | offset) with the Change delay
   D drawn from the configured distribution (`harness.analysis.model_race_probability`).
   The plan draws each trial's D independently from that distribution, so a bin's race
   count is binomial with that probability and its Wilson interval covers it ~95% of the

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_purposes
 from harness.errors import RaceHarnessError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_SCENARIO = "scenarios/ticket-1348894.toml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (("run", "run a scenario and write its report"),
                         ("check", "run a scenario, then gate: exit 0 only if every threshold holds")):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario TOML (default {DEFAULT_SCENARIO})")
+        s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
         s.add_argument("--target-url", help="run against this server instead of the embedded mock")
         s.add_argument("--hook-url", help="integration mode: the hook URL of your running integration, which "
                        "invoices on its own (it is named 'integration' in the report)")
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                             "httpx + ASGI (slower, same results)")
     c = sub.add_parser("calibrate", help="run a scenario live and simulated, compare both with the race model: "
                                          "exit 0 when the unguarded curve's intervals cover it in enough bins")
-    c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario TOML (default {DEFAULT_SCENARIO})")
+    c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
     c.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
     c.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
     c.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folders")
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "its timeline")
     rp.add_argument("run_dir", type=Path)
     rp.add_argument("trial_id", type=int)
+    sub.add_parser("scenarios", help="list the built-in scenarios (run them by name) with their purpose")
     s = sub.add_parser("serve", help="serve the mock Orders API")
     add_serve_arguments(s)
     return p
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             from mock_orders_api.__main__ import run_serve
 
             return run_serve(args)
+        if args.command == "scenarios":
+            for name, purpose in builtin_purposes():
+                print(f"{name:<24} {purpose}")
+            return EXIT_OK
         if args.command == "report":
             return _report(args.run_dir)
         if args.command == "replay":

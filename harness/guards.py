@@ -1,4 +1,4 @@
-"""Client-side invoicing strategies (DESIGN.md "Guards"), one class each.
+"""Client-side invoicing strategies (docs/model.md "Guards"), one class each.
 
 A guard runs the integration's two operations of a trial: the invoice, fired
 at the invoice deadline, and the partial-cancel Change, fired at the Change

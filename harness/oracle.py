@@ -20,7 +20,7 @@ class Outcome(str, enum.Enum):
     INDETERMINATE = "indeterminate"  # timeout / 5xx: a request may or may not have applied
 
 
-# trials.csv schema version; bump on any column change (documented in README).
+# trials.csv schema version; bump on any column change (documented in docs/outputs.md).
 TRIALS_SCHEMA_VERSION = 2
 
 

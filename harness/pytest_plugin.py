@@ -2,18 +2,17 @@
 
 For a team's own test suite::
 
-    def test_our_connector_does_not_race(run_integration_scenario):
-        summary = run_integration_scenario("scenarios/integration-reference.toml",
-                                           hook_url="http://127.0.0.1:9000/hook")
-        assert summary.race_rate_upper("integration") < 0.01
+    def test_guarded_connector_does_not_race(run_integration_scenario):
+        summary = run_integration_scenario("integration-reference", trials=11)
+        assert summary.race_rate_upper("guarded") < 0.05   # 0/77: upper bound 0.048
 
 Fixtures:
 - `race_mock`: a running mock Orders API (child process, free loopback port),
   reset before each test: `.url`, `.set_policy()`, `.set_delay()`,
   `.set_settle_ms()`, `.create_order()`, `.audit()`, `.verdicts()`, `.admin()`.
 - `run_integration_scenario(path, hook_url=None, trials=None, seed=None)`:
-  runs a scenario (its own embedded mock) into `tmp_path` and returns a
-  `RunSummary`. Call it from synchronous tests (it runs its own event loop).
+  runs a scenario (a built-in scenario's name or a TOML path; its own
+  embedded mock) into `tmp_path` and returns a `RunSummary`. Call it from synchronous tests (it runs its own event loop).
 """
 
 from __future__ import annotations

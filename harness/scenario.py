@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.builtin_scenarios import find_scenario
 from harness.errors import ScenarioError
 from harness.gate import Threshold
 from harness.decisions import GUARD_NAMES
@@ -291,8 +292,8 @@ def _threshold_dict(t: Threshold) -> dict[str, Any]:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a TOML scenario file."""
-    p = Path(path)
+    """Read and validate a TOML scenario: a file path or a built-in scenario's name."""
+    p = find_scenario(path)
     source = str(p)
     try:
         with p.open("rb") as fh:

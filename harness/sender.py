@@ -1,4 +1,4 @@
-"""Timed requests by last-byte sync (DESIGN.md "Timing precision").
+"""Timed requests by last-byte sync (docs/performance.md "Timing").
 
 Building and writing an httpx request takes far longer than the precision we
 want, and a loaded event loop wakes timers late. So a timed request is

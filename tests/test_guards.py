@@ -221,7 +221,7 @@ async def test_finished_check_invoice_first_cannot_see_the_coming_change(make_en
 
 
 async def test_finished_check_residual_window_with_settle_time(make_env: MakeEnv) -> None:
-    """Invoice first, Change within S: the workaround races (DESIGN.md residual window)."""
+    """Invoice first, Change within S: the workaround races (docs/model.md residual window)."""
     settle_ms = 200.0
     env = await make_env(settle_ms=settle_ms)
     offset, delay = -30.0, 40.0  # -S < offset < 0

@@ -27,7 +27,7 @@ THRESHOLDS = [
 
 
 def _outcome(guard: str, offset: float) -> str:
-    # Fixed 300 ms delay, vulnerable policy, settle 0 (DESIGN.md table).
+    # Fixed 300 ms delay, vulnerable policy, settle 0 (docs/model.md table).
     if guard == "none":
         if 0 <= offset < DELAY_MS:
             return "race"

@@ -2,7 +2,7 @@
 
 The scenarios are tiny (3 offsets x 3 trials x 2 guards) and use a fixed, pinned
 Change delay D, so the expected outcome of every unguarded trial follows from
-DESIGN.md's table: 0 < offset < D races, offset <= -S (S = 0) is change_refused.
+the table of docs/model.md: 0 < offset < D races, offset <= -S (S = 0) is change_refused.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ DELAY_MS = 200.0
 OFFSETS = [-100.0, 60.0, 120.0]
 TRIALS_PER_OFFSET = 3
 GUARDS = ["none", "finished-check"]
-MIN_ABS_OFFSET_MS = 50.0  # where finished-check must never race (DESIGN.md / guard-regression gate)
+MIN_ABS_OFFSET_MS = 50.0  # where finished-check must never race (docs/model.md / guard-regression gate)
 
 
 def scenario_dict(**overrides: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def read_history(run_dir: Path) -> dict[int, list[dict[str, Any]]]:
 
 
 def expected_none_outcome(offset: float) -> str:
-    # DESIGN.md table with S = 0 and a fixed D.
+    # docs/model.md table with S = 0 and a fixed D.
     if 0 < offset < DELAY_MS:
         return Outcome.RACE.value
     if offset >= DELAY_MS:

@@ -4,7 +4,7 @@
 in one process on a virtual clock. These tests pin what it promises: same seed
 -> identical trials.csv and summary.json (minus wall-clock fields), any trial
 replays alone to its row, waiting costs no wall time, and the unguarded curve is
-DESIGN.md's table.
+the table of docs/model.md.
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def test_a_1000_ms_offset_costs_no_wall_time(tmp_path: Path) -> None:
 
 
 def test_unguarded_curve_matches_the_analytic_model(tmp_path: Path) -> None:
-    """DESIGN.md: with fixed D and settle S, none races iff 0 < offset < D or -S < offset < 0
+    """docs/model.md: with fixed D and settle S, none races iff 0 < offset < D or -S < offset < 0
     (offsets here are far from the edges compared with the ~0.3 ms simulated latency)."""
     scenario = parse_scenario(scenario_dict(sweep={"trials_per_offset": 4}), "mem")
     run_dir, _ = run_simulated(scenario, tmp_path, workers=1)

@@ -1,4 +1,4 @@
-"""The race model of DESIGN.md on the mock: the ticket sequence, policies, settle window, Changes."""
+"""The race model of docs/model.md on the mock: the ticket sequence, policies, settle window, Changes."""
 
 from __future__ import annotations
 
