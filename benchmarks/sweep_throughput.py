@@ -2,7 +2,7 @@
 
 Runs `scenarios/ticket-1348894.toml` (41 offsets x 8 trials x 3 guards = 984 trials) through
 the same code paths as `race-harness run` and `race-harness run --simulate`
-(`harness.session.run_scenario` / `run_simulated`), and reports trials, wall seconds and
+(`harness.live.run.run_scenario` / `run_simulated`), and reports trials, wall seconds and
 trials/s. Live: once per --concurrency value (trials in flight; default the scenario's own),
 against the embedded mock. Simulated: --sim-repeat times (a run is a fraction of a second, so
 its figure varies more), with --workers processes (default: one per CPU). Two wall times:
@@ -30,9 +30,9 @@ from _common import ROOT, CpuMeter, emit, machine
 
 os.chdir(ROOT)
 
-from harness import session  # noqa: E402
-from harness.analysis import load_trials  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
+from harness.live import run as session  # noqa: E402
+from harness.analysis.stats import load_trials  # noqa: E402
+from harness.core.scenario import load_scenario  # noqa: E402
 
 SCENARIO = "scenarios/ticket-1348894.toml"
 TARGETS = {"live": 100.0, "simulated": 5000.0}

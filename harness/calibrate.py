@@ -1,6 +1,6 @@
 """`race-harness calibrate`: run a scenario live and simulated and overlay both on the race model.
 
-The computation is `harness.calibration` (pure); this module runs the two modes, then writes
+The computation is `harness.analysis.calibration` (pure); this module runs the two modes, then writes
 into the live run folder: `calibration.json` (the coverage dict), `calibration.png` (per
 guard: the model line, live points with their 95% intervals, simulated points) and
 `calibration.html`, and rebuilds the live run's report, which then has a calibration section.
@@ -17,12 +17,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness import session
-from harness.analysis import load_trials, model_from_run, ordered_guards
-from harness.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
-from harness.plots import plot_calibration
+from harness.live import run as session
+from harness.analysis.stats import load_trials, model_from_run, ordered_guards
+from harness.analysis.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
+from harness.report.plots import plot_calibration
 from harness.report import build_report, read_run_json
-from harness.scenario import Scenario
+from harness.core.scenario import Scenario
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def _report(run_dir: Path) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from harness.calibrate import run_calibration
-    from harness.scenario import load_scenario
+    from harness.core.scenario import load_scenario
 
     if not 0.0 <= args.min_coverage <= 1.0:
         raise RaceHarnessError(f"--min-coverage: expected a fraction in [0, 1]; got {args.min_coverage}")
@@ -142,7 +142,7 @@ def _coverage(c: dict[str, Any]) -> str:
 
 
 def _replay(run_dir: Path, trial_id: int) -> int:
-    from harness.simulate import format_timeline, replay
+    from harness.sim.run import format_timeline, replay
 
     r = replay(run_dir, trial_id)
     print(format_timeline(r))
@@ -151,8 +151,8 @@ def _replay(run_dir: Path, trial_id: int) -> int:
 
 def _run(args: argparse.Namespace, gate: bool) -> int:
     from harness.report import build_report
-    from harness.scenario import load_scenario
-    from harness.session import run_scenario, run_simulated
+    from harness.core.scenario import load_scenario
+    from harness.live.run import run_scenario, run_simulated
 
     sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
                                          ("--sim-transport", args.sim_transport != "direct" or None)) if value]
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
     )
     if args.simulate:
-        from harness.simulate import with_latency
+        from harness.sim.run import with_latency
 
         scenario = with_latency(scenario, args.latency)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)

@@ -1,4 +1,4 @@
-"""Tests for harness.analysis: Wilson intervals, loading, rate tables, the race model, summary."""
+"""Tests for harness.analysis.stats: Wilson intervals, loading, rate tables, the race model, summary."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from harness.analysis import (
+from harness.analysis.stats import (
     SUMMARY_SCHEMA_VERSION,
     WINDOW_MIN_ABS_OFFSET_MS,
     actual_offsets,
@@ -25,7 +25,7 @@ from harness.analysis import (
     window_rate,
 )
 from harness.errors import ReportError
-from harness.oracle import TrialResult
+from harness.core.oracle import TrialResult
 from mock_orders_api.config import Fixed, Uniform
 
 INITIAL, FINAL = 10_000, 7_000

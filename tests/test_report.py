@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.analysis import SUMMARY_SCHEMA_VERSION, wilson_interval
+from harness.analysis.stats import SUMMARY_SCHEMA_VERSION, wilson_interval
 from harness.errors import ReportError
-from harness.oracle import TrialResult
+from harness.core.oracle import TrialResult
 from harness.report import ReportPaths, build_report
 
 INITIAL, FINAL, DELAY_MS = 15_000, 9_990, 300.0

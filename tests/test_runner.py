@@ -1,4 +1,4 @@
-"""Tests for harness.runner: short real runs, in-process and against the embedded mock, and interruption.
+"""Tests for harness.live.runner: short real runs, in-process and against the embedded mock, and interruption.
 
 The scenarios are tiny (3 offsets x 3 trials x 2 guards) and use a fixed, pinned
 Change delay D, so the expected outcome of every unguarded trial follows from
@@ -19,14 +19,14 @@ import httpx
 import pandas as pd
 import pytest
 
-from harness.analysis import load_trials
-from harness.oracle import Outcome, TrialResult
-from harness.plan import Plan, build_plan
+from harness.analysis.stats import load_trials
+from harness.core.oracle import Outcome, TrialResult
+from harness.core.plan import Plan, build_plan
 from harness.report import build_report
-from harness.rundir import RunWriter, new_run_dir
-from harness.runner import Runner, RunStats
-from harness.scenario import Scenario, parse_scenario
-from harness.targets import open_target
+from harness.runfolder import RunWriter, new_run_dir
+from harness.live.runner import Runner, RunStats
+from harness.core.scenario import Scenario, parse_scenario
+from harness.live.targets import open_target
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig
 

@@ -22,13 +22,13 @@ import time
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
-from harness import history as h
-from harness.client import OrdersClient
+from harness.core import history as h
+from harness.live.client import OrdersClient
 from harness.errors import TargetError
-from harness.oracle import TrialResult, cross_check, integration_outcome
-from harness.plan import PlannedTrial
-from harness.runner import Runner
-from harness.scenario import Service
+from harness.core.oracle import TrialResult, cross_check, integration_outcome
+from harness.core.plan import PlannedTrial
+from harness.live.runner import Runner
+from harness.core.scenario import Service
 from mock_orders_api import child_env
 from mock_orders_api.server import stop_process
 

@@ -1,99 +1,17 @@
-"""The pure parts of a trial: request bodies, guard decisions and the trials.csv row.
+"""The trials.csv row: every mode judges a trial into its row here, in one place.
 
-No I/O, no clock, no event loop: the asyncio core (`harness.guards`,
-`harness.runner`) and the gevent load mode (`scenarios/locustfile.py`,
-`harness.loadrun`) make the same decisions by calling these functions, so the
-two modes cannot drift apart. Keep this module free of asyncio, httpx and
-gevent imports.
+No I/O, no clock, no event loop (the asyncio core, integration mode and the
+gevent load mode all call these builders). Keep this module free of asyncio,
+httpx and gevent imports.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from harness.history import RequestEvent
-from harness.oracle import Outcome, TrialResult, client_outcome, cross_check
-from mock_orders_api.store import iso_now
-
-if TYPE_CHECKING:  # type-only: harness.scenario pulls in the guard registry
-    from harness.scenario import Scenario
-
-# The guards both modes implement (harness.guards.GUARDS is the asyncio registry; a test keeps them equal).
-GUARD_NAMES: tuple[str, ...] = ("none", "finished-check", "serialized")
-# Order statuses after which an invoice has settled (the `serialized` guard waits for one).
-SETTLED_STATUSES: tuple[str, ...] = ("invoiced", "canceled")
-
-
-# --------------------------------------------------------------------------- request bodies
-
-
-def order_spec(scenario: Scenario) -> dict[str, Any]:
-    """The admin API body (`POST /_mock/orders`) of a trial's fresh order."""
-    o = scenario.order
-    return {
-        "items": [{"id": i.id, "name": i.name or f"Item {i.id}", "quantity": i.quantity, "price": i.price}
-                  for i in o.items],
-        "shipping": o.shipping,
-        "tax": o.tax,
-    }
-
-
-def change_body(scenario: Scenario) -> dict[str, Any]:
-    """The partial-cancel Change (`PATCH .../changes`) the scenario describes."""
-    c = scenario.change
-    body: dict[str, Any] = {"reason": c.reason}
-    if c.items_removed:
-        body["remove"] = {"items": [{"id": r.id, "quantity": r.quantity} for r in c.items_removed]}
-    if c.discount_value:
-        body["manualDiscountValue"] = c.discount_value
-    return body
-
-
-def mock_settings(scenario: Scenario) -> dict[str, Any]:
-    """The mock configuration (`PATCH /_mock/config`) a run applies before its first trial."""
-    m = scenario.mock
-    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
-
-
-def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
-    return {
-        "type": "Output",
-        "issuanceDate": iso_now(),  # the wall clock; a simulated run's virtual one (reproducible)
-        "invoiceNumber": invoice_number,
-        "invoiceValue": str(value),
-        "invoiceKey": None,
-        "invoiceUrl": None,
-        "courier": "",
-        "trackingNumber": "",
-        "trackingUrl": "",
-        "items": items or [],
-    }
-
-
-# --------------------------------------------------------------------------- guard decisions
-
-
-def all_changes_finished(history: Any) -> bool:
-    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is `finished`.
-
-    A body that is not such an object cannot show that they are: False (the guard keeps polling)."""
-    if not isinstance(history, Mapping):
-        return False
-    return all(isinstance(r, Mapping) and r.get("finished") for r in history.get("requests") or [])
-
-
-def remaining_value(order: Mapping[str, Any]) -> int:
-    """Cents still to invoice on an order (`GET` body): its value minus the accepted Output invoices."""
-    invoiced = sum(int(p.get("invoiceValue", 0)) for p in order["packageAttachment"]["packages"]
-                   if p.get("type", "Output") == "Output")
-    return int(order["value"]) - invoiced
-
-
-def invoice_settled(order: Any) -> bool:
-    """True when an order (`GET` body) no longer settles an invoice: `invoiced` (or `canceled`)."""
-    return isinstance(order, Mapping) and order.get("status") in SETTLED_STATUSES
+from harness.core.history import RequestEvent
+from harness.core.oracle import Outcome, TrialResult, client_outcome, cross_check
 
 
 # --------------------------------------------------------------------------- the trials.csv row
@@ -202,19 +120,10 @@ def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float
 
 
 __all__ = [
-    "GUARD_NAMES",
-    "SETTLED_STATUSES",
-    "all_changes_finished",
     "audit_change",
     "audit_invoice",
-    "change_body",
     "client_final_value",
-    "invoice_body",
-    "invoice_settled",
-    "mock_settings",
-    "order_spec",
     "rel_ms",
-    "remaining_value",
     "setup_failed_result",
     "trial_result",
 ]

@@ -16,7 +16,7 @@ honouring ``Retry-After``); other 4xx are refusals and are never retried.
 
 Run it::
 
-    VTEX_APP_KEY=... VTEX_APP_TOKEN=... python -m harness.integrations.erp_connector \\
+    VTEX_APP_KEY=... VTEX_APP_TOKEN=... python -m harness.connectors.erp_connector \\
         --mode guarded --api-url http://127.0.0.1:8000 --host 127.0.0.1 --port 0
 
 It prints ``listening on http://HOST:PORT`` on stdout once ready, logs to
@@ -514,7 +514,7 @@ def _api_url(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m harness.integrations.erp_connector",
+        prog="python -m harness.connectors.erp_connector",
         description="Reference ERP connector: invoices VTEX orders on the `handling` hook. "
         "Credentials come from VTEX_APP_KEY / VTEX_APP_TOKEN.",
     )

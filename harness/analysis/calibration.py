@@ -1,13 +1,13 @@
 """Calibration: does the measured race-rate curve match the analytic race model? (pure; no I/O)
 
-Inputs are trials (a run's `trials.csv` as loaded by `harness.analysis.load_trials`) or rate
+Inputs are trials (a run's `trials.csv` as loaded by `harness.analysis.stats.load_trials`) or rate
 tables derived from them; the output is a JSON-safe coverage dict. `harness.calibrate` runs
 the scenario live (and simulated), plots and writes the files; this module only computes.
 
 Two models are compared with each offset bin's 95% Wilson interval:
 
 * `model`: the distribution-level model (DESIGN.md), P(race | offset) with the Change delay
-  D drawn from the configured distribution (`harness.analysis.model_race_probability`).
+  D drawn from the configured distribution (`harness.analysis.stats.model_race_probability`).
   The plan draws each trial's D independently from that distribution, so a bin's race
   count is binomial with that probability and its Wilson interval covers it ~95% of the
   time whatever the number of trials.
@@ -17,7 +17,7 @@ Two models are compared with each offset bin's 95% Wilson interval:
   says whether the harness measured what those very trials should have shown (timing,
   oracle); with few trials per offset it is the sharper check.
 
-Both are evaluated per trial at its actual offset (`harness.analysis.actual_offsets`: invoice
+Both are evaluated per trial at its actual offset (`harness.analysis.stats.actual_offsets`: invoice
 acted − Change acted, from the audit), then averaged over the bin: at the model's jumps (offset
 0 and -settle, both on the grid) the sign of a few-microsecond error decides the outcome.
 
@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from harness.analysis import (
+from harness.analysis.stats import (
     actual_offsets,
     choose_bin_ms,
     json_safe,
@@ -63,7 +63,7 @@ def conditional_probability(offset_ms: float, delay_ms: float, settle_ms: float,
 
 def rate_table_with_models(df: pd.DataFrame, delay: DelayDistribution, settle_ms: float, policy: str,
                            bin_ms: float | None = None) -> pd.DataFrame:
-    """Race rate per guard x offset bin (`harness.analysis.rate_table` columns) plus `model`
+    """Race rate per guard x offset bin (`harness.analysis.stats.rate_table` columns) plus `model`
     (distribution-level) and `conditional` (given each trial's `change_delay_ms`), each the
     mean over the bin's determinate trials at their actual offsets.
 

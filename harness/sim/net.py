@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from harness.plan import _derive
-from harness.simclock import VirtualClock
+from harness.core.plan import _derive
+from harness.sim.clock import VirtualClock
 from mock_orders_api.config import DelayDistribution
 from mock_orders_api.errors import ApiError
 from mock_orders_api.store import iso_now

@@ -7,7 +7,7 @@ import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from harness.history import RequestEvent
+from harness.core.history import RequestEvent
 
 
 class Outcome(str, enum.Enum):

@@ -21,17 +21,18 @@ from typing import Any, Callable
 
 import httpx
 
-from harness import history as h
-from harness.client import Credentials, OrdersClient
-from harness.clock import Clock, MonotonicClock
-from harness.decisions import change_body, mock_settings, order_spec, setup_failed_result, trial_result
+from harness.core import history as h
+from harness.live.client import Credentials, OrdersClient
+from harness.live.clock import Clock, MonotonicClock
+from harness.core.results import setup_failed_result, trial_result
+from harness.core.wire import change_body, mock_settings, order_spec
 from harness.errors import TargetError
 from harness.guards import GuardTimeout, TrialContext, get_guard
-from harness.oracle import TrialResult
-from harness.plan import Plan, PlannedTrial
-from harness.rundir import RunWriter
-from harness.scenario import Scenario
-from harness.sender import Firer, LastByteSender
+from harness.core.oracle import TrialResult
+from harness.core.plan import Plan, PlannedTrial
+from harness.runfolder import RunWriter
+from harness.core.scenario import Scenario
+from harness.live.sender import Firer, LastByteSender
 
 _AUDIT_POLL_S = 0.05
 _TRIALS_PER_SHARD = 2

@@ -21,8 +21,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from harness import plots
-from harness.analysis import (
+from harness.report import plots
+from harness.analysis.stats import (
     WINDOW_MIN_ABS_OFFSET_MS,
     json_safe,
     load_trials,
@@ -31,10 +31,11 @@ from harness.analysis import (
     rate_table,
     summarize,
 )
-from harness.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
+from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
 from harness.errors import ReportError
-from harness.gate import GateResult, Threshold, evaluate
-from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome
+from harness.analysis.gate import GateResult, evaluate
+from harness.core.thresholds import Threshold
+from harness.core.oracle import TRIALS_SCHEMA_VERSION, Outcome
 
 SUPPORTED_RUN_SCHEMA = 1
 _HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.analysis import ordered_guards
+from harness.analysis.stats import ordered_guards
 
 ModelSpec = Callable[[float], float] | Sequence[tuple[float, float]] | None
 

@@ -1,7 +1,7 @@
 """Simulated mode: the same trials, guards, mock and oracle, in one process on virtual time.
 
 `run_simulated` runs a scenario against an in-process mock (deterministic ids,
-virtual clock) through the simulated network (`harness.simnet`) on a
+virtual clock) through the simulated network (`harness.sim.net`) on a
 `VirtualTimeLoop`: time only advances when every task waits, so a 1,000 ms
 offset costs no wall time, and the same seed gives the same `trials.csv` and
 `summary.json` (minus wall-clock fields) on every run and machine.
@@ -34,18 +34,18 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, Callable
 
-from harness import history as h
-from harness.client import OrdersClient
+from harness.core import history as h
+from harness.live.client import OrdersClient
 from harness.errors import RaceHarnessError, ScenarioError
 from harness.guards import TrialContext
-from harness.oracle import TrialResult
-from harness.plan import Plan, PlannedTrial, build_plan
-from harness.rundir import RunWriter, new_run_dir
-from harness.runner import Runner, RunStats
-from harness.scenario import Scenario, Simulate, parse_scenario
-from harness.simclock import VirtualClock, run_virtual
-from harness.simnet import SIM_URL, DirectClient, Latency, SimTransport
-from harness.targets import credentials_from_env, mock_config
+from harness.core.oracle import TrialResult
+from harness.core.plan import Plan, PlannedTrial, build_plan
+from harness.runfolder import RunWriter, new_run_dir
+from harness.live.runner import Runner, RunStats
+from harness.core.scenario import Scenario, Simulate, parse_scenario
+from harness.sim.clock import VirtualClock, run_virtual
+from harness.sim.net import SIM_URL, DirectClient, Latency, SimTransport
+from harness.live.targets import credentials_from_env, mock_config
 from mock_orders_api.config import parse_delay
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.store import DATE_SOURCE, virtual_dates

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from harness.client import Credentials
+from harness.live.client import Credentials
 from harness.errors import TargetError
-from harness.scenario import Scenario
+from harness.core.scenario import Scenario
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess, ServerError
 

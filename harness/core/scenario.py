@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.core.names import GUARD_NAMES
+from harness.core.thresholds import FIELDS as THRESHOLD_FIELDS
+from harness.core.thresholds import Threshold, ThresholdError
 from harness.errors import ScenarioError
-from harness.gate import Threshold
-from harness.decisions import GUARD_NAMES
 from mock_orders_api.config import DelayDistribution, check_ms, check_policy, parse_delay
 from mock_orders_api.errors import ConfigError
 
-# Guards the harness knows how to run; the guard registry will replace this list.
-KNOWN_GUARDS: tuple[str, ...] = GUARD_NAMES  # checked against the guard registry by a test
 TARGET_KINDS: tuple[str, ...] = ("embedded", "url")
 
 _NAME_RE = re.compile(r"[a-z0-9._-]+")
@@ -556,7 +555,7 @@ def _offsets(raw: Any, source: str, path: str) -> tuple[float, ...]:
 
 def _parse_guards(t: _Table, integration: Integration | None = None) -> Guards:
     # In integration mode the services under test take the place of the guards.
-    known = tuple(sv.name for sv in integration.services) if integration else KNOWN_GUARDS
+    known = tuple(sv.name for sv in integration.services) if integration else GUARD_NAMES
     what = "service names of target.integration" if integration else "guard names"
     raw = t.take("names", list(known))
     path = t.path("names")
@@ -597,38 +596,12 @@ def _parse_thresholds(raw: Any, source: str, guards: Guards) -> tuple[Threshold,
     out: list[Threshold] = []
     for n, item in enumerate(raw):
         t = _Table.of(item, source, f"thresholds[{n}]")
-        guard = t.take("guard")
-        if guard not in guards.names:
-            raise _error(source, t.path("guard"), f"a guard listed in guards.names {list(guards.names)}", guard)
-        upper_raw = t.take("max_upper", None)
-        lower_raw = t.take("min_lower", None)
-        if (upper_raw is None) == (lower_raw is None):
-            got = "both" if upper_raw is not None else "neither"
-            raise _error(source, t.path(""), "exactly one of max_upper / min_lower", got, raw=True)
-        upper = None if upper_raw is None else _rate(upper_raw, source, t.path("max_upper"))
-        lower = None if lower_raw is None else _rate(lower_raw, source, t.path("min_lower"))
-        min_abs = _number(t.take("min_abs_offset_ms", 0), source, t.path("min_abs_offset_ms"), minimum=0)
-        rng_raw = t.take("offset_range_ms", None)
-        offset_range: tuple[float, float] | None = None
-        if rng_raw is not None:
-            rpath = t.path("offset_range_ms")
-            if not isinstance(rng_raw, (list, tuple)) or len(rng_raw) != 2:
-                raise _error(source, rpath, "[low, high] (two numbers)", rng_raw)
-            lo = _number(rng_raw[0], source, f"{rpath}[0]")
-            hi = _number(rng_raw[1], source, f"{rpath}[1]")
-            if lo > hi:
-                raise _error(source, rpath, "low <= high", list(rng_raw))
-            offset_range = (lo, hi)
-        t.finish()
-        out.append(
-            Threshold(
-                guard=guard,
-                max_upper=upper,
-                min_lower=lower,
-                min_abs_offset_ms=min_abs,
-                offset_range_ms=offset_range,
-            )
-        )
+        fields = {name: t.take(name, None) for name in THRESHOLD_FIELDS}
+        t.finish()  # a typo'd key fails here, with a difflib hint
+        try:
+            out.append(Threshold.from_dict(fields, guards=guards.names, one_bound=True))
+        except ThresholdError as exc:
+            raise _error(source, t.path(exc.field), exc.expected, exc.got, raw=exc.raw) from None
     return tuple(out)
 
 
@@ -727,13 +700,6 @@ def _number(
     return float(value)
 
 
-def _rate(value: Any, source: str, path: str) -> float:
-    rate = _number(value, source, path)
-    if not 0.0 <= rate <= 1.0:
-        raise _error(source, path, "a rate between 0 and 1", value)
-    return rate
-
-
 def _string(value: Any, source: str, path: str, nonempty: bool = False) -> str:
     if not isinstance(value, str) or (nonempty and not value):
         raise _error(source, path, "a non-empty string" if nonempty else "a string", value)
@@ -768,7 +734,6 @@ def _env_name(value: Any, source: str, path: str) -> str:
 
 
 __all__ = [
-    "KNOWN_GUARDS",
     "TARGET_KINDS",
     "Change",
     "Guards",

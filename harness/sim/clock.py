@@ -203,7 +203,7 @@ class _Wakeup:
 
 
 class VirtualClock:
-    """`harness.clock.Clock` on a `VirtualTimeLoop`: `now_ns()` is the loop's virtual time and
+    """`harness.live.clock.Clock` on a `VirtualTimeLoop`: `now_ns()` is the loop's virtual time and
     `sleep_until()` a plain timer at exactly the deadline (no spinning: nothing is late)."""
 
     def __init__(self, loop: VirtualTimeLoop | None = None) -> None:

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.scenario import Scenario
+from harness.core.scenario import Scenario
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.integration import IntegrationRunner
-from harness.plan import Plan, build_plan
-from harness.rundir import RunWriter, new_run_dir
-from harness.runner import Runner, RunStats
-from harness.scenario import Scenario
-from harness.targets import open_target
+from harness.integration.runner import IntegrationRunner
+from harness.core.plan import Plan, build_plan
+from harness.runfolder import RunWriter, new_run_dir
+from harness.live.runner import Runner, RunStats
+from harness.core.scenario import Scenario
+from harness.live.targets import open_target
 
 
 def use_uvloop() -> None:
@@ -38,9 +38,9 @@ def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStat
 
 def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
                   transport: str = "direct", workers: int | None = None) -> tuple[Path, bool]:
-    """Simulated mode (`harness.simulate`): the same trials against an in-process mock on a virtual
+    """Simulated mode (`harness.sim.run`): the same trials against an in-process mock on a virtual
     clock; returns (run folder, interrupted). The report is not built here."""
-    from harness.simulate import run_simulated as _run_simulated
+    from harness.sim.run import run_simulated as _run_simulated
 
     return _run_simulated(scenario, out, progress, transport=transport, workers=workers)
 

@@ -2,7 +2,7 @@
 race model (DESIGN.md), timing precision and guard cost.
 
 Pure pandas/numpy: the only I/O is `load_trials`; plotting and file output live
-in `harness.plots` / `harness.report`. Functions that have no data to work on
+in `harness.report.plots` / `harness.report`. Functions that have no data to work on
 return NaN (floats) so callers can tell "no data" from 0; `summarize` turns
 those into JSON `null`.
 """
@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ReportError
-from harness.oracle import TRIALS_SCHEMA_VERSION, Outcome, TrialResult
+from harness.core.names import GUARD_NAMES
+from harness.core.oracle import TRIALS_SCHEMA_VERSION, Outcome, TrialResult
 from mock_orders_api.config import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
 
@@ -32,9 +33,6 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
-from harness.decisions import GUARD_NAMES
-
-KNOWN_GUARDS: tuple[str, ...] = GUARD_NAMES
 MAX_DISAGREEMENT_EXAMPLES = 20
 # Many distinct offsets with few trials each means the plan drew offsets
 # continuously (per-offset bins would hold ~1 trial): bin them instead.
@@ -179,7 +177,7 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
 
 
 def _guard_key(guard: str) -> tuple[int, str]:
-    return (KNOWN_GUARDS.index(guard) if guard in KNOWN_GUARDS else len(KNOWN_GUARDS), guard)
+    return (GUARD_NAMES.index(guard) if guard in GUARD_NAMES else len(GUARD_NAMES), guard)
 
 
 def ordered_guards(guards: Any) -> list[str]:
@@ -346,7 +344,7 @@ def model_race_probability(
     Change-first side but not the invoice-first one; `serialized` closes both.
     `strict` closes everything. Unknown guard or policy: NaN.
     """
-    if guard not in KNOWN_GUARDS or policy not in ("vulnerable", "strict"):
+    if guard not in GUARD_NAMES or policy not in ("vulnerable", "strict"):
         return math.nan
     if policy == "strict" or guard == "serialized":
         return 0.0

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 from asyncio_throttle import Throttler
 
-from harness import history as h
-from harness.clock import Clock
+from harness.core import history as h
+from harness.live.clock import Clock
 from harness.errors import TargetError
-from harness.sender import LastByteSender
+from harness.live.sender import LastByteSender
 
 DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 ADMIN_HEADER = "X-Mock-Admin-Token"

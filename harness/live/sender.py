@@ -51,7 +51,7 @@ class Firer:
 
     A thread cannot do it: behind an event loop busy with hundreds of trials a
     Python thread was measured waiting up to tens of ms for the GIL. The helper
-    process (`python -m harness.sender`) has no GIL to share: the socket's file
+    process (`python -m harness.live.sender`) has no GIL to share: the socket's file
     descriptor is passed to it (SCM_RIGHTS), it sleeps in `select` (microsecond
     timeouts), spins the last stretch, writes the byte and replies with the
     send time.
@@ -61,7 +61,7 @@ class Firer:
         self._requests, child_requests = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._replies, child_replies = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.sender", str(child_requests.fileno()), str(child_replies.fileno())],
+            [sys.executable, "-m", "harness.live.sender", str(child_requests.fileno()), str(child_replies.fileno())],
             pass_fds=(child_requests.fileno(), child_replies.fileno()),
             env=child_env(),
         )
