@@ -33,10 +33,10 @@ from collections import Counter
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from harness.core.names import GUARD_NAMES
-from harness.core.results import setup_failed_result, trial_result
+from harness.core.results import TrialResult, setup_failed_result, trial_result
 from harness.errors import RaceHarnessError
 from harness.core.history import RequestEvent
-from harness.core.oracle import Outcome, TrialResult, client_outcome
+from harness.core.oracle import Outcome, client_outcome
 from harness.runfolder import RunWriter, new_run_dir
 
 RECORD_VERSION = 1

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.core.oracle import TRIALS_SCHEMA_VERSION, TrialResult
+from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
 
 RUN_SCHEMA_VERSION = 1
 

@@ -25,7 +25,7 @@ from harness.analysis.stats import (
     window_rate,
 )
 from harness.errors import ReportError
-from harness.core.oracle import TrialResult
+from harness.core.results import TrialResult
 from mock_orders_api.config import Fixed, Uniform
 
 INITIAL, FINAL = 10_000, 7_000

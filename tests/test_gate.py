@@ -11,7 +11,7 @@ import pytest
 from harness.analysis.stats import wilson_interval
 from harness.analysis.gate import GateResult, evaluate
 from harness.core.thresholds import Threshold
-from harness.core.oracle import TrialResult
+from harness.core.results import TrialResult
 
 
 def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialResult:

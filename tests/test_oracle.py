@@ -8,7 +8,8 @@ import pytest
 
 from harness.core import history as h
 from harness.core.history import RequestEvent
-from harness.core.oracle import Outcome, TrialResult, client_outcome, cross_check, integration_outcome
+from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
+from harness.core.results import TrialResult
 
 INITIAL = 17_000  # cents, order value at creation
 CUT = -5_000  # the Change's totalChangeValue (value-reducing)

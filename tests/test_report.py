@@ -13,7 +13,7 @@ import pytest
 
 from harness.analysis.stats import SUMMARY_SCHEMA_VERSION, wilson_interval
 from harness.errors import ReportError
-from harness.core.oracle import TrialResult
+from harness.core.results import TrialResult
 from harness.report import ReportPaths, build_report
 
 INITIAL, FINAL, DELAY_MS = 15_000, 9_990, 300.0

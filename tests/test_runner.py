@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 from harness.analysis.stats import load_trials
-from harness.core.oracle import Outcome, TrialResult
+from harness.core.oracle import Outcome
+from harness.core.results import TrialResult
 from harness.core.plan import Plan, build_plan
 from harness.report import build_report
 from harness.runfolder import RunWriter, new_run_dir

@@ -22,7 +22,8 @@ import pandas as pd
 
 from harness.errors import ReportError
 from harness.core.names import GUARD_NAMES
-from harness.core.oracle import TRIALS_SCHEMA_VERSION, Outcome, TrialResult
+from harness.core.oracle import Outcome
+from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
 from mock_orders_api.config import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
 

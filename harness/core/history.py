@@ -50,9 +50,10 @@ class RequestEvent:
             "kind": self.kind,
             "method": self.method,
             "path": self.path,
-            "planned_ms": rel_ms(self.planned_ns, t0_ns),
+            # JSON has no NaN: an unknown time is null in history.jsonl.
+            "planned_ms": None if self.planned_ns is None else rel_ms(self.planned_ns, t0_ns),
             "sent_ms": rel_ms(self.sent_ns, t0_ns),
-            "response_ms": rel_ms(self.response_ns, t0_ns),
+            "response_ms": None if self.response_ns is None else rel_ms(self.response_ns, t0_ns),
             "status": self.status,
             "attempts": self.attempts,
             "request_body": self.request_body,
@@ -74,9 +75,6 @@ class TrialHistory:
         return next((e for e in self.events if e.kind == kind), None)
 
 
-def rel_ms(ns: int | None, t0_ns: int) -> float | None:
-    return None if ns is None else (ns - t0_ns) / 1e6
-
-
-def nan_if_none(x: float | None) -> float:
-    return math.nan if x is None else x
+def rel_ms(ns: int | None, t0_ns: int) -> float:
+    """`ns` in ms relative to `t0_ns`; NaN when unknown (`ns` None). The one conversion every mode uses."""
+    return math.nan if ns is None else (ns - t0_ns) / 1e6

@@ -1,10 +1,11 @@
-"""Outcome of one trial, from the client history cross-checked with the mock's audit."""
+"""Outcome of one trial, from the client history cross-checked with the mock's audit.
+
+Small total functions, no I/O; each returns (value, reason). The row they end up
+in is built by harness.core.results."""
 
 from __future__ import annotations
 
 import enum
-import operator
-from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.core.history import RequestEvent
@@ -18,64 +19,6 @@ class Outcome(str, enum.Enum):
     GUARD_TIMEOUT = "guard_timeout"
     NO_INVOICE = "no_invoice"  # integration mode: the service sent no invoice within the wait
     INDETERMINATE = "indeterminate"  # timeout / 5xx: a request may or may not have applied
-
-
-# trials.csv schema version; bump on any column change (documented in README).
-TRIALS_SCHEMA_VERSION = 2
-
-
-@dataclass
-class TrialResult:
-    """One row of trials.csv. Times are milliseconds relative to the trial's t0 on
-    the host's monotonic clock: the Change's planned send time (core runs) or the
-    handling hook's planned delivery (integration mode, where `guard` names the
-    service under test and the offset is t_change - t_hook)."""
-
-    trial_id: int
-    seq: int  # execution order within the run
-    guard: str
-    offset_ms: float  # planned t_invoice - t_change
-    order_id: str
-    outcome: str  # Outcome value
-    audit_verdict: str  # mock's own verdict: race | clean | pending | unknown
-    agree: bool  # client-side outcome and audit agree
-    disagreement: str  # why they disagree ("" when they agree)
-    initial_value: int  # cents, order value at creation
-    final_value: int  # cents, order value after all Changes finished
-    invoice_value: int  # cents the client sent (-1: no invoice sent)
-    invoiced_total: int  # cents of accepted invoices (audit)
-    invoice_status: int  # HTTP status (0: not sent / transport error)
-    change_status: int
-    change_delay_ms: float  # Change processing delay the mock used (audit)
-    change_planned_ms: float  # always 0.0 (t0) unless the plan shifts it
-    invoice_planned_ms: float
-    change_sent_ms: float  # client: when the request's last byte was written
-    invoice_sent_ms: float  # NaN when no invoice was sent
-    change_acted_ms: float  # server: when the mock acted on it (NaN if unknown)
-    invoice_acted_ms: float
-    change_finished_ms: float  # server: when the Change applied (NaN if never)
-    hook_sent_ms: float  # integration mode: when the mock sent the handling hook (NaN otherwise)
-    client_offset_error_ms: float  # (invoice_sent - change_sent) - offset, unguarded only
-    server_offset_error_ms: float  # (invoice_acted - change_acted) - offset, unguarded only
-    guard_cost_ms: float  # invoice_sent - invoice_planned (what the guard waited)
-    duration_ms: float  # trial wall time
-    error: str  # transport error / guard timeout detail ("" when none)
-
-    def row(self) -> dict[str, Any]:
-        # Every field is a scalar: a shallow dict equals asdict() at a fraction of its cost.
-        return {name: getattr(self, name) for name in _COLUMNS}
-
-    def values(self) -> tuple[Any, ...]:
-        """The row's values in column order (what a csv.writer takes; cheaper than `row()`)."""
-        return _values(self)
-
-    @classmethod
-    def columns(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-
-_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TrialResult))
-_values = operator.attrgetter(*_COLUMNS)
 
 
 def client_outcome(

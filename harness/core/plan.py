@@ -59,10 +59,10 @@ def build_plan(scenario: Scenario) -> Plan:
     for _rep in range(reps):
         for guard in guards:
             for offset in offsets:
-                tseed = _derive(seed, "trial", trial_id)
+                tseed = derive_seed(seed, "trial", trial_id)
                 # A separate stream from trial_seed, so later users of Random(trial_seed)
                 # do not replay the delay draw.
-                drawn = delay.sample(random.Random(_derive(tseed, "change_delay"))) if pin else None
+                drawn = delay.sample(random.Random(derive_seed(tseed, "change_delay"))) if pin else None
                 per_guard[guard].append(
                     PlannedTrial(
                         trial_id=trial_id,
@@ -75,7 +75,7 @@ def build_plan(scenario: Scenario) -> Plan:
                 )
                 trial_id += 1
 
-    order = _interleave(per_guard, random.Random(_derive(seed, "execution_order")))
+    order = _interleave(per_guard, random.Random(derive_seed(seed, "execution_order")))
     trials = tuple(replace(t, seq=seq) for seq, t in enumerate(order))
     return Plan(scenario_name=scenario.name, seed=seed, trials=trials)
 
@@ -102,10 +102,13 @@ def _interleave(per_guard: dict[str, list[PlannedTrial]], rng: random.Random) ->
     return out
 
 
-def _derive(*parts: Any) -> int:
-    """A 63-bit seed from the parts; hashlib, because hash() is salted per process."""
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from the parts; hashlib, because hash() is salted per process.
+
+    Public: the plan, the simulated latency and anything else that needs a
+    reproducible stream per (seed, purpose) derives it here."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-__all__ = ["Plan", "PlannedTrial", "build_plan"]
+__all__ = ["Plan", "PlannedTrial", "build_plan", "derive_seed"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 from harness.core import history as h
 from harness.live.client import OrdersClient
 from harness.errors import TargetError
-from harness.core.oracle import TrialResult, cross_check, integration_outcome
+from harness.core.results import TrialResult, integration_result
 from harness.core.plan import PlannedTrial
 from harness.live.runner import Runner
 from harness.core.scenario import Service
@@ -83,8 +82,10 @@ class IntegrationRunner(Runner):
         change = await client.change(hist, order_id, self._change_body, t_hook + round(p.offset_ms * 1e6),
                                      p.change_delay_ms)
         audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change)
-        return self._judge_integration(p, t_hook, began, initial, order_id, change, audit), \
-            [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
+        result = integration_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
+                                    order_id=order_id, initial_value=initial, change=change, audit=audit,
+                                    t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6)
+        return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
 
     async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,
                              change: h.RequestEvent) -> dict[str, Any] | None:
@@ -102,43 +103,6 @@ class IntegrationRunner(Runner):
             if (not invoiced and now >= wait_until_ns) or now >= settle_until:
                 return audit
             await asyncio.sleep(_AUDIT_POLL_S)
-
-    def _judge_integration(self, p: PlannedTrial, t0: int, began: int, initial: int, order_id: str,
-                           change: h.RequestEvent, audit: dict[str, Any] | None) -> TrialResult:
-        outcome, detail = integration_outcome(change, audit)
-        invoices = (audit or {}).get("invoices") or []
-        invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
-        verdict, agree, disagreement = cross_check(outcome, bool(invoice.get("accepted")), change.ok, audit)
-        changes = (audit or {}).get("changes") or []
-        a_change = changes[0] if changes else {}
-        hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == "handling" and k.get("sentNs")]
-        hook_sent = _rel(hooks[0]["sentNs"] if hooks else None, t0)
-        change_sent = _rel(change.sent_ns, t0)
-        change_acted = _rel(a_change.get("actedNs"), t0)
-        invoice_acted = _rel(invoice.get("actedNs"), t0)
-        delay = a_change.get("delayMs")
-        nan = math.nan
-        return TrialResult(
-            trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms, order_id=order_id,
-            outcome=outcome.value, audit_verdict=verdict, agree=agree, disagreement=disagreement,
-            initial_value=initial, final_value=int(audit["finalValue"]) if audit else -1,
-            invoice_value=int(invoice.get("invoiceValue", -1)), invoiced_total=int((audit or {}).get("invoicedTotal", 0)),
-            invoice_status=int(invoice.get("status", 0)), change_status=change.status,
-            change_delay_ms=float(delay) if delay is not None else nan,
-            change_planned_ms=p.offset_ms, invoice_planned_ms=nan,
-            change_sent_ms=change_sent, invoice_sent_ms=nan,
-            change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
-            change_finished_ms=_rel(a_change.get("finishedNs"), t0), hook_sent_ms=hook_sent,
-            client_offset_error_ms=change_sent - p.offset_ms,
-            server_offset_error_ms=(change_acted - hook_sent) - p.offset_ms,
-            guard_cost_ms=invoice_acted - hook_sent,  # the service's reaction time to the hook
-            duration_ms=(self.clock.now_ns() - began) / 1e6,
-            error=detail,
-        )
-
-
-def _rel(ns: int | None, t0: int) -> float:
-    return math.nan if ns is None else (ns - t0) / 1e6
 
 
 def _free_port(host: str = "127.0.0.1") -> int:

@@ -24,11 +24,10 @@ import httpx
 from harness.core import history as h
 from harness.live.client import Credentials, OrdersClient
 from harness.live.clock import Clock, MonotonicClock
-from harness.core.results import setup_failed_result, trial_result
+from harness.core.results import TrialResult, setup_failed_result, trial_result
 from harness.core.wire import change_body, mock_settings, order_spec
 from harness.errors import TargetError
 from harness.guards import GuardTimeout, TrialContext, get_guard
-from harness.core.oracle import TrialResult
 from harness.core.plan import Plan, PlannedTrial
 from harness.runfolder import RunWriter
 from harness.core.scenario import Scenario

@@ -35,7 +35,8 @@ from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdic
 from harness.errors import ReportError
 from harness.analysis.gate import GateResult, evaluate
 from harness.core.thresholds import Threshold
-from harness.core.oracle import TRIALS_SCHEMA_VERSION, Outcome
+from harness.core.oracle import Outcome
+from harness.core.results import TRIALS_SCHEMA_VERSION
 
 SUPPORTED_RUN_SCHEMA = 1
 _HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from harness.core.plan import _derive
+from harness.core.plan import derive_seed
 from harness.sim.clock import VirtualClock
 from mock_orders_api.config import DelayDistribution
 from mock_orders_api.errors import ApiError
@@ -51,12 +51,12 @@ class Latency:
 
     def __init__(self, dist: DelayDistribution, seed: int) -> None:
         self.dist = dist
-        self._run_rng = random.Random(_derive(seed, "latency", "run"))
+        self._run_rng = random.Random(derive_seed(seed, "latency", "run"))
 
     @staticmethod
     def enter_trial(trial_seed: int) -> None:
         """From now on, this task (and the tasks it starts) draws from the trial's own stream."""
-        _TRIAL_RNG.set(random.Random(_derive(trial_seed, "latency")))
+        _TRIAL_RNG.set(random.Random(derive_seed(trial_seed, "latency")))
 
     def draw_ns(self) -> int:
         rng = _TRIAL_RNG.get()

@@ -38,7 +38,7 @@ from harness.core import history as h
 from harness.live.client import OrdersClient
 from harness.errors import RaceHarnessError, ScenarioError
 from harness.guards import TrialContext
-from harness.core.oracle import TrialResult
+from harness.core.results import TrialResult
 from harness.core.plan import Plan, PlannedTrial, build_plan
 from harness.runfolder import RunWriter, new_run_dir
 from harness.live.runner import Runner, RunStats
