@@ -18,10 +18,12 @@ from typing import Any, Callable
 import pandas as pd
 
 from harness.live import run as session
-from harness.analysis.stats import load_trials, model_from_run, ordered_guards
+from harness.analysis.model import model_from_run
+from harness.analysis.stats import load_trials, ordered_guards
 from harness.analysis.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
 from harness.report.plots import plot_calibration
-from harness.report import build_report, read_run_json
+from harness.report import build_report
+from harness.runfolder import read_run_json
 from harness.core.scenario import Scenario
 
 

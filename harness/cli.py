@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 def _report(run_dir: Path) -> int:
     from harness.report import build_report
 
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
-    _print_summary(summary, paths.html)
+    report = build_report(run_dir)
+    _print_summary(report.summary, report.paths.html)
     return EXIT_OK
 
 
@@ -180,8 +179,8 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     finally:
         if bar:
             bar.stop()
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    report = build_report(run_dir)
+    summary, paths = report.summary, report.paths
     _print_summary(summary, paths.html)
     if args.simulate:
         _print_simulation(run_dir)

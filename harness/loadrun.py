@@ -446,11 +446,11 @@ def finish(
 
     from harness.report import build_report  # pandas + matplotlib: only where a report is written
 
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    report = build_report(run_dir)
+    summary = report.summary
     verdict = gate(summary, figures, max_error_rate, skipped)
     verdict.run_dir = run_dir
-    verdict.lines.insert(0, _summary_line(summary, paths.html))
+    verdict.lines.insert(0, _summary_line(summary, report.paths.html))
     return verdict
 
 

@@ -18,7 +18,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -141,7 +140,6 @@ def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
              seed: int | None = None) -> RunSummary:
         scenario = load_scenario(path).with_overrides(trials_per_offset=trials, seed=seed, hook_url=hook_url)
         run_dir, _ = run_scenario(scenario, tmp_path / "reports")
-        paths = build_report(run_dir)
-        return RunSummary(run_dir, json.loads(paths.summary.read_text(encoding="utf-8")))
+        return RunSummary(run_dir, build_report(run_dir).summary)
 
     return _run

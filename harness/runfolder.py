@@ -1,8 +1,10 @@
-"""The run folder: `run.json`, and the trial data appended as each trial finishes.
+"""The run folder, the on-disk contract every mode shares: `run.json` (built by
+`run_meta`), and the trial data appended as each trial finishes.
 
 Each trial's row, requests and audit are written and flushed the moment the
 trial ends, so an interrupted or crashed run keeps everything it measured and
 `race-harness report DIR` can rebuild the report from the folder alone.
+`read_run_json` / `read_summary` read it back.
 """
 
 from __future__ import annotations
@@ -19,12 +21,30 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
+from harness.core.scenario import Scenario
+from harness.errors import ReportError
 
 RUN_SCHEMA_VERSION = 1
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_meta(scenario: Scenario, *, target_kind: str, target_url: str | None, planned_trials: int | None,
+             concurrency: int, **extra: Any) -> dict[str, Any]:
+    """The mode-independent part of run.json (RunWriter adds schema versions, times and host);
+    `extra` holds the mode's own section (e.g. `simulate`)."""
+    return {
+        "scenario": scenario.to_dict(),
+        "seed": scenario.seed,
+        "target": {"kind": target_kind, "url": target_url},
+        "mock": {"policy": scenario.mock.policy, "delay": scenario.mock.change_delay.spec(),
+                 "settle_ms": scenario.mock.settle_ms},
+        "planned_trials": planned_trials,
+        "concurrency": concurrency,
+        **extra,
+    }
 
 
 def new_run_dir(reports: Path, scenario_name: str) -> Path:
@@ -131,3 +151,38 @@ class RunWriter:
         self.meta.update({"finished_at": utc_now(), "interrupted": interrupted, "wall_s": wall_s,
                           "trials_written": self.count, **(extra or {})})
         self._write_meta()
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """run.json, checked: a JSON object of this run schema over this trials.csv schema (else ReportError)."""
+    path = run_dir / "run.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: missing (is {run_dir} a run folder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read as JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ReportError(f"{path}: expected a JSON object; got {type(meta).__name__}")
+    version = meta.get("schema_version")
+    if version != RUN_SCHEMA_VERSION:
+        raise ReportError(f"{path}: schema_version {version!r} not supported (this report reads {RUN_SCHEMA_VERSION})")
+    trials_version = meta.get("trials_schema_version", TRIALS_SCHEMA_VERSION)
+    if trials_version != TRIALS_SCHEMA_VERSION:
+        raise ReportError(f"{path}: trials_schema_version {trials_version!r} not supported "
+                          f"(this report reads trials.csv version {TRIALS_SCHEMA_VERSION})")
+    return meta
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json as `build_report` wrote it (for tools that only have the folder)."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: missing (run `race-harness report {run_dir}`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read as JSON: {exc}") from None
+    if not isinstance(summary, dict):
+        raise ReportError(f"{path}: expected a JSON object; got {type(summary).__name__}")
+    return summary

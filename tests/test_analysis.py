@@ -10,22 +10,20 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness.analysis.model import model_race_probability
 from harness.analysis.stats import (
-    SUMMARY_SCHEMA_VERSION,
-    WINDOW_MIN_ABS_OFFSET_MS,
     actual_offsets,
     choose_bin_ms,
     guard_cost,
     load_trials,
-    model_race_probability,
     offset_error_stats,
     rate_table,
-    summarize,
     wilson_interval,
     window_rate,
 )
-from harness.errors import ReportError
+from harness.analysis.summary import SUMMARY_SCHEMA_VERSION, WINDOW_MIN_ABS_OFFSET_MS, summarize
 from harness.core.results import TrialResult
+from harness.errors import ReportError
 from mock_orders_api.config import Fixed, Uniform
 
 INITIAL, FINAL = 10_000, 7_000

@@ -274,7 +274,7 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert meta["interrupted"] is True and meta["trials_written"] == k
 
-    paths = build_report(run_dir)
+    paths = build_report(run_dir).paths
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     assert summary["run"]["trials"] == len(df)
     assert summary["run"]["planned_trials"] == len(plan.trials)
@@ -292,7 +292,7 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     assert len(lines) == 1 + k
     last = lines[-1]
     (crashed / "trials.csv").write_text("".join(lines[:-1]) + last[: len(last) // 2], encoding="utf-8")
-    cut = build_report(crashed)
+    cut = build_report(crashed).paths
     summary = json.loads(cut.summary.read_text(encoding="utf-8"))
     assert summary["run"]["trials"] == k - 1
     assert summary["run"]["skipped_trial_lines"] == 1

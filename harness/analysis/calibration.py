@@ -35,14 +35,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import (
-    actual_offsets,
-    choose_bin_ms,
-    json_safe,
-    model_race_probability,
-    ordered_guards,
-    rate_table,
-)
+from harness.analysis.model import model_race_probability
+from harness.analysis.stats import actual_offsets, choose_bin_ms, json_safe, ordered_guards, rate_table
 from mock_orders_api.config import DelayDistribution, Fixed
 
 MIN_COVERAGE = 0.90  # the unguarded curve's bins whose interval covers the model, below which calibration fails

@@ -1,9 +1,9 @@
-"""Statistics over a run's trials: race rates with Wilson intervals, the analytic
-race model (DESIGN.md), timing precision and guard cost.
+"""Statistics over a run's trials: race rates with Wilson intervals, timing precision and guard cost.
 
-Pure pandas/numpy: the only I/O is `load_trials`; plotting and file output live
-in `harness.report.plots` / `harness.report`. Functions that have no data to work on
-return NaN (floats) so callers can tell "no data" from 0; `summarize` turns
+Pure pandas/numpy: the only I/O is `load_trials`; the race model lives in
+`harness.analysis.model`, summary.json in `harness.analysis.summary`, plotting
+and file output in `harness.report`. Functions that have no data to work on
+return NaN (floats) so callers can tell "no data" from 0; `json_safe` turns
 those into JSON `null`.
 """
 
@@ -24,17 +24,10 @@ from harness.errors import ReportError
 from harness.core.names import GUARD_NAMES
 from harness.core.oracle import Outcome
 from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
-from mock_orders_api.config import DelayDistribution, parse_delay
-from mock_orders_api.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SUMMARY_SCHEMA_VERSION = 1
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-# |offset| below this is dominated by timing error (DESIGN.md: ms-level p99), so
-# the summary also reports each guard's rate outside it.
-WINDOW_MIN_ABS_OFFSET_MS = 50.0
-MAX_DISAGREEMENT_EXAMPLES = 20
 # Many distinct offsets with few trials each means the plan drew offsets
 # continuously (per-offset bins would hold ~1 trial): bin them instead.
 _MAX_EXACT_OFFSETS = 60
@@ -330,53 +323,6 @@ def window_rate(
     }
 
 
-# --------------------------------------------------------------------------- model
-
-
-def model_race_probability(
-    offset_ms: float, delay: DelayDistribution, settle_ms: float, policy: str, guard: str
-) -> float:
-    """Expected race probability at a planned offset (DESIGN.md race model).
-
-    offset = t_invoice - t_change. Under `vulnerable`: unguarded, an invoice
-    after the Change races while the Change is unfinished (P(D > offset)); one
-    within `settle_ms` before it races always (the Change is still accepted).
-    offset == 0 is treated as "Change first". `finished-check` closes the
-    Change-first side but not the invoice-first one; `serialized` closes both.
-    `strict` closes everything. Unknown guard or policy: NaN.
-    """
-    if guard not in GUARD_NAMES or policy not in ("vulnerable", "strict"):
-        return math.nan
-    if policy == "strict" or guard == "serialized":
-        return 0.0
-    invoice_first_race = 1.0 if settle_ms > 0 and -settle_ms < offset_ms < 0 else 0.0
-    if guard == "none":
-        if offset_ms >= 0:
-            return float(delay.sf(offset_ms))
-        return invoice_first_race
-    # finished-check
-    return invoice_first_race if offset_ms < 0 else 0.0
-
-
-def model_from_run(run_meta: Mapping[str, Any]) -> RaceModel | None:
-    """The race model for the mock settings recorded in run.json, or None when
-    they are missing or unparsable (e.g. a run against a foreign target)."""
-    mock = run_meta.get("mock")
-    if not isinstance(mock, Mapping):
-        return None
-    try:
-        delay = parse_delay(mock.get("delay"), "run.json mock.delay")  # type: ignore[arg-type]
-        settle = float(mock.get("settle_ms") or 0.0)
-    except (ConfigError, TypeError, ValueError):
-        return None
-    policy = str(mock.get("policy", ""))
-
-    def model(offset_ms: float, guard: str) -> float:
-        return model_race_probability(offset_ms, delay, settle, policy, guard)
-
-    return model
-
-
 # --------------------------------------------------------------------------- timing and cost
 
 
@@ -421,7 +367,7 @@ def guard_cost(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["guard", "n", "p50", "p99", "mean"])
 
 
-# --------------------------------------------------------------------------- summary
+# --------------------------------------------------------------------------- JSON
 
 
 def json_safe(value: Any) -> Any:
@@ -437,87 +383,3 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: float | None) -> dict[str, Any]:
-    model = model_from_run(run_meta)
-    mock = run_meta.get("mock") if isinstance(run_meta.get("mock"), Mapping) else {}
-    result: dict[str, Any] = {"guard": "none", "policy": mock.get("policy")}  # type: ignore[union-attr]
-    none_df = df[df["guard"] == "none"] if not df.empty else df
-    if model is None:
-        bins = rate_table(none_df, bin_ms)
-        n_bins = int((bins["trials"] > 0).sum())
-        return result | {"covered": None, "bins": n_bins, "fraction": None, "uncovered_offsets_ms": [],
-                         "note": "run.json has no usable mock delay/policy: model not evaluated"}
-    table = rate_table(none_df, bin_ms, model)
-    table = table[table["trials"] > 0]
-    # Tolerance: the model sits exactly on 0/1 where the interval is pinned.
-    covered = (table["ci_low"] - 1e-9 <= table["model"]) & (table["model"] <= table["ci_high"] + 1e-9)
-    n_bins = len(table)
-    return result | {
-        "covered": int(covered.sum()),
-        "bins": n_bins,
-        "fraction": float(covered.sum()) / n_bins if n_bins else None,
-        "uncovered_offsets_ms": [float(o) for o in table.loc[~covered, "offset_ms"]],
-    }
-
-
-def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary.json payload (SUMMARY_SCHEMA_VERSION; fields in docs/outputs.md).
-
-    Everything is JSON-safe: "no data" values are None.
-    """
-    scenario = run_meta.get("scenario") if isinstance(run_meta.get("scenario"), Mapping) else {}
-    n_total = len(df)
-    wall = run_meta.get("wall_s")
-    bin_ms = choose_bin_ms(df)
-
-    guards: dict[str, Any] = {}
-    costs = guard_cost(df).set_index("guard") if not df.empty else None
-    for guard in ordered_guards(df["guard"]) if not df.empty else []:
-        sub = df[df["guard"] == guard]
-        overall = window_rate(df, guard)
-        outcomes = {o.value: 0 for o in Outcome}
-        for name, count in sub["outcome"].value_counts().items():
-            outcomes[str(name)] = int(count)
-        window = window_rate(df, guard, min_abs_offset_ms=WINDOW_MIN_ABS_OFFSET_MS)
-        guards[guard] = {
-            **overall,
-            "outcomes": outcomes,
-            "guard_cost_ms": {"p50": costs.loc[guard, "p50"], "p99": costs.loc[guard, "p99"]},  # type: ignore[union-attr]
-            "window": {"min_abs_offset_ms": WINDOW_MIN_ABS_OFFSET_MS, **window},
-        }
-
-    if df.empty:
-        disagree = df
-    else:
-        disagree = df[~df["agree"].astype(bool)].sort_values("trial_id")
-    examples = [
-        {"trial_id": int(r.trial_id), "disagreement": str(r.disagreement)}
-        for r in disagree.head(MAX_DISAGREEMENT_EXAMPLES).itertuples()
-    ]
-
-    summary: dict[str, Any] = {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "trials_schema_version": TRIALS_SCHEMA_VERSION,
-        "run_schema_version": run_meta.get("schema_version"),
-        "scenario": scenario.get("name"),  # type: ignore[union-attr]
-        "seed": run_meta.get("seed"),
-        "run": {
-            "started_at": run_meta.get("started_at"),
-            "finished_at": run_meta.get("finished_at"),
-            "wall_s": wall,
-            "planned_trials": run_meta.get("planned_trials"),
-            "trials": n_total,
-            "trials_per_s": n_total / wall if isinstance(wall, (int, float)) and wall > 0 else None,
-            "interrupted": bool(run_meta.get("interrupted", False)),
-            "concurrency": run_meta.get("concurrency"),
-            "skipped_trial_lines": int(df.attrs.get("skipped_lines", 0)),
-        },
-        "target": run_meta.get("target"),
-        "mock": run_meta.get("mock"),
-        "rate_bin_ms": bin_ms,
-        "guards": guards,
-        "offset_error_ms": offset_error_stats(df),
-        "disagreements": {"count": len(disagree), "examples": examples},
-        "model_agreement": _model_agreement(df, run_meta, bin_ms),
-    }
-    return json_safe(summary)

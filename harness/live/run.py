@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from harness.integration.runner import IntegrationRunner
 from harness.core.plan import Plan, build_plan
-from harness.runfolder import RunWriter, new_run_dir
+from harness.runfolder import RunWriter, new_run_dir, run_meta
 from harness.live.runner import Runner, RunStats
 from harness.core.scenario import Scenario
 from harness.live.targets import open_target
@@ -65,15 +65,9 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
     try:
         with open_target(scenario) as target:
             run_dir = new_run_dir(out, scenario.name)
-            writer = RunWriter(run_dir, {
-                "scenario": scenario.to_dict(),
-                "seed": scenario.seed,
-                "target": {"kind": target.kind, "url": target.url},
-                "mock": {"policy": scenario.mock.policy, "delay": scenario.mock.change_delay.spec(),
-                         "settle_ms": scenario.mock.settle_ms},
-                "planned_trials": len(plan.trials),
-                "concurrency": scenario.run.concurrency,
-            })
+            writer = RunWriter(run_dir, run_meta(scenario, target_kind=target.kind, target_url=target.url,
+                                                 planned_trials=len(plan.trials),
+                                                 concurrency=scenario.run.concurrency))
             print(f"run folder: {run_dir}", file=sys.stderr)
             runner_cls = IntegrationRunner if scenario.target.integration else Runner
             runner = runner_cls(scenario, plan, target.url, writer, credentials=target.credentials,

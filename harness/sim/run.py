@@ -40,7 +40,7 @@ from harness.errors import RaceHarnessError, ScenarioError
 from harness.guards import TrialContext
 from harness.core.results import TrialResult
 from harness.core.plan import Plan, PlannedTrial, build_plan
-from harness.runfolder import RunWriter, new_run_dir
+from harness.runfolder import RunWriter, new_run_dir, run_meta
 from harness.live.runner import Runner, RunStats
 from harness.core.scenario import Scenario, Simulate, parse_scenario
 from harness.sim.clock import VirtualClock, run_virtual
@@ -136,16 +136,9 @@ def build_sim_app(scenario: Scenario, clock: VirtualClock) -> tuple[Any, Any]:
 
 
 def _meta(scenario: Scenario, plan: Plan, transport: str, workers: int) -> dict[str, Any]:
-    return {
-        "scenario": scenario.to_dict(),
-        "seed": scenario.seed,
-        "target": {"kind": "simulated", "url": SIM_URL},
-        "mock": {"policy": scenario.mock.policy, "delay": scenario.mock.change_delay.spec(),
-                 "settle_ms": scenario.mock.settle_ms},
-        "planned_trials": len(plan.trials),
-        "concurrency": scenario.run.concurrency,
-        "simulate": {"latency": scenario.simulate.latency.spec(), "transport": transport, "workers": workers},
-    }
+    return run_meta(scenario, target_kind="simulated", target_url=SIM_URL, planned_trials=len(plan.trials),
+                    concurrency=scenario.run.concurrency,
+                    simulate={"latency": scenario.simulate.latency.spec(), "transport": transport, "workers": workers})
 
 
 def default_workers(n_trials: int) -> int:
