@@ -141,7 +141,7 @@ def _coverage(c: dict[str, Any]) -> str:
 
 
 def _replay(run_dir: Path, trial_id: int) -> int:
-    from harness.sim.run import format_timeline, replay
+    from harness.sim.replay import format_timeline, replay
 
     r = replay(run_dir, trial_id)
     print(format_timeline(r))
@@ -149,9 +149,9 @@ def _replay(run_dir: Path, trial_id: int) -> int:
 
 
 def _run(args: argparse.Namespace, gate: bool) -> int:
-    from harness.report import build_report
     from harness.core.scenario import load_scenario
-    from harness.live.run import run_scenario, run_simulated
+    from harness.live.run import run_scenario
+    from harness.report import build_report
 
     sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
                                          ("--sim-transport", args.sim_transport != "direct" or None)) if value]
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
     )
     if args.simulate:
-        from harness.sim.run import with_latency
+        from harness.sim.run import run_simulated, with_latency
 
         scenario = with_latency(scenario, args.latency)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)

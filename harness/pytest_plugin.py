@@ -132,9 +132,9 @@ def race_mock(race_mock_server: MockHandle) -> MockHandle:
 @pytest.fixture
 def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
     """`run_integration_scenario(path, hook_url=None, trials=None, seed=None) -> RunSummary`."""
-    from harness.report import build_report
     from harness.core.scenario import load_scenario
     from harness.live.run import run_scenario
+    from harness.report import build_report
 
     def _run(path: str | Path, hook_url: str | None = None, trials: int | None = None,
              seed: int | None = None) -> RunSummary:

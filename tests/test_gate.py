@@ -8,10 +8,10 @@ import math
 import pandas as pd
 import pytest
 
-from harness.analysis.stats import wilson_interval
 from harness.analysis.gate import GateResult, evaluate
-from harness.core.thresholds import Threshold
+from harness.analysis.stats import wilson_interval
 from harness.core.results import TrialResult
+from harness.core.thresholds import Threshold
 
 
 def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialResult:

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.errors import ScenarioError
 from harness.core.scenario import load_scenario
+from harness.errors import ScenarioError
 from mock_orders_api import child_env
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess

@@ -21,13 +21,13 @@ import pytest
 
 from harness.analysis.stats import load_trials
 from harness.core.oracle import Outcome
-from harness.core.results import TrialResult
 from harness.core.plan import Plan, build_plan
+from harness.core.results import TrialResult
+from harness.core.scenario import Scenario, parse_scenario
+from harness.live.runner import Runner, RunStats
+from harness.live.targets import open_target
 from harness.report import build_report
 from harness.runfolder import RunWriter, new_run_dir
-from harness.live.runner import Runner, RunStats
-from harness.core.scenario import Scenario, parse_scenario
-from harness.live.targets import open_target
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig
 

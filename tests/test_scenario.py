@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ScenarioError
-from harness.core.thresholds import Threshold
 from harness.core.names import GUARD_NAMES
 from harness.core.scenario import Scenario, load_scenario, parse_scenario
+from harness.core.thresholds import Threshold
+from harness.errors import ScenarioError
 from mock_orders_api.config import LogNormal, Uniform
 from mock_orders_api.errors import ConfigError
 

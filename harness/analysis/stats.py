@@ -20,10 +20,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.errors import ReportError
 from harness.core.names import GUARD_NAMES
 from harness.core.oracle import Outcome
 from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
+from harness.errors import ReportError
 
 log = logging.getLogger(__name__)
 

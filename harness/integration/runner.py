@@ -1,4 +1,4 @@
-"""Integration mode: a team's own service is the client under test.
+"""Integration mode: a team's own service is the client under test (the trial loop; services.py starts them).
 
 The service receives the mock's order hooks and calls the Orders API itself;
 the harness needs nothing inside it but its hook URL. Per trial: create an
@@ -13,27 +13,19 @@ services of a scenario run one after another, each in its own block.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import subprocess
-import sys
 import time
-from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
+from typing import Any
 
 from harness.core import history as h
-from harness.live.client import OrdersClient
-from harness.errors import TargetError
-from harness.core.results import TrialResult, integration_result
 from harness.core.plan import PlannedTrial
+from harness.core.results import TrialResult, integration_result
+from harness.errors import TargetError
+from harness.integration.services import SERVICE_START_S, running
+from harness.live.client import OrdersClient
 from harness.live.runner import Runner
-from harness.core.scenario import Service
-from mock_orders_api import child_env
-from mock_orders_api.server import stop_process
 
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 _AUDIT_POLL_S = 0.05
-_SERVICE_START_S = 20.0
 
 
 class IntegrationRunner(Runner):
@@ -44,14 +36,14 @@ class IntegrationRunner(Runner):
             trials = [p for p in self.plan.trials if p.guard == service.name]
             if not trials or stop.is_set():
                 continue
-            async with _running(service, self.base_url) as hook_url:
+            async with running(service, self.base_url) as hook_url:
                 await self._configure_hook(client, service.name, hook_url)
                 await self._schedule(client, stop, trials)
 
     async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
         """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
         body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": {}}}
-        deadline = time.monotonic() + _SERVICE_START_S
+        deadline = time.monotonic() + SERVICE_START_S
         while True:
             event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
             if event.ok:
@@ -103,44 +95,3 @@ class IntegrationRunner(Runner):
             if (not invoiced and now >= wait_until_ns) or now >= settle_until:
                 return audit
             await asyncio.sleep(_AUDIT_POLL_S)
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _running(service: Service, api_url: str) -> AsyncIterator[str]:
-    """The service's hook URL, with the service started first when the scenario gives its command."""
-    if not service.command:
-        yield service.hook_url
-        return
-    port = str(_free_port())
-    values = {"python": sys.executable, "port": port, "api_url": api_url}
-    argv = [arg.format(**values) for arg in service.command]
-    hook_url = service.hook_url.replace("{port}", port)
-    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL)
-    try:
-        await _wait_listening(hook_url, proc, service.name)
-        yield hook_url
-    finally:
-        stop_process(proc, 10.0)
-
-
-async def _wait_listening(url: str, proc: subprocess.Popen[bytes], name: str) -> None:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
-    deadline = time.monotonic() + _SERVICE_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise TargetError(f"service {name!r} exited with code {proc.returncode} before listening on {url}")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
-        except (OSError, asyncio.TimeoutError):
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-    raise TargetError(f"service {name!r} not listening on {url} after {_SERVICE_START_S:.0f} s")

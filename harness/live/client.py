@@ -16,8 +16,8 @@ import httpx
 from asyncio_throttle import Throttler
 
 from harness.core import history as h
-from harness.live.clock import Clock
 from harness.errors import TargetError
+from harness.live.clock import Clock
 from harness.live.sender import LastByteSender
 
 DELAY_HEADER = "X-Mock-Change-Delay-Ms"

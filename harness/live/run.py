@@ -1,6 +1,8 @@
-"""One run of a scenario end to end: target up, run folder, runner, report.
+"""One live run of a scenario end to end: target up, run folder, runner (was harness/session.py).
 
-Shared by the CLI and the pytest plugin so both produce the same run folder.
+Shared by the CLI, the calibrate command and the pytest plugin so all produce
+the same run folder. The report is built by the caller (`harness.report`);
+simulated runs start from `harness.sim.run.run_simulated`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.integration.runner import IntegrationRunner
 from harness.core.plan import Plan, build_plan
-from harness.runfolder import RunWriter, new_run_dir, run_meta
-from harness.live.runner import Runner, RunStats
 from harness.core.scenario import Scenario
+from harness.integration.runner import IntegrationRunner
+from harness.live.runner import Runner, RunStats
 from harness.live.targets import open_target
+from harness.runfolder import RunWriter, new_run_dir, run_meta
 
 
 def use_uvloop() -> None:
@@ -34,15 +36,6 @@ def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStat
     """Run every planned trial; returns (run folder, interrupted). The report is not built here."""
     use_uvloop()
     return asyncio.run(execute(scenario, build_plan(scenario), out, progress, handle_sigint))
-
-
-def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
-                  transport: str = "direct", workers: int | None = None) -> tuple[Path, bool]:
-    """Simulated mode (`harness.sim.run`): the same trials against an in-process mock on a virtual
-    clock; returns (run folder, interrupted). The report is not built here."""
-    from harness.sim.run import run_simulated as _run_simulated
-
-    return _run_simulated(scenario, out, progress, transport=transport, workers=workers)
 
 
 async def execute(scenario: Scenario, plan: Plan, out: Path,

@@ -22,16 +22,16 @@ from typing import Any, Callable
 import httpx
 
 from harness.core import history as h
-from harness.live.client import Credentials, OrdersClient
-from harness.live.clock import Clock, MonotonicClock
+from harness.core.plan import Plan, PlannedTrial
 from harness.core.results import TrialResult, setup_failed_result, trial_result
+from harness.core.scenario import Scenario
 from harness.core.wire import change_body, mock_settings, order_spec
 from harness.errors import TargetError
 from harness.guards import GuardTimeout, TrialContext, get_guard
-from harness.core.plan import Plan, PlannedTrial
-from harness.runfolder import RunWriter
-from harness.core.scenario import Scenario
+from harness.live.client import Credentials, OrdersClient
+from harness.live.clock import Clock, MonotonicClock
 from harness.live.sender import Firer, LastByteSender
+from harness.runfolder import RunWriter
 
 _AUDIT_POLL_S = 0.05
 _TRIALS_PER_SHARD = 2

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from harness.live.client import Credentials
-from harness.errors import TargetError
 from harness.core.scenario import Scenario
+from harness.errors import TargetError
+from harness.live.client import Credentials
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess, ServerError
 
