@@ -4,7 +4,8 @@
 Each trial's row, requests and audit are written and flushed the moment the
 trial ends, so an interrupted or crashed run keeps everything it measured and
 `race-harness report DIR` can rebuild the report from the folder alone.
-`read_run_json` / `read_summary` read it back.
+`read_run_json` reads run.json back (summary.json is returned by
+`harness.report.build_report`, so nothing reads it back).
 """
 
 from __future__ import annotations
@@ -172,17 +173,3 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
         raise ReportError(f"{path}: trials_schema_version {trials_version!r} not supported "
                           f"(this report reads trials.csv version {TRIALS_SCHEMA_VERSION})")
     return meta
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json as `build_report` wrote it (for tools that only have the folder)."""
-    path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{path}: missing (run `race-harness report {run_dir}`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read as JSON: {exc}") from None
-    if not isinstance(summary, dict):
-        raise ReportError(f"{path}: expected a JSON object; got {type(summary).__name__}")
-    return summary

@@ -55,13 +55,11 @@ def _graph(package: str) -> dict[str, set[str]]:
     modules = _modules(package)
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        targets = {m for m in _imports(name, path) if m in modules and m != name}
-        # Importing a.b.c runs a/__init__ and a/b/__init__ too; those edges matter for cycles
-        # only when the package __init__ imports something, so keep them.
-        for m in list(targets):
-            parts = m.split(".")
-            targets.update(".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in modules)
-        graph[name] = targets - {name} - {p for p in _parents(name)}
+        targets = {m for m in _imports(name, path) if m in modules}
+        # Importing a.b.c runs a/__init__ and a/b/__init__ first: edges to those packages too
+        # (a module's own parent packages are already running when it is imported).
+        targets |= {p for m in targets for p in _parents(m) if p in modules}
+        graph[name] = targets - {name} - _parents(name)
     return graph
 
 

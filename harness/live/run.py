@@ -1,4 +1,4 @@
-"""One live run of a scenario end to end: target up, run folder, runner (was harness/session.py).
+"""One live run of a scenario end to end: target up, run folder, runner.
 
 Shared by the CLI, the calibrate command and the pytest plugin so all produce
 the same run folder. The report is built by the caller (`harness.report`);
