@@ -151,7 +151,7 @@ def trial_result(
     read the same monotonic clock).
     """
     outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error)
-    verdict, agree, disagreement = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
+    checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
     a_change = audit_change(audit)
     a_invoice = audit_invoice(audit, invoice_number)
 
@@ -169,7 +169,7 @@ def trial_result(
         delay = float(planned_delay_ms) if planned_delay_ms is not None else math.nan
     return _row(
         trial_id=trial_id, seq=seq, guard=guard, offset_ms=offset_ms, order_id=order_id,
-        outcome=outcome, checked=(verdict, agree, disagreement), duration_ms=duration_ms, error=detail,
+        outcome=outcome, checked=checked, duration_ms=duration_ms, error=detail,
         initial_value=initial_value,
         final_value=int(audit["finalValue"]) if audit else client_final_value(initial_value, change),
         invoice_value=invoice_value,
