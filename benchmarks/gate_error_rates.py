@@ -1,7 +1,7 @@
 """Error rates and trial counts of the sequential gate (a benchmark script, not a test).
 
 Pure statistics, seconds: synthetic Bernoulli streams at true race rates 1/4, 1/2, 1, 2 and
-4 x the limit, `--streams` per rate, each decided by `harness.sequential.decide` on its
+4 x the limit, `--streams` per rate, each decided by `harness.analysis.sequential.decide` on its
 cumulative counts after every batch of `--batch` trials until a verdict or the `--budget`
 (then INCONCLUSIVE). Reports:
 
@@ -9,7 +9,7 @@ cumulative counts after every batch of `--batch` trials until a verdict or the `
 * false_fail_rate: the largest share of FAIL among true rates <= limit / 2;
 * inconclusive_rate and mean_trials per true rate;
 * the fixed-size design of equal power: the exact one-sided binomial test
-  (`harness.sequential.fixed_sample_size`) with the same alpha and the power the sequential
+  (`harness.analysis.sequential.fixed_sample_size`) with the same alpha and the power the sequential
   gate *measured* at limit / 2 (its PASS share there), and the saving in trials per true rate.
   Targets (issue): >= 30% fewer trials when the guard is fine (rate <= limit / 2), >= 55% fewer
   when it races (rate >= 2 x limit).
@@ -30,7 +30,7 @@ from _common import CpuMeter, emit, machine
 
 import numpy as np  # noqa: E402
 
-from harness.sequential import RACE_RATIO, SAFE_RATIO, decide, fixed_sample_size  # noqa: E402
+from harness.analysis.sequential import RACE_RATIO, SAFE_RATIO, decide, fixed_sample_size  # noqa: E402
 
 MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0)
 TARGET_SAVING_FINE = 0.30  # rate <= limit / 2
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     saving_racing = min(rows[k]["saving_vs_fixed"] for k in racing)
     return {
         "benchmark": "gate_error_rates",
-        "method": "one-sided SPRTs with Ville's boundary (harness.sequential.decide)",
+        "method": "one-sided SPRTs with Ville's boundary (harness.analysis.sequential.decide)",
         "limit": args.limit, "alpha": args.alpha, "batch": args.batch, "budget": args.budget,
         "safe_ratio": args.safe_ratio, "race_ratio": args.race_ratio, "seed": args.seed,
         "decisions": sum(r["decisions"] for r in rows.values()),

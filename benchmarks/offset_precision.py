@@ -3,7 +3,7 @@
 Runs the ticket scenario's trial shape (`scenarios/ticket-1348894.toml`: its order, Change,
 guards, offsets and pinned delays) live against the embedded mock, once per --concurrency
 value (`run.concurrency` replaced, everything else as in the file), through the same code
-path as `race-harness run` (`harness.session.run_scenario`). From each run's trials.csv it
+path as `race-harness run` (`harness.live.run.run_scenario`). From each run's trials.csv it
 takes the unguarded trials (guard `none`, the only ones with a planned pair of timed
 requests) and reports |actual - planned| offset error:
 
@@ -36,9 +36,9 @@ os.chdir(ROOT)  # scenario paths and the mock child process resolve from the che
 
 import numpy as np  # noqa: E402
 
-from harness.analysis import load_trials  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
-from harness.session import run_scenario  # noqa: E402
+from harness.analysis.stats import load_trials  # noqa: E402
+from harness.core.scenario import load_scenario  # noqa: E402
+from harness.live.run import run_scenario  # noqa: E402
 
 SCENARIO = "ticket-1348894"  # built-in, found by name from any directory
 TARGET_P99_MS = 1.0

@@ -2,7 +2,7 @@
 
 Runs `scenarios/ticket-1348894.toml` (41 offsets x 8 trials x 3 guards = 984 trials) through
 the same code paths as `race-harness run` and `race-harness run --simulate`
-(`harness.session.run_scenario` / `run_simulated`), and reports trials, wall seconds and
+(`harness.live.run.run_scenario` / `harness.sim.run.run_simulated`), and reports trials, wall seconds and
 trials/s. Live: once per --concurrency value (trials in flight; default the scenario's own),
 against the embedded mock. Simulated: --sim-repeat times (a run is a fraction of a second, so
 its figure varies more), with --workers processes (default: one per CPU). Two wall times:
@@ -30,9 +30,10 @@ from _common import ROOT, CpuMeter, emit, machine
 
 os.chdir(ROOT)
 
-from harness import session  # noqa: E402
-from harness.analysis import load_trials  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
+from harness.analysis.stats import load_trials  # noqa: E402
+from harness.core.scenario import load_scenario  # noqa: E402
+from harness.live.run import run_scenario  # noqa: E402
+from harness.sim.run import run_simulated  # noqa: E402
 
 SCENARIO = "ticket-1348894"  # built-in, found by name from any directory
 TARGETS = {"live": 100.0, "simulated": 5000.0}
@@ -70,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             scenario = dataclasses.replace(base, run=dataclasses.replace(base.run, concurrency=c))
             t0 = time.monotonic()
             with CpuMeter() as cpu:
-                run_dir, _ = session.run_scenario(scenario, out)
+                run_dir, _ = run_scenario(scenario, out)
             res["runs"].append(_result("live", run_dir, time.monotonic() - t0, cpu.result, concurrency=c))
         if args.no_simulate:
             res["simulated_note"] = "skipped (--no-simulate)"
         for _ in range(0 if args.no_simulate else args.sim_repeat):
             t0 = time.monotonic()
             with CpuMeter() as cpu:
-                run_dir, _ = session.run_simulated(base, out, workers=args.workers)
+                run_dir, _ = run_simulated(base, out, workers=args.workers)
             meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
             res["runs"].append(_result("simulated", run_dir, time.monotonic() - t0, cpu.result,
                                        workers=args.workers or os.cpu_count(),

@@ -1,6 +1,6 @@
 """`race-harness calibrate`: run a scenario live and simulated and overlay both on the race model.
 
-The computation is `harness.calibration` (pure); this module runs the two modes, then writes
+The computation is `harness.analysis.calibration` (pure); this module runs the two modes, then writes
 into the live run folder: `calibration.json` (the coverage dict), `calibration.png` (per
 guard: the model line, live points with their 95% intervals, simulated points) and
 `calibration.html`, and rebuilds the live run's report, which then has a calibration section.
@@ -17,12 +17,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness import session
-from harness.analysis import load_trials, model_from_run, ordered_guards
-from harness.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
-from harness.plots import plot_calibration
-from harness.report import build_report, read_run_json
-from harness.scenario import Scenario
+from harness.analysis.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
+from harness.analysis.model import model_from_run
+from harness.analysis.stats import load_trials, ordered_guards
+from harness.core.scenario import Scenario
+from harness.live.run import run_scenario
+from harness.report import build_report
+from harness.report.plots import plot_calibration
+from harness.runfolder import read_run_json
+from harness.sim.run import run_simulated
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
     """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
     say = on_phase or (lambda _msg: None)
     say("live run")
-    live_dir, interrupted = session.run_scenario(scenario, out, progress=progress, handle_sigint=True)
+    live_dir, interrupted = run_scenario(scenario, out, progress=progress, handle_sigint=True)
     sim_dir: Path | None = None
     note = ""
     if interrupted:
@@ -51,7 +54,7 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
         note = "simulated run not requested (--no-simulate)"
     else:
         say("simulated run")
-        sim_dir, sim_interrupted = session.run_simulated(scenario, out)
+        sim_dir, sim_interrupted = run_simulated(scenario, out)
         build_report(sim_dir)
         interrupted = interrupted or sim_interrupted
     meta = read_run_json(live_dir)

@@ -92,15 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 def _report(run_dir: Path) -> int:
     from harness.report import build_report
 
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
-    _print_summary(summary, paths.html)
+    report = build_report(run_dir)
+    _print_summary(report.summary, report.paths.html)
     return EXIT_OK
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     from harness.calibrate import run_calibration
-    from harness.scenario import load_scenario
+    from harness.core.scenario import load_scenario
 
     if not 0.0 <= args.min_coverage <= 1.0:
         raise RaceHarnessError(f"--min-coverage: expected a fraction in [0, 1]; got {args.min_coverage}")
@@ -147,7 +146,7 @@ def _coverage(c: dict[str, Any]) -> str:
 
 
 def _replay(run_dir: Path, trial_id: int) -> int:
-    from harness.simulate import format_timeline, replay
+    from harness.sim.replay import format_timeline, replay
 
     r = replay(run_dir, trial_id)
     print(format_timeline(r))
@@ -155,9 +154,9 @@ def _replay(run_dir: Path, trial_id: int) -> int:
 
 
 def _run(args: argparse.Namespace, gate: bool) -> int:
+    from harness.core.scenario import load_scenario
+    from harness.live.run import run_scenario
     from harness.report import build_report
-    from harness.scenario import load_scenario
-    from harness.session import run_scenario, run_simulated
 
     sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
                                          ("--sim-transport", args.sim_transport != "direct" or None)) if value]
@@ -169,7 +168,7 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
     )
     if args.simulate:
-        from harness.simulate import with_latency
+        from harness.sim.run import run_simulated, with_latency
 
         scenario = with_latency(scenario, args.latency)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
@@ -185,8 +184,8 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     finally:
         if bar:
             bar.stop()
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    report = build_report(run_dir)
+    summary, paths = report.summary, report.paths
     _print_summary(summary, paths.html)
     if args.simulate:
         _print_simulation(run_dir)

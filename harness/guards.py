@@ -12,11 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness import history as h
-from harness.decisions import all_changes_finished, invoice_body, invoice_settled, remaining_value
+from harness.core import history as h
+from harness.core.wire import all_changes_finished, invoice_body, invoice_settled, remaining_value
 
-if TYPE_CHECKING:  # type-only: the pure guard decisions (harness.decisions) need no HTTP client
-    from harness.client import OrdersClient
+if TYPE_CHECKING:  # type-only: the pure guard decisions (harness.core.wire) need no HTTP client
+    from harness.live.client import OrdersClient
 
 
 class GuardTimeout(Exception):

@@ -4,8 +4,8 @@
 becomes a *record* (a plain dict, so it can travel from a worker to the master
 as a Locust message). At test stop the master (or the single local process)
 reads the mock's audit of every recorded order, judges each trial with the
-same pure code as the asyncio core (`harness.decisions`, `harness.oracle`),
-writes the run folder with `harness.rundir.RunWriter`, builds the report with
+same pure code as the asyncio core (`harness.core`),
+writes the run folder with `harness.runfolder.RunWriter`, builds the report with
 `harness.report.build_report`, and evaluates the gate: the scenario's race
 thresholds plus the mock's error rate.
 
@@ -32,11 +32,12 @@ from pathlib import Path
 from collections import Counter
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from harness.decisions import GUARD_NAMES, setup_failed_result, trial_result
+from harness.core.names import GUARD_NAMES
+from harness.core.results import TrialResult, setup_failed_result, trial_result
 from harness.errors import RaceHarnessError
-from harness.history import RequestEvent
-from harness.oracle import Outcome, TrialResult, client_outcome
-from harness.rundir import RunWriter, new_run_dir
+from harness.core.history import RequestEvent
+from harness.core.oracle import Outcome, client_outcome
+from harness.runfolder import RunWriter, new_run_dir
 
 RECORD_VERSION = 1
 TRIAL_REQUEST_TYPE = "TRIAL"  # Locust request_type of the per-trial outcome entries (not mock requests)
@@ -445,11 +446,11 @@ def finish(
 
     from harness.report import build_report  # pandas + matplotlib: only where a report is written
 
-    paths = build_report(run_dir)
-    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    report = build_report(run_dir)
+    summary = report.summary
     verdict = gate(summary, figures, max_error_rate, skipped)
     verdict.run_dir = run_dir
-    verdict.lines.insert(0, _summary_line(summary, paths.html))
+    verdict.lines.insert(0, _summary_line(summary, report.paths.html))
     return verdict
 
 

@@ -17,7 +17,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -132,15 +131,14 @@ def race_mock(race_mock_server: MockHandle) -> MockHandle:
 @pytest.fixture
 def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
     """`run_integration_scenario(path, hook_url=None, trials=None, seed=None) -> RunSummary`."""
+    from harness.core.scenario import load_scenario
+    from harness.live.run import run_scenario
     from harness.report import build_report
-    from harness.scenario import load_scenario
-    from harness.session import run_scenario
 
     def _run(path: str | Path, hook_url: str | None = None, trials: int | None = None,
              seed: int | None = None) -> RunSummary:
         scenario = load_scenario(path).with_overrides(trials_per_offset=trials, seed=seed, hook_url=hook_url)
         run_dir, _ = run_scenario(scenario, tmp_path / "reports")
-        paths = build_report(run_dir)
-        return RunSummary(run_dir, json.loads(paths.summary.read_text(encoding="utf-8")))
+        return RunSummary(run_dir, build_report(run_dir).summary)
 
     return _run

@@ -26,7 +26,7 @@ flight, start none) before it writes.
 Weights: --weight-none, --weight-finished-check, --weight-serialized,
 --weight-reader (0 leaves a class out); or name the user classes on the
 command line as usual. The pure trial logic is shared with the core
-(harness.decisions, harness.oracle); no asyncio code runs here.
+(harness.core.wire, harness.core.results); no asyncio code runs here.
 """
 
 from __future__ import annotations
@@ -54,15 +54,16 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from harness import decisions, loadrun  # noqa: E402
-from harness import history as h  # noqa: E402
-from harness.history import RequestEvent  # noqa: E402
-from harness.scenario import Scenario, load_scenario  # noqa: E402
-from mock_orders_api.wire import CHANGE_DELAY_HEADER as DELAY_HEADER  # noqa: E402
+from harness import loadrun  # noqa: E402
+from harness.core import history as h  # noqa: E402
+from harness.core import wire  # noqa: E402
+from harness.core.history import RequestEvent  # noqa: E402
+from harness.core.scenario import Scenario, load_scenario  # noqa: E402
 
 log = logging.getLogger("race-harness")
 
 DEFAULT_SCENARIO = "scenarios/guard-regression.toml"
+DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 LEAD_MS = 20.0  # setup is done; the first timed request goes out this long after it
 SPIN_NS = 1_000_000  # the last ms before a deadline: cooperative spin (gevent timers have ms resolution)
 CLOCK_SAMPLES = 5
@@ -118,8 +119,8 @@ class LoadState:
         self.scenario_dict = scenario.to_dict()
         t = scenario.target
         self.headers = loadrun.Headers.from_env(t.app_key_env, t.app_token_env, t.admin_token_env)
-        self.order_spec = decisions.order_spec(scenario)
-        self.change_body = decisions.change_body(scenario)
+        self.order_spec = wire.order_spec(scenario)
+        self.change_body = wire.change_body(scenario)
 
     def reset(self) -> None:
         self.collector.close()
@@ -289,7 +290,7 @@ class _Trial:
 
     def send_invoice(self, value: int, deadline_ns: int | None) -> RequestEvent:
         self.invoice_value = value
-        body = decisions.invoice_body(self.invoice_number, value)
+        body = wire.invoice_body(self.invoice_number, value)
         self.invoice_event = self.http.call(self.events, h.INVOICE, "POST", INVOICES.format(orderId=self.order_id),
                                             f"POST {INVOICES}", ok=(200, 400, 409), json_body=body,
                                             deadline_ns=deadline_ns)
@@ -307,7 +308,7 @@ class _Trial:
             deadline_ns = None
             if not event.ok:
                 raise GuardTimeout(f"change history read failed: HTTP {event.status} {event.error}".strip())
-            if decisions.all_changes_finished(event.response_body):
+            if wire.all_changes_finished(event.response_body):
                 return
             if now() >= stop:
                 raise GuardTimeout(f"Changes still unfinished after {self.timeout_ms:.0f} ms")
@@ -321,13 +322,13 @@ class _Trial:
         event = self.read_order()
         if not event.ok:
             raise GuardTimeout(f"order read failed: HTTP {event.status} {event.error}".strip())
-        return decisions.remaining_value(event.response_body)
+        return wire.remaining_value(event.response_body)
 
     def wait_invoiced(self) -> None:
         stop = self._stop_ns()
         while True:
             event = self.read_order()
-            if event.ok and decisions.invoice_settled(event.response_body):
+            if event.ok and wire.invoice_settled(event.response_body):
                 return
             if now() >= stop:
                 raise GuardTimeout(f"invoice not settled after {self.timeout_ms:.0f} ms")
@@ -626,7 +627,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     if not environment.host:
         raise ValueError("--host is required: the mock's URL, e.g. http://127.0.0.1:8080")
     try:
-        _admin(environment).call("PATCH", "/_mock/config", decisions.mock_settings(s))
+        _admin(environment).call("PATCH", "/_mock/config", wire.mock_settings(s))
     except loadrun.LoadRunError as err:
         # No mock there (or not this one): the trials would judge nothing. Stop, exit code 2.
         STATE.config_error = str(err)

@@ -1,4 +1,4 @@
-"""Tests for harness.analysis: Wilson intervals, loading, rate tables, the race model, summary."""
+"""Tests for harness.analysis.stats: Wilson intervals, loading, rate tables, the race model, summary."""
 
 from __future__ import annotations
 
@@ -10,22 +10,20 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from harness.analysis import (
-    SUMMARY_SCHEMA_VERSION,
-    WINDOW_MIN_ABS_OFFSET_MS,
+from harness.analysis.model import model_race_probability
+from harness.analysis.stats import (
     actual_offsets,
     choose_bin_ms,
     guard_cost,
     load_trials,
-    model_race_probability,
     offset_error_stats,
     rate_table,
-    summarize,
     wilson_interval,
     window_rate,
 )
+from harness.analysis.summary import SUMMARY_SCHEMA_VERSION, WINDOW_MIN_ABS_OFFSET_MS, summarize
+from harness.core.results import TrialResult
 from harness.errors import ReportError
-from harness.oracle import TrialResult
 from mock_orders_api.delays import Fixed, Uniform
 
 INITIAL, FINAL = 10_000, 7_000

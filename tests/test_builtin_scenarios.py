@@ -17,7 +17,7 @@ import pytest
 
 from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_names, builtin_purposes, find_scenario
 from harness.errors import ScenarioError
-from harness.scenario import load_scenario
+from harness.core.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.stem for p in (ROOT / "scenarios").glob("*.toml"))

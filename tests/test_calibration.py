@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from harness import calibrate as calibrate_mod
-from harness.analysis import RATE_COLUMNS, wilson_interval
+from harness.analysis.stats import RATE_COLUMNS, wilson_interval
 from harness.calibrate import CalibrationRun
-from harness.calibration import (
+from harness.analysis.calibration import (
     calibrate_trials,
     compare_bins,
     compare_trials,

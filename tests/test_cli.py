@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.analysis import wilson_interval
+from harness.analysis.stats import wilson_interval
 from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
 
 DELAY_MS = 200

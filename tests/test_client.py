@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from harness.client import OrdersClient
-from harness.clock import MonotonicClock
-from harness.sender import Firer, LastByteSender
+from harness.live.client import OrdersClient
+from harness.live.clock import MonotonicClock
+from harness.live.sender import Firer, LastByteSender
 
 RETRY_AFTER_S = 0.3  # six times the client's first backoff (0.05 s): only the header explains the wait
 

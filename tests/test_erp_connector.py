@@ -1,4 +1,4 @@
-"""The reference ERP connector (harness/integrations/erp_connector.py), Orders API scripted with aioresponses."""
+"""The reference ERP connector (harness/connectors/erp_connector.py), Orders API scripted with aioresponses."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from harness.integrations.erp_connector import ErpConnector, build_app, main
+from harness.connectors.erp_connector import ErpConnector, build_app, main
 
 API = "http://orders.test"
 OID = "1348894-01"
@@ -330,7 +330,7 @@ async def test_web_app_hooks(make: Any) -> None:
 # --------------------------------------------------------------------------- the process
 async def test_process_listens_serves_health_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness.integrations.erp_connector", "--mode", "guarded",
+        sys.executable, "-m", "harness.connectors.erp_connector", "--mode", "guarded",
         "--api-url", "http://127.0.0.1:9", "--port", "0", "--poll-interval-ms", "20",
         cwd=ROOT, env={**os.environ, "VTEX_APP_KEY": "k", "VTEX_APP_TOKEN": "t"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Tests for harness.gate: thresholds on Wilson bounds, reasons, empty windows."""
+"""Tests for harness.analysis.gate: thresholds on Wilson bounds, reasons, empty windows."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import math
 import pandas as pd
 import pytest
 
-from harness.analysis import wilson_interval
-from harness.gate import GateResult, Threshold, evaluate
-from harness.oracle import TrialResult
+from harness.analysis.gate import GateResult, evaluate
+from harness.analysis.stats import wilson_interval
+from harness.core.results import TrialResult
+from harness.core.thresholds import Threshold
 
 
 def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialResult:

@@ -15,9 +15,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from harness import history as h
-from harness.client import OrdersClient
-from harness.clock import MonotonicClock
+from harness.core import history as h
+from harness.live.client import OrdersClient
+from harness.live.clock import MonotonicClock
 from harness.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.core.scenario import load_scenario
 from harness.errors import ScenarioError
-from harness.scenario import load_scenario
 from mock_orders_api import child_env
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess
@@ -49,7 +49,7 @@ def test_hook_url_flag_drives_an_already_running_integration(tmp_path: Path) -> 
     """A team's own service, started by them: only its hook URL is given to the harness."""
     with MockProcess(MockConfig()) as mock:
         conn = subprocess.Popen(
-            [sys.executable, "-m", "harness.integrations.erp_connector", "--mode", "guarded", "--port", "0",
+            [sys.executable, "-m", "harness.connectors.erp_connector", "--mode", "guarded", "--port", "0",
              "--api-url", mock.url, "--log-level", "WARNING"],
             stdout=subprocess.PIPE, text=True, env=child_env())
         try:

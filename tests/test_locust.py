@@ -2,7 +2,7 @@
 
 Locust monkey-patches the whole process with gevent on import, so this test
 process never imports locust (nor the locustfile): every Locust run is a child
-process, and only harness.loadrun / harness.decisions (plain Python) are
+process, and only harness.loadrun / harness.core (plain Python) are
 imported here. One mock (a child process) serves the module; each run counts
 the orders it created from the mock's order counter.
 """
@@ -25,8 +25,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from harness import decisions, loadrun
-from harness.history import RequestEvent
+from harness import loadrun
+from harness.core import names, wire
+from harness.core.history import RequestEvent
 from mock_orders_api import child_env
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess
@@ -38,8 +39,8 @@ LOCUSTFILE = ROOT / "scenarios" / "locustfile.py"
 
 DELAY_MS = 200
 OFFSETS = [-300, -100, 60, 120, 300]  # |offset| >= 50 ms: finished-check must never race
-ASYNCIO_MODULES = ("harness.runner", "harness.client", "harness.session", "harness.integration",
-                   "harness.sender", "harness.targets", "harness.guards")
+ASYNCIO_MODULES = ("harness.live.runner", "harness.live.client", "harness.live.run", "harness.integration.runner",
+                   "harness.live.sender", "harness.live.targets", "harness.guards")
 
 SCENARIO = f"""
 name = "locust-test"
@@ -242,7 +243,8 @@ def test_gevent_process_runs_no_asyncio_core(tmp_path: Path) -> None:
 
 
 def test_load_modules_import_no_asyncio_core() -> None:
-    for path in (LOCUSTFILE, ROOT / "harness" / "loadrun.py", ROOT / "harness" / "decisions.py"):
+    for path in (LOCUSTFILE, ROOT / "harness" / "loadrun.py", ROOT / "harness" / "core" / "wire.py",
+                 ROOT / "harness" / "core" / "results.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -255,19 +257,19 @@ def test_load_modules_import_no_asyncio_core() -> None:
 def test_guard_names_match_the_asyncio_registry() -> None:
     from harness.guards import GUARDS
 
-    assert decisions.GUARD_NAMES == tuple(GUARDS)
+    assert names.GUARD_NAMES == tuple(GUARDS)
 
 
 def test_guard_decisions() -> None:
-    assert decisions.all_changes_finished({"requests": []})
-    assert decisions.all_changes_finished({"requests": [{"finished": True}, {"finished": True}]})
-    assert not decisions.all_changes_finished({"requests": [{"finished": True}, {"finished": False}]})
-    assert not decisions.all_changes_finished("not json")  # cannot tell: keep polling
+    assert wire.all_changes_finished({"requests": []})
+    assert wire.all_changes_finished({"requests": [{"finished": True}, {"finished": True}]})
+    assert not wire.all_changes_finished({"requests": [{"finished": True}, {"finished": False}]})
+    assert not wire.all_changes_finished("not json")  # cannot tell: keep polling
     order = {"value": 18000, "packageAttachment": {"packages": [
         {"type": "Output", "invoiceValue": 5000}, {"type": "Input", "invoiceValue": 1000}]}}
-    assert decisions.remaining_value(order) == 13000
-    assert decisions.invoice_settled({"status": "invoiced"})
-    assert not decisions.invoice_settled({"status": "invoice"})
+    assert wire.remaining_value(order) == 13000
+    assert wire.invoice_settled({"status": "invoiced"})
+    assert not wire.invoice_settled({"status": "invoice"})
 
 
 def test_clock_offset_is_zero_on_one_host_and_estimated_across_hosts() -> None:

@@ -1,4 +1,4 @@
-"""Tests for harness.oracle: trial outcomes from hand-built client histories, and the audit cross-check."""
+"""Tests for harness.core.oracle: trial outcomes from hand-built client histories, and the audit cross-check."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from harness import history as h
-from harness.history import RequestEvent
-from harness.oracle import Outcome, TrialResult, client_outcome, cross_check, integration_outcome
+from harness.core import history as h
+from harness.core.history import RequestEvent
+from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
+from harness.core.results import TrialResult
 
 INITIAL = 17_000  # cents, order value at creation
 CUT = -5_000  # the Change's totalChangeValue (value-reducing)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.plan import Plan, build_plan
-from harness.scenario import Scenario, load_scenario, parse_scenario
+from harness.core.plan import Plan, build_plan
+from harness.core.scenario import Scenario, load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness.analysis import SUMMARY_SCHEMA_VERSION, wilson_interval
+from harness.analysis.stats import wilson_interval
+from harness.analysis.summary import SUMMARY_SCHEMA_VERSION
+from harness.core.results import TrialResult
 from harness.errors import ReportError
-from harness.oracle import TrialResult
 from harness.report import ReportPaths, build_report
 
 INITIAL, FINAL, DELAY_MS = 15_000, 9_990, 300.0
@@ -137,7 +138,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportPaths, list[T
     trials[-1] = make_trial(trials[-1].trial_id, trials[-1].guard, trials[-1].offset_ms, agree=False,
                             disagreement="<script>alert(1)</script> audit says race")
     run_dir = make_run(tmp_path_factory.mktemp("run") / "ticket-1348894-20260109T100000", trials)
-    return build_report(run_dir), trials
+    return build_report(run_dir).paths, trials
 
 
 def test_all_files_written(built: tuple[ReportPaths, list[TrialResult]]) -> None:
@@ -222,7 +223,7 @@ def test_interrupted_truncated_run(tmp_path: Path) -> None:
         fh.write("7,7,none,100.0,1348894-07,ra")  # the crash cut this row
     with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
         fh.write('{"trial_id": 7, "kind": "inv')
-    paths = build_report(run_dir)
+    paths = build_report(run_dir).paths
     s = json.loads(paths.summary.read_text())
     assert s["run"]["trials"] == len(trials) and s["run"]["skipped_trial_lines"] == 1
     assert s["run"]["interrupted"] is True and s["run"]["finished_at"] is None and s["run"]["trials_per_s"] is None
@@ -230,9 +231,15 @@ def test_interrupted_truncated_run(tmp_path: Path) -> None:
     assert "interrupted" in paths.html.read_text()
 
 
+def test_build_report_returns_the_summary_it_wrote(tmp_path: Path) -> None:
+    report = build_report(make_run(tmp_path / "run", sweep(("none",))[:4]))
+    assert report.summary == json.loads(report.paths.summary.read_text())
+    assert report.paths.gate_passed is report.summary["gate"]["passed"]
+
+
 def test_zero_races(tmp_path: Path) -> None:
     trials = [make_trial(i, "finished-check", o) for i, o in enumerate(OFFSETS * 3)]
-    paths = build_report(make_run(tmp_path / "run", trials, scenario={"name": "clean", "thresholds": []}))
+    paths = build_report(make_run(tmp_path / "run", trials, scenario={"name": "clean", "thresholds": []})).paths
     s = json.loads(paths.summary.read_text())
     assert s["evidence"] is None and s["gate"] == {"passed": True, "results": [], "checks": []}
     assert paths.gate_passed
@@ -260,7 +267,7 @@ def test_evidence_falls_back_to_history_without_audit_or_model(tmp_path: Path) -
     t = make_trial(0, "none", 100.0)
     run_dir = make_run(tmp_path / "run", [t], mock=None)
     (run_dir / "audits.jsonl").write_text(json.dumps({"trial_id": 0, "order_id": t.order_id, "audit": None}) + "\n")
-    paths = build_report(run_dir)
+    paths = build_report(run_dir).paths
     s = json.loads(paths.summary.read_text())
     assert s["evidence"]["invoice_source"] == "history"
     assert s["evidence"]["accepted_invoice_values"] == [str(t.invoice_value)]

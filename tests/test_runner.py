@@ -1,4 +1,4 @@
-"""Tests for harness.runner: short real runs, in-process and against the embedded mock, and interruption.
+"""Tests for harness.live.runner: short real runs, in-process and against the embedded mock, and interruption.
 
 The scenarios are tiny (3 offsets x 3 trials x 2 guards) and use a fixed, pinned
 Change delay D, so the expected outcome of every unguarded trial follows from
@@ -19,14 +19,15 @@ import httpx
 import pandas as pd
 import pytest
 
-from harness.analysis import load_trials
-from harness.oracle import Outcome, TrialResult
-from harness.plan import Plan, build_plan
+from harness.analysis.stats import load_trials
+from harness.core.oracle import Outcome
+from harness.core.plan import Plan, build_plan
+from harness.core.results import TrialResult
+from harness.core.scenario import Scenario, parse_scenario
+from harness.live.runner import Runner, RunStats
+from harness.live.targets import open_target
 from harness.report import build_report
-from harness.rundir import RunWriter, new_run_dir
-from harness.runner import Runner, RunStats
-from harness.scenario import Scenario, parse_scenario
-from harness.targets import open_target
+from harness.runfolder import RunWriter, new_run_dir
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig
 
@@ -273,7 +274,7 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert meta["interrupted"] is True and meta["trials_written"] == k
 
-    paths = build_report(run_dir)
+    paths = build_report(run_dir).paths
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     assert summary["run"]["trials"] == len(df)
     assert summary["run"]["planned_trials"] == len(plan.trials)
@@ -291,7 +292,7 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     assert len(lines) == 1 + k
     last = lines[-1]
     (crashed / "trials.csv").write_text("".join(lines[:-1]) + last[: len(last) // 2], encoding="utf-8")
-    cut = build_report(crashed)
+    cut = build_report(crashed).paths
     summary = json.loads(cut.summary.read_text(encoding="utf-8"))
     assert summary["run"]["trials"] == k - 1
     assert summary["run"]["skipped_trial_lines"] == 1

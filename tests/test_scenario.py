@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.names import GUARD_NAMES
+from harness.core.scenario import Scenario, load_scenario, parse_scenario
+from harness.core.thresholds import Threshold
 from harness.errors import ScenarioError
-from harness.gate import Threshold
-from harness.scenario import KNOWN_GUARDS, Scenario, load_scenario, parse_scenario
 from mock_orders_api.delays import LogNormal, Uniform
 from mock_orders_api.errors import ConfigError
 
@@ -74,7 +75,7 @@ def test_minimal_scenario_uses_valid_defaults() -> None:
     assert s.description == "" and s.seed == 0
     assert s.target.kind == "embedded" and s.target.url is None
     assert s.target.app_key_env == "VTEX_APP_KEY"
-    assert s.guards.names == KNOWN_GUARDS
+    assert s.guards.names == GUARD_NAMES
     assert s.guards.poll_interval_ms == 20.0 and s.guards.timeout_ms == 5000.0
     assert s.run.start_spread_ms == 1000.0 and s.run.lead_ms == 200.0
     assert s.mock.pin_delays is True

@@ -1,4 +1,4 @@
-"""harness.sequential against independent sources: closed forms derived by hand, published
+"""harness.analysis.sequential against independent sources: closed forms derived by hand, published
 values, scipy's binomial pmf/cdf (not the module's own log-likelihood formula), the project's
 hand-rolled Wilson interval, and a seeded Monte-Carlo run of the error rate at the limit."""
 
@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from harness.analysis import wilson_interval as hand_wilson
-from harness.sequential import (
+from harness.analysis.stats import wilson_interval as hand_wilson
+from harness.analysis.sequential import (
     Decision,
     clopper_pearson_interval,
     decide,

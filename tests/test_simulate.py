@@ -21,12 +21,13 @@ import httpx
 import pytest
 
 from harness.cli import EXIT_ERROR, EXIT_OK, main
-from harness.plan import build_plan
-from harness.rundir import RunWriter, new_run_dir
-from harness.runner import Runner
-from harness.scenario import ScenarioError, load_scenario, parse_scenario
-from harness.simclock import SimulationDeadlock, VirtualClock, VirtualTimeLoop, run_virtual
-from harness.simulate import format_timeline, replay, run_simulated
+from harness.core.plan import build_plan
+from harness.core.scenario import ScenarioError, load_scenario, parse_scenario
+from harness.live.runner import Runner
+from harness.runfolder import RunWriter, new_run_dir
+from harness.sim.clock import SimulationDeadlock, VirtualClock, VirtualTimeLoop, run_virtual
+from harness.sim.replay import format_timeline, replay
+from harness.sim.run import run_simulated
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig
 

@@ -1,0 +1,1 @@
+"""Statistics over a run's trials.csv (pandas/numpy): rates, the analytic model, the gate, summary.json."""

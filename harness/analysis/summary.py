@@ -1,0 +1,193 @@
+"""summary.json: the whole document, built here in one place (SUMMARY_SCHEMA_VERSION; fields in docs/outputs.md).
+
+`summarize` turns the trials into rates, timing and model agreement;
+`build_summary` adds what the report gathered beside them (gate results, the
+evidence trial, warnings, hook delivery and Change delay statistics, the
+calibration verdict). Everything returned is JSON-safe: "no data" values are
+None. No file I/O here: `harness.report` reads the run folder and writes the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from harness.analysis.gate import GateResult
+from harness.analysis.model import model_from_run
+from harness.analysis.stats import (
+    choose_bin_ms,
+    guard_cost,
+    json_safe,
+    offset_error_stats,
+    ordered_guards,
+    quantiles,
+    rate_table,
+    window_rate,
+)
+from harness.core.oracle import Outcome
+from harness.core.results import TRIALS_SCHEMA_VERSION
+
+SUMMARY_SCHEMA_VERSION = 1
+# |offset| below this is dominated by timing error (docs/performance.md: ms-level p99), so
+# the summary also reports each guard's rate outside it.
+WINDOW_MIN_ABS_OFFSET_MS = 50.0
+MAX_DISAGREEMENT_EXAMPLES = 20
+_CALIBRATION_KEYS = ("passed", "gated_guard", "gated_model", "gated_fraction", "min_coverage")
+
+
+def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: float | None) -> dict[str, Any]:
+    model = model_from_run(run_meta)
+    mock = run_meta.get("mock") if isinstance(run_meta.get("mock"), Mapping) else {}
+    result: dict[str, Any] = {"guard": "none", "policy": mock.get("policy")}  # type: ignore[union-attr]
+    none_df = df[df["guard"] == "none"] if not df.empty else df
+    if model is None:
+        bins = rate_table(none_df, bin_ms)
+        n_bins = int((bins["trials"] > 0).sum())
+        return result | {"covered": None, "bins": n_bins, "fraction": None, "uncovered_offsets_ms": [],
+                         "note": "run.json has no usable mock delay/policy: model not evaluated"}
+    table = rate_table(none_df, bin_ms, model)
+    table = table[table["trials"] > 0]
+    # Tolerance: the model sits exactly on 0/1 where the interval is pinned.
+    covered = (table["ci_low"] - 1e-9 <= table["model"]) & (table["model"] <= table["ci_high"] + 1e-9)
+    n_bins = len(table)
+    return result | {
+        "covered": int(covered.sum()),
+        "bins": n_bins,
+        "fraction": float(covered.sum()) / n_bins if n_bins else None,
+        "uncovered_offsets_ms": [float(o) for o in table.loc[~covered, "offset_ms"]],
+    }
+
+
+def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary.json payload (SUMMARY_SCHEMA_VERSION; fields in docs/outputs.md).
+
+    Everything is JSON-safe: "no data" values are None.
+    """
+    scenario = run_meta.get("scenario") if isinstance(run_meta.get("scenario"), Mapping) else {}
+    n_total = len(df)
+    wall = run_meta.get("wall_s")
+    bin_ms = choose_bin_ms(df)
+
+    guards: dict[str, Any] = {}
+    costs = guard_cost(df).set_index("guard") if not df.empty else None
+    for guard in ordered_guards(df["guard"]) if not df.empty else []:
+        sub = df[df["guard"] == guard]
+        overall = window_rate(df, guard)
+        outcomes = {o.value: 0 for o in Outcome}
+        for name, count in sub["outcome"].value_counts().items():
+            outcomes[str(name)] = int(count)
+        window = window_rate(df, guard, min_abs_offset_ms=WINDOW_MIN_ABS_OFFSET_MS)
+        guards[guard] = {
+            **overall,
+            "outcomes": outcomes,
+            "guard_cost_ms": {"p50": costs.loc[guard, "p50"], "p99": costs.loc[guard, "p99"]},  # type: ignore[union-attr]
+            "window": {"min_abs_offset_ms": WINDOW_MIN_ABS_OFFSET_MS, **window},
+        }
+
+    if df.empty:
+        disagree = df
+    else:
+        disagree = df[~df["agree"].astype(bool)].sort_values("trial_id")
+    examples = [
+        {"trial_id": int(r.trial_id), "disagreement": str(r.disagreement)}
+        for r in disagree.head(MAX_DISAGREEMENT_EXAMPLES).itertuples()
+    ]
+
+    summary: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "trials_schema_version": TRIALS_SCHEMA_VERSION,
+        "run_schema_version": run_meta.get("schema_version"),
+        "scenario": scenario.get("name"),  # type: ignore[union-attr]
+        "seed": run_meta.get("seed"),
+        "run": {
+            "started_at": run_meta.get("started_at"),
+            "finished_at": run_meta.get("finished_at"),
+            "wall_s": wall,
+            "planned_trials": run_meta.get("planned_trials"),
+            "trials": n_total,
+            "trials_per_s": n_total / wall if isinstance(wall, (int, float)) and wall > 0 else None,
+            "interrupted": bool(run_meta.get("interrupted", False)),
+            "concurrency": run_meta.get("concurrency"),
+            "skipped_trial_lines": int(df.attrs.get("skipped_lines", 0)),
+        },
+        "target": run_meta.get("target"),
+        "mock": run_meta.get("mock"),
+        "rate_bin_ms": bin_ms,
+        "guards": guards,
+        "offset_error_ms": offset_error_stats(df),
+        "disagreements": {"count": len(disagree), "examples": examples},
+        "model_agreement": _model_agreement(df, run_meta, bin_ms),
+    }
+    return json_safe(summary)
+
+
+def change_delay_stats(points: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
+    """Quantiles of (s since the first Change, processing ms, queue wait ms) points."""
+    return {
+        "changes": len(points),
+        "processing_ms": quantiles(pd.Series([p[1] for p in points], dtype=float)),
+        "queue_wait_ms": quantiles(pd.Series([p[2] for p in points], dtype=float)),
+        "effective_ms": quantiles(pd.Series([p[1] + p[2] for p in points], dtype=float)),
+    }
+
+
+def hook_stats(audits: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Integration mode: how promptly and how fast the mock delivered order hooks.
+
+    `lateness_ms` = sent - scheduled (the mock's own delivery delay beyond the
+    pinned one); `round_trip_ms` = the receiving service's answer time.
+    """
+    late: list[float] = []
+    rtt: list[float] = []
+    failed = 0
+    for audit in audits:
+        for d in audit.get("hooks") or []:
+            if d.get("sentNs") is not None and d.get("scheduledNs") is not None:
+                late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
+            if d.get("status") and 200 <= d["status"] < 300 and d.get("latencyMs") is not None:
+                rtt.append(float(d["latencyMs"]))
+            elif d.get("outcome") != "delivered":
+                failed += 1
+    return {"deliveries": len(late), "failed_attempts": failed,
+            "lateness_ms": quantiles(pd.Series(late, dtype=float)),
+            "round_trip_ms": quantiles(pd.Series(rtt, dtype=float))}
+
+
+def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: Sequence[GateResult],
+                  evidence: Mapping[str, Any] | None, warnings: list[str], hooks: Mapping[str, Any] | None,
+                  change_delay: Mapping[str, Any], calibration: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The whole summary.json: `summarize` plus the gate, evidence, warnings, hooks (integration
+    mode only), Change delay and calibration (calibrated runs only) keys, in that order."""
+    summary = summarize(df, run_meta)
+    summary["gate"] = {
+        "passed": all(r.passed for r in gate),
+        "results": [r.reason for r in gate],
+        "checks": [
+            {"threshold": r.threshold.describe(), "passed": r.passed,
+             **{k: r.measured[k] for k in ("trials", "races", "ci_low", "ci_high")}}
+            for r in gate
+        ],
+    }
+    summary["evidence"] = None
+    if evidence is not None:
+        summary["evidence"] = {k: v for k, v in evidence.items() if k != "accepted_invoices"}
+        summary["evidence"]["accepted_invoice_values"] = [inv["invoiceValue"] for inv in evidence["accepted_invoices"]]
+    summary["warnings"] = warnings
+    if hooks is not None:
+        summary["hooks"] = json_safe(hooks)
+    summary["change_delay"] = json_safe(change_delay)
+    if calibration is not None:
+        summary["calibration"] = {k: calibration.get(k) for k in _CALIBRATION_KEYS}
+    return summary
+
+
+__all__ = [
+    "MAX_DISAGREEMENT_EXAMPLES",
+    "SUMMARY_SCHEMA_VERSION",
+    "WINDOW_MIN_ABS_OFFSET_MS",
+    "build_summary",
+    "change_delay_stats",
+    "hook_stats",
+    "summarize",
+]

@@ -1,0 +1,597 @@
+"""A reference ERP connector on aiohttp: invoices VTEX orders when they reach `handling`.
+
+It is the kind of integration VTEX ticket 1348894 is about, written the way a
+real one would be, so the harness can point it at the mock Orders API as a
+black box and integration teams can read it as an example:
+
+* an aiohttp web server receives the order hook (`POST /hook`), answers 200 at
+  once (the platform must not wait on our ERP) and invoices in the background;
+* ``naive`` mode invoices the value read when the hook arrives: it reproduces
+  the ticket when a value-reducing Change is still processing;
+* ``guarded`` mode is the ticket's workaround: poll the order's Change history
+  until every request is ``finished``, re-read the order, invoice what remains.
+
+Every Orders API call retries 429/5xx/connection errors/timeouts (bounded,
+honouring ``Retry-After``); other 4xx are refusals and are never retried.
+
+Run it::
+
+    VTEX_APP_KEY=... VTEX_APP_TOKEN=... python -m harness.connectors.erp_connector \\
+        --mode guarded --api-url http://127.0.0.1:8000 --host 127.0.0.1 --port 0
+
+It prints ``listening on http://HOST:PORT`` on stdout once ready, logs to
+stderr, and stops cleanly on SIGTERM/SIGINT. Only aiohttp and the stdlib are
+used on purpose: nothing here depends on the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("erp_connector")
+
+Mode = Literal["naive", "guarded"]
+MODES: tuple[Mode, ...] = ("naive", "guarded")
+Outcome = Literal["accepted", "refused", "skipped", "guard_timeout", "error"]
+
+HANDLING = "handling"
+MAX_BACKOFF_S = 5.0
+
+
+# --------------------------------------------------------------------------- errors
+class ApiError(Exception):
+    """An Orders API call failed; the message says which call and why."""
+
+
+class ApiRefused(ApiError):
+    """The API answered a 4xx other than 429: the request is wrong, retrying cannot help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiUnavailable(ApiError):
+    """429/5xx/connection errors/timeouts persisted past --max-retries."""
+
+
+class HookError(ValueError):
+    """A hook notification we cannot act on (answered with 400)."""
+
+
+# --------------------------------------------------------------------------- results and stats
+@dataclass(frozen=True)
+class InvoiceResult:
+    """What `invoice_order` did for one order."""
+
+    order_id: str
+    outcome: Outcome
+    value: int | None = None  # cents invoiced (or attempted)
+    receipt: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ConnectorStats:
+    """Counters served at GET /stats. Retries are counted per retried call, not per operation."""
+
+    pings: int = 0
+    hooks_received: int = 0  # order notifications (pings excluded)
+    hooks_ignored: int = 0  # states other than `handling`
+    invoices_sent: int = 0  # invoice operations that reached the POST (its retries not counted)
+    invoices_accepted: int = 0
+    invoices_refused: int = 0
+    invoices_skipped: int = 0  # nothing left to invoice, or already invoiced by us
+    guard_timeouts: int = 0
+    retries: int = 0
+    errors: int = 0
+    last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    last_refusals: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    last_invoices: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("last_errors", "last_refusals", "last_invoices"):
+            data[key] = list(data[key])
+        return data
+
+
+# --------------------------------------------------------------------------- order helpers
+def _cents(raw: Any, what: str) -> int:
+    """Monetary values are integer cents; VTEX examples send invoiceValue as a digit string."""
+    if isinstance(raw, bool):
+        raise ApiError(f"{what}: expected integer cents, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw)
+    raise ApiError(f"{what}: expected integer cents, got {raw!r}")
+
+
+def _packages(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    attachment = order.get("packageAttachment") or {}
+    return list(attachment.get("packages") or [])
+
+
+def remaining_value(order: Mapping[str, Any]) -> int:
+    """Order value minus what is already invoiced (Output invoices; Input/return invoices add back).
+
+    Partial invoices are allowed, so after a Change the invoice must carry the
+    remaining value, not the order total.
+    """
+    remaining = _cents(order.get("value"), "order.value")
+    for pkg in _packages(order):
+        value = _cents(pkg.get("invoiceValue", 0), "packageAttachment.packages[].invoiceValue")
+        remaining += -value if pkg.get("type", "Output") == "Output" else value
+    return remaining
+
+
+def invoice_number(order_id: str) -> str:
+    return f"ERP-{order_id}"
+
+
+def invoice_body(order: Mapping[str, Any], number: str, value: int) -> dict[str, Any]:
+    """The Orders API invoice notification (`type: Output` = a sale)."""
+    issued = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    items = [
+        {"id": str(it.get("id")), "price": it.get("sellingPrice", it.get("price")), "quantity": it.get("quantity")}
+        for it in order.get("items") or []
+    ]
+    return {
+        "type": "Output",
+        "issuanceDate": issued,
+        "invoiceNumber": number,
+        "invoiceValue": str(value),
+        "items": items,
+        "courier": "",
+        "trackingNumber": "",
+        "trackingUrl": "",
+        "invoiceKey": None,
+        "invoiceUrl": None,
+    }
+
+
+def _retry_after_s(header: str | None, cap_s: float) -> float | None:
+    """`Retry-After` as seconds (delta-seconds, fractions tolerated, or an HTTP-date), capped."""
+    if not header:
+        return None
+    try:
+        delay = float(header)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        delay = (when - datetime.now(timezone.utc)).total_seconds()
+    # A server asking for minutes would stall every order behind it; cap it and let the retry bound decide.
+    return min(max(delay, 0.0), cap_s)
+
+
+def _error_message(text: str) -> str:
+    """The VTEX error body is `{"error": {"code", "message"}}`; fall back to the raw text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:300] or "(empty body)"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
+    return text.strip()[:300]
+
+
+# --------------------------------------------------------------------------- the connector
+class ErpConnector:
+    """Invoices orders on `handling` notifications, in `naive` or `guarded` mode.
+
+    Use as ``async with ErpConnector(...) as c`` or call ``close()``; the aiohttp
+    session is created lazily inside the running loop (aiohttp requires one).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        mode: Mode = "guarded",
+        *,
+        app_key: str | None = None,
+        app_token: str | None = None,
+        poll_interval_s: float = 0.05,
+        guard_timeout_s: float = 5.0,
+        max_retries: int = 3,
+        request_timeout_s: float = 5.0,
+        backoff_base_s: float = 0.1,
+        max_retry_after_s: float = 5.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0; got {max_retries}")
+        for name, value in (("poll_interval_s", poll_interval_s), ("guard_timeout_s", guard_timeout_s),
+                            ("request_timeout_s", request_timeout_s)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        self.api_url = api_url.rstrip("/")
+        self.mode: Mode = mode
+        self.poll_interval_s = poll_interval_s
+        self.guard_timeout_s = guard_timeout_s
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.max_retry_after_s = max_retry_after_s
+        self.stats = ConnectorStats()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._headers = {"Accept": "application/json"}
+        if app_key:
+            self._headers["X-VTEX-API-AppKey"] = app_key
+        if app_token:
+            self._headers["X-VTEX-API-AppToken"] = app_token
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Per-order serialisation: a platform retrying the hook must not race our own invoice.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def __aenter__(self) -> ErpConnector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            # One session for all calls: it owns the keep-alive pool.
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+
+    async def close(self) -> None:
+        """Cancel background work still running and close the HTTP session (idempotent)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.warning("abandoned %d unfinished background task(s) on close", len(tasks))
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---------------------------------------------------------------- hooks and background work
+    async def handle_hook(self, payload: Any) -> str:
+        """Act on one hook body; returns "pong", "ignored" or "scheduled". Never waits for the invoice."""
+        if not isinstance(payload, Mapping):
+            raise HookError(f"hook body must be a JSON object; got {type(payload).__name__}")
+        if payload.get("hookConfig") == "ping":
+            self.stats.pings += 1
+            return "pong"
+        order_id, state = payload.get("OrderId"), payload.get("State")
+        if not isinstance(order_id, str) or not order_id:
+            raise HookError(f"hook body: OrderId must be a non-empty string; got {order_id!r}")
+        if not isinstance(state, str) or not state:
+            raise HookError(f"hook body: State must be a non-empty string; got {state!r}")
+        self.stats.hooks_received += 1
+        if state != HANDLING:
+            self.stats.hooks_ignored += 1
+            log.info("order %s: state %s (from %s) ignored", order_id, state, payload.get("LastState"))
+            return "ignored"
+        self._spawn(self.invoice_order(order_id), name=f"invoice {order_id}")
+        return "scheduled"
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)  # keep a reference: the loop only holds weak ones
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) for background work, including work it spawns; True if all done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _order_lock(self, order_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(order_id, (asyncio.Lock(), 0))
+        self._locks[order_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[order_id]
+            if users <= 1:
+                del self._locks[order_id]  # bounded memory on a long-running connector
+            else:
+                self._locks[order_id] = (lock, users - 1)
+
+    # ---------------------------------------------------------------- invoicing
+    async def invoice_order(self, order_id: str) -> InvoiceResult:
+        """Invoice the order's remaining value (after the guard in `guarded` mode). Never raises ApiError."""
+        async with self._order_lock(order_id):
+            try:
+                result = await self._invoice_order(order_id)
+            except ApiError as exc:
+                result = InvoiceResult(order_id, "error", detail=str(exc))
+            except Exception as exc:  # a background task must not die silently
+                log.exception("order %s: unexpected failure", order_id)
+                result = InvoiceResult(order_id, "error", detail=f"{type(exc).__name__}: {exc}")
+        if result.outcome == "error":
+            self.stats.errors += 1
+            self.stats.last_errors.append(f"{order_id}: {result.detail}")
+            log.error("order %s: not invoiced: %s", order_id, result.detail)
+        else:
+            log.info("order %s: %s %s %s", order_id, result.outcome, result.value, result.detail)
+        return result
+
+    async def _invoice_order(self, order_id: str) -> InvoiceResult:
+        if self.mode == "guarded" and not await self._wait_changes_finished(order_id):
+            self.stats.guard_timeouts += 1
+            return InvoiceResult(order_id, "guard_timeout",
+                                 detail=f"Changes still unfinished after {self.guard_timeout_s:g} s; not invoiced")
+        # naive: this read is the value at the hook; guarded: the re-read after every Change finished.
+        order = await self._call("GET", f"/api/oms/pvt/orders/{quote(order_id, safe='')}")
+        if not isinstance(order, Mapping):
+            raise ApiError(f"GET order {order_id}: expected a JSON object, got {type(order).__name__}")
+        number = invoice_number(order_id)
+        if any(pkg.get("invoiceNumber") == number for pkg in _packages(order)):
+            self.stats.invoices_skipped += 1  # a repeated `handling` notification: we already invoiced it
+            return InvoiceResult(order_id, "skipped", detail=f"{number} already on the order")
+        value = remaining_value(order)
+        if value <= 0:
+            self.stats.invoices_skipped += 1
+            return InvoiceResult(order_id, "skipped", value=value, detail="nothing left to invoice")
+        body = invoice_body(order, number, value)
+        self.stats.invoices_sent += 1
+        try:
+            # Retried like every call: the invoiceNumber is the idempotency key (the mock returns the
+            # original receipt for a repeated invoiceNumber with the same value), so a retry after a
+            # lost response cannot create a second invoice.
+            receipt = await self._call("POST", f"/api/orders/pvt/document/{quote(order_id, safe='')}/invoices",
+                                       json_body=body)
+        except ApiRefused as exc:
+            self.stats.invoices_refused += 1
+            self.stats.last_refusals.append(f"{order_id}: {exc}")
+            return InvoiceResult(order_id, "refused", value=value, detail=str(exc))
+        self.stats.invoices_accepted += 1
+        receipt_id = receipt.get("receipt") if isinstance(receipt, Mapping) else None
+        self.stats.last_invoices.append({"orderId": order_id, "invoiceNumber": number,
+                                         "invoiceValue": value, "receipt": receipt_id})
+        return InvoiceResult(order_id, "accepted", value=value, receipt=receipt_id)
+
+    async def _wait_changes_finished(self, order_id: str) -> bool:
+        """Poll the Change history until every request is `finished` (the ticket's workaround).
+
+        False when the bound runs out. It cannot see a Change not sent yet: that
+        residual window is what the harness measures.
+        """
+        path = f"/api/order-system/orders/{quote(order_id, safe='')}/changes"
+        try:
+            async with asyncio.timeout(self.guard_timeout_s):  # bounds retries and slow calls too
+                while True:
+                    history = await self._call("GET", path)
+                    requests = history.get("requests") if isinstance(history, Mapping) else None
+                    if not isinstance(requests, list):
+                        raise ApiError(f"GET {path}: expected {{'requests': [...]}}, got {history!r:.200}")
+                    # A request without a boolean `finished` counts as unfinished: invoicing early is the bug.
+                    if all(isinstance(r, Mapping) and r.get("finished") is True for r in requests):
+                        return True
+                    await asyncio.sleep(self.poll_interval_s)
+        except TimeoutError:
+            return False
+
+    # ---------------------------------------------------------------- HTTP with retries
+    def _backoff_s(self, attempt: int) -> float:
+        # Exponential with jitter, so many orders failing together do not retry in lockstep.
+        base = min(self.backoff_base_s * (2 ** (attempt - 1)), MAX_BACKOFF_S)
+        return base * (0.5 + random.random() / 2)
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None) -> Any:
+        """One API call, retried on 429/5xx/connection errors/timeouts up to `max_retries` times."""
+        await self.start()
+        assert self._session is not None
+        url = self.api_url + path
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            delay = self._backoff_s(attempt)
+            try:
+                async with self._session.request(method, url, json=json_body, timeout=self._timeout) as resp:
+                    text = await resp.text()
+                    if 200 <= resp.status < 300:
+                        try:
+                            return json.loads(text) if text.strip() else {}
+                        except ValueError as exc:
+                            raise ApiError(f"{method} {path}: HTTP {resp.status} body is not JSON: {text[:200]!r}") from exc
+                    problem = f"{method} {path}: HTTP {resp.status}: {_error_message(text)}"
+                    if resp.status != 429 and resp.status < 500:
+                        raise ApiRefused(resp.status, problem)
+                    retry_after = _retry_after_s(resp.headers.get("Retry-After"), self.max_retry_after_s)
+                    if retry_after is not None:
+                        delay = retry_after
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                problem = f"{method} {path}: {type(exc).__name__}: {exc or 'timed out'}"
+            if attempt == attempts:
+                raise ApiUnavailable(f"{problem} (gave up after {attempts} attempt(s))")
+            self.stats.retries += 1
+            log.warning("%s; retry %d/%d in %.3f s", problem, attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- web app
+CONNECTOR_KEY = web.AppKey("connector", ErpConnector)
+
+
+def build_app(connector: ErpConnector) -> web.Application:
+    """POST /hook, GET /health, GET /stats. App cleanup closes the connector."""
+    app = web.Application()
+    app[CONNECTOR_KEY] = connector
+
+    async def hook(request: web.Request) -> web.Response:
+        try:
+            payload = json.loads(await request.text())
+        except ValueError as exc:
+            return web.json_response({"error": f"hook body is not JSON: {exc}"}, status=400)
+        try:
+            status = await connector.handle_hook(payload)
+        except HookError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"status": status})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "mode": connector.mode})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"mode": connector.mode, "pending": connector.pending, **connector.stats.as_dict()})
+
+    async def close_connector(app: web.Application) -> None:
+        await app[CONNECTOR_KEY].close()
+
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app.on_cleanup.append(close_connector)
+    return app
+
+
+# --------------------------------------------------------------------------- process
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {text}")
+    return value
+
+
+def _api_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:8000, got {text!r}")
+    return text.rstrip("/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.connectors.erp_connector",
+        description="Reference ERP connector: invoices VTEX orders on the `handling` hook. "
+        "Credentials come from VTEX_APP_KEY / VTEX_APP_TOKEN.",
+    )
+    p.add_argument("--mode", required=True, choices=MODES,
+                   help="naive: invoice the value read at the hook; guarded: wait for Changes to finish first")
+    p.add_argument("--api-url", required=True, type=_api_url, help="Orders API base URL")
+    p.add_argument("--host", default="127.0.0.1", help="hook listener address (default %(default)s)")
+    p.add_argument("--port", type=_port, default=0, help="hook listener port; 0 picks a free one (default)")
+    p.add_argument("--poll-interval-ms", type=_positive_float, default=50.0,
+                   help="guarded: Change history polling interval (default %(default)s)")
+    p.add_argument("--timeout-ms", type=_positive_float, default=5000.0,
+                   help="guarded: give up (no invoice) if Changes are unfinished after this (default %(default)s)")
+    p.add_argument("--max-retries", type=_non_negative_int, default=3,
+                   help="retries per API call on 429/5xx/connection errors/timeouts (default %(default)s)")
+    p.add_argument("--request-timeout-s", type=_positive_float, default=5.0,
+                   help="per-request total timeout (default %(default)s)")
+    p.add_argument("--backoff-ms", type=_positive_float, default=100.0,
+                   help="first retry backoff when there is no Retry-After; doubles each retry (default %(default)s)")
+    p.add_argument("--shutdown-grace-s", type=_positive_float, default=5.0,
+                   help="on SIGTERM, wait this long for in-flight invoices before abandoning them")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    connector = ErpConnector(
+        args.api_url,
+        args.mode,
+        app_key=os.environ.get("VTEX_APP_KEY") or None,
+        app_token=os.environ.get("VTEX_APP_TOKEN") or None,
+        poll_interval_s=args.poll_interval_ms / 1000,
+        guard_timeout_s=args.timeout_ms / 1000,
+        max_retries=args.max_retries,
+        request_timeout_s=args.request_timeout_s,
+        backoff_base_s=args.backoff_ms / 1000,
+    )
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:
+        # Bind ourselves so `--port 0` can report the port the OS picked.
+        sock = socket.create_server((args.host, args.port), family=family, reuse_port=False)
+    except OSError as exc:
+        print(f"erp_connector: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    runner = web.AppRunner(build_app(connector), handle_signals=False, shutdown_timeout=2.0,
+                           access_log=log if args.log_level == "DEBUG" else None)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"listening on http://{shown}:{port}", flush=True)
+    log.info("mode=%s api=%s", args.mode, args.api_url)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still raises KeyboardInterrupt
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: no new hooks, draining in-flight invoices (<= %g s)", args.shutdown_grace_s)
+        await site.stop()
+        await connector.drain(args.shutdown_grace_s)
+        await runner.cleanup()  # also closes the connector (cancels what is left)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # bad flags: argparse prints the error and exits 2
+    logging.basicConfig(stream=sys.stderr, level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_serve(args))
+    except KeyboardInterrupt:  # only where signal handlers are unsupported
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

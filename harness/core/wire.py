@@ -1,0 +1,101 @@
+"""The VTEX JSON a trial sends, and the reads a guard makes of the JSON it gets back.
+
+No I/O, no clock, no event loop: the asyncio core (`harness.guards`,
+`harness.live.runner`) and the gevent load mode (`scenarios/locustfile.py`,
+`harness.loadrun`) build the same bodies and make the same guard decisions by
+calling these functions, so the two modes cannot drift apart. Keep this module
+free of asyncio, httpx and gevent imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from harness.core.scenario import Scenario
+from mock_orders_api.dates import iso_now
+
+# Order statuses after which an invoice has settled (the `serialized` guard waits for one).
+SETTLED_STATUSES: tuple[str, ...] = ("invoiced", "canceled")
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def order_spec(scenario: Scenario) -> dict[str, Any]:
+    """The admin API body (`POST /_mock/orders`) of a trial's fresh order."""
+    o = scenario.order
+    return {
+        "items": [{"id": i.id, "name": i.name or f"Item {i.id}", "quantity": i.quantity, "price": i.price}
+                  for i in o.items],
+        "shipping": o.shipping,
+        "tax": o.tax,
+    }
+
+
+def change_body(scenario: Scenario) -> dict[str, Any]:
+    """The partial-cancel Change (`PATCH .../changes`) the scenario describes."""
+    c = scenario.change
+    body: dict[str, Any] = {"reason": c.reason}
+    if c.items_removed:
+        body["remove"] = {"items": [{"id": r.id, "quantity": r.quantity} for r in c.items_removed]}
+    if c.discount_value:
+        body["manualDiscountValue"] = c.discount_value
+    return body
+
+
+def mock_settings(scenario: Scenario) -> dict[str, Any]:
+    """The mock configuration (`PATCH /_mock/config`) a run applies before its first trial."""
+    m = scenario.mock
+    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
+
+
+def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
+    return {
+        "type": "Output",
+        "issuanceDate": iso_now(),  # the wall clock; a simulated run's virtual one (reproducible)
+        "invoiceNumber": invoice_number,
+        "invoiceValue": str(value),
+        "invoiceKey": None,
+        "invoiceUrl": None,
+        "courier": "",
+        "trackingNumber": "",
+        "trackingUrl": "",
+        "items": items or [],
+    }
+
+
+# --------------------------------------------------------------------------- guard decisions
+
+
+def all_changes_finished(history: Any) -> bool:
+    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is `finished`.
+
+    A body that is not such an object cannot show that they are: False (the guard keeps polling)."""
+    if not isinstance(history, Mapping):
+        return False
+    return all(isinstance(r, Mapping) and r.get("finished") for r in history.get("requests") or [])
+
+
+def remaining_value(order: Mapping[str, Any]) -> int:
+    """Cents still to invoice on an order (`GET` body): its value minus the accepted Output invoices."""
+    invoiced = sum(int(p.get("invoiceValue", 0)) for p in order["packageAttachment"]["packages"]
+                   if p.get("type", "Output") == "Output")
+    return int(order["value"]) - invoiced
+
+
+def invoice_settled(order: Any) -> bool:
+    """True when an order (`GET` body) no longer settles an invoice: `invoiced` (or `canceled`)."""
+    return isinstance(order, Mapping) and order.get("status") in SETTLED_STATUSES
+
+
+__all__ = [
+    "SETTLED_STATUSES",
+    "all_changes_finished",
+    "change_body",
+    "invoice_body",
+    "invoice_settled",
+    "mock_settings",
+    "order_spec",
+    "remaining_value",
+]

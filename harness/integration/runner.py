@@ -1,0 +1,97 @@
+"""Integration mode: a team's own service is the client under test (the trial loop; services.py starts them).
+
+The service receives the mock's order hooks and calls the Orders API itself;
+the harness needs nothing inside it but its hook URL. Per trial: create an
+order, trigger `handling` with a pinned hook delay H (so the hook's delivery
+time t_hook is known ahead), send the partial-cancel Change at t_hook + offset,
+wait (bounded) for the service's invoice, then judge from the mock's audit.
+
+The mock has one hook configuration (as VTEX has one per account), so the
+services of a scenario run one after another, each in its own block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from harness.core import history as h
+from harness.core.plan import PlannedTrial
+from harness.core.results import TrialResult, integration_result
+from harness.errors import TargetError
+from harness.integration.services import SERVICE_START_S, running
+from harness.live.client import OrdersClient
+from harness.live.runner import Runner
+
+HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
+_AUDIT_POLL_S = 0.05
+
+
+class IntegrationRunner(Runner):
+    async def _execute(self, client: OrdersClient, stop: asyncio.Event) -> None:
+        integ = self.scenario.target.integration
+        assert integ is not None
+        for service in integ.services:
+            trials = [p for p in self.plan.trials if p.guard == service.name]
+            if not trials or stop.is_set():
+                continue
+            async with running(service, self.base_url) as hook_url:
+                await self._configure_hook(client, service.name, hook_url)
+                await self._schedule(client, stop, trials)
+
+    async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
+        """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
+        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": {}}}
+        deadline = time.monotonic() + SERVICE_START_S
+        while True:
+            event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
+            if event.ok:
+                return
+            if time.monotonic() >= deadline:
+                raise TargetError(f"service {name!r}: hook configuration at {hook_url} failed: "
+                                  f"{event.error or f'HTTP {event.status}: {event.response_body}'}")
+            await asyncio.sleep(0.2)
+
+    async def _trial(self, client: OrdersClient, p: PlannedTrial,
+                     start_ns: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
+        integ = self.scenario.target.integration
+        assert integ is not None
+        began = self.clock.now_ns()
+        hist = h.TrialHistory(shard=p.seq)
+        hook_delay_ns = round(integ.hook_delay_ms * 1e6)
+        t_hook = start_ns + hook_delay_ns
+        created = await client.create_order(hist, self._order_spec)
+        if not created.ok:
+            return self._failed(p, hist, t_hook, began, "", f"create order: {created.error or created.status}")
+        order_id = created.response_body["orderId"]
+        initial = int(created.response_body["value"])
+        handled = await client.call(hist, h.START_HANDLING, "POST", f"/api/oms/pvt/orders/{order_id}/start-handling",
+                                    headers={HOOK_DELAY_HEADER: f"{integ.hook_delay_ms:.3f}"}, deadline_ns=start_ns)
+        if not handled.ok:
+            return self._failed(p, hist, t_hook, began, order_id,
+                                f"start-handling: {handled.error or handled.status}")
+        change = await client.change(hist, order_id, self._change_body, t_hook + round(p.offset_ms * 1e6),
+                                     p.change_delay_ms)
+        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change)
+        result = integration_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
+                                    order_id=order_id, initial_value=initial, change=change, audit=audit,
+                                    t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6)
+        return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
+
+    async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,
+                             change: h.RequestEvent) -> dict[str, Any] | None:
+        """The audit once the service invoiced and every Change finished, or at the bounds."""
+        settle_until = wait_until_ns + round((self.scenario.guards.timeout_ms + 1000) * 1e6)
+        while True:
+            event = await client.audit(None, order_id)
+            if not event.ok:
+                return None
+            audit: dict[str, Any] = event.response_body
+            now = self.clock.now_ns()
+            invoiced = bool(audit.get("invoices"))
+            if invoiced and audit.get("verdict") != "pending":
+                return audit
+            if (not invoiced and now >= wait_until_ns) or now >= settle_until:
+                return audit
+            await asyncio.sleep(_AUDIT_POLL_S)

@@ -1,0 +1,79 @@
+"""One live run of a scenario end to end: target up, run folder, runner.
+
+Shared by the CLI, the calibrate command and the pytest plugin so all produce
+the same run folder. The report is built by the caller (`harness.report`);
+simulated runs start from `harness.sim.run.run_simulated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.core.plan import Plan, build_plan
+from harness.core.scenario import Scenario
+from harness.integration.runner import IntegrationRunner
+from harness.live.runner import Runner, RunStats
+from harness.live.targets import open_target
+from harness.runfolder import RunWriter, new_run_dir, run_meta
+
+
+def use_uvloop() -> None:
+    """uvloop where available: about half the client CPU per request of the default loop,
+    which is what limits how many trials can be in flight on time."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
+                 handle_sigint: bool = False) -> tuple[Path, bool]:
+    """Run every planned trial; returns (run folder, interrupted). The report is not built here."""
+    use_uvloop()
+    return asyncio.run(execute(scenario, build_plan(scenario), out, progress, handle_sigint))
+
+
+async def execute(scenario: Scenario, plan: Plan, out: Path,
+                  progress: Callable[[Any, RunStats], None] | None = None,
+                  handle_sigint: bool = False) -> tuple[Path, bool]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def _on_sigint() -> None:
+        if stop.is_set():  # second Ctrl-C: stop waiting for trials in flight
+            assert main_task is not None
+            main_task.cancel()
+        else:
+            print("\nstopping: finishing trials in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+            stop.set()
+
+    if handle_sigint:
+        loop.add_signal_handler(signal.SIGINT, _on_sigint)
+    try:
+        with open_target(scenario) as target:
+            run_dir = new_run_dir(out, scenario.name)
+            writer = RunWriter(run_dir, run_meta(scenario, target_kind=target.kind, target_url=target.url,
+                                                 planned_trials=len(plan.trials),
+                                                 concurrency=scenario.run.concurrency))
+            print(f"run folder: {run_dir}", file=sys.stderr)
+            runner_cls = IntegrationRunner if scenario.target.integration else Runner
+            runner = runner_cls(scenario, plan, target.url, writer, credentials=target.credentials,
+                                progress=progress)
+            interrupted = True
+            try:
+                stats = await runner.run(stop)
+                interrupted = stats.interrupted
+            except asyncio.CancelledError:
+                interrupted = True
+            finally:
+                writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s)
+    finally:
+        if handle_sigint:
+            loop.remove_signal_handler(signal.SIGINT)
+    return run_dir, interrupted

@@ -1,0 +1,178 @@
+"""Build a run folder's report: summary.json, rates.csv, plots, report.html,
+report.md and junit.xml, from run.json + trials.csv + history.jsonl + audits.jsonl.
+
+Output is deterministic for the same inputs (no clock reads, no PNG software
+stamp, stable ordering), works on an interrupted run (partial trials.csv,
+`finished_at` null) and on a run without races (the evidence section then says
+none was observed). The HTML is self-contained (images inlined as base64) and
+escapes every value taken from the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from harness.analysis.gate import evaluate
+from harness.analysis.model import model_from_run
+from harness.analysis.stats import load_trials, rate_table
+from harness.analysis.summary import build_summary, change_delay_stats, hook_stats
+from harness.core.thresholds import Threshold
+from harness.errors import ReportError
+from harness.report import html, markdown, plots
+from harness.report.evidence import JsonlStats, audits, build_evidence, change_delays, pick_evidence, scan_jsonl
+from harness.report.junit import junit_xml
+from harness.report.sections import build_document
+from harness.runfolder import read_run_json
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Files written by `build_report` (all inside `run_dir`), and the gate verdict
+    so a CLI can set its exit code without re-reading summary.json."""
+
+    run_dir: Path
+    summary: Path
+    rates: Path
+    race_rate_png: Path
+    timeline_png: Path
+    offset_error_png: Path
+    guard_cost_png: Path
+    change_delay_png: Path
+    html: Path
+    markdown: Path
+    junit: Path
+    gate_passed: bool
+
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `build_report` wrote (`paths`) and the summary.json it wrote, as a dict: callers use it
+    instead of reading the file back."""
+
+    paths: ReportPaths
+    summary: dict[str, Any]
+
+
+def _thresholds(meta: Mapping[str, Any], run_dir: Path) -> list[Threshold]:
+    scenario = meta.get("scenario") or {}
+    raw = (scenario.get("thresholds") or []) if isinstance(scenario, Mapping) else []
+    if not isinstance(raw, list):
+        raise ReportError(f"{run_dir / 'run.json'}: scenario.thresholds: expected a list; got {type(raw).__name__}")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(Threshold.from_dict(item))
+        except ValueError as exc:
+            raise ReportError(f"{run_dir / 'run.json'}: scenario.thresholds[{i}]: {exc}") from None
+    return out
+
+
+def _warnings(df: pd.DataFrame, history: JsonlStats, audits: JsonlStats) -> list[str]:
+    out = []
+    skipped = int(df.attrs.get("skipped_lines", 0))
+    if skipped:
+        out.append(f"trials.csv: skipped {skipped} unparsable trailing line(s) (run interrupted?)")
+    for name, st in (("history.jsonl", history), ("audits.jsonl", audits)):
+        if not st.exists:
+            out.append(f"{name}: missing (evidence falls back to trials.csv)")
+        elif st.bad:
+            out.append(f"{name}: skipped {st.bad} unparsable line(s) of {st.lines}")
+    return out
+
+
+def _read_calibration(run_dir: Path) -> dict[str, Any] | None:
+    """calibration.json as `race-harness calibrate` wrote it, or None when the run was not calibrated."""
+    path = run_dir / "calibration.json"
+    if not path.exists():
+        return None
+    try:
+        cal = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read as JSON: {exc}") from None
+    if not isinstance(cal, dict) or not isinstance(cal.get("guards"), dict) or "passed" not in cal:
+        raise ReportError(f"{path}: expected the object `race-harness calibrate` writes (guards, passed, ...)")
+    return cal
+
+
+
+def build_report(run_dir: Path | str) -> Report:
+    """Read a run folder and write every report file into it; returns their paths and the summary.
+
+    Raises ReportError (naming the file) when run.json or trials.csv is missing
+    or malformed; history.jsonl / audits.jsonl are optional and tolerated when
+    cut short (noted in summary.json `warnings`).
+    """
+    run_dir = Path(run_dir)
+    meta = read_run_json(run_dir)
+    df = load_trials(run_dir)
+    results = evaluate(df, _thresholds(meta, run_dir))
+
+    row = pick_evidence(df)
+    tid = int(row["trial_id"]) if row is not None else None
+    hist_stats, audit_stats = JsonlStats(), JsonlStats()
+    history = list(scan_jsonl(run_dir / "history.jsonl", tid, hist_stats))
+    audit_objs = list(scan_jsonl(run_dir / "audits.jsonl", tid, audit_stats))
+    audit = audit_objs[0].get("audit") if audit_objs and isinstance(audit_objs[0].get("audit"), dict) else None
+    evidence = build_evidence(row, audit, history) if row is not None else None
+    integration = (meta.get("scenario") or {}).get("target", {}).get("integration")
+    delays = change_delays(run_dir / "audits.jsonl")
+    calibration = _read_calibration(run_dir)
+    summary = build_summary(
+        df, meta, gate=results, evidence=evidence, warnings=_warnings(df, hist_stats, audit_stats),
+        hooks=hook_stats(audits(run_dir / "audits.jsonl")) if integration else None,
+        change_delay=change_delay_stats(delays), calibration=calibration,
+    )
+    rates = rate_table(df, summary["rate_bin_ms"], model_from_run(meta))
+
+    pngs = {
+        "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
+                                          run_dir / "race_rate.png"),
+        "timeline": plots.plot_timeline(row.to_dict() if row is not None else None, history, audit,
+                                        run_dir / "timeline.png"),
+        "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),
+        "guard_cost": plots.plot_guard_cost(df, run_dir / "guard_cost.png"),
+        "change_delay": plots.plot_change_delay(delays, run_dir / "change_delay.png"),
+    }
+
+    summary_path = run_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    rates_path = run_dir / "rates.csv"
+    rates.to_csv(rates_path, index=False, lineterminator="\n")
+
+    doc = build_document(summary=summary, meta=meta, run_dir=run_dir, pngs=pngs, rates=rates,
+                         rates_name=rates_path.name, gate=results, evidence=evidence, evidence_row=row,
+                         history=history, calibration=calibration)
+    html_path = run_dir / "report.html"
+    html_path.write_text(html.render(doc), encoding="utf-8")
+    md_path = run_dir / "report.md"
+    md_path.write_text(markdown.render(doc), encoding="utf-8")
+    junit_path = run_dir / "junit.xml"
+    junit_path.write_bytes(junit_xml(results, summary))
+
+    paths = ReportPaths(
+        run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=pngs["race_rate"],
+        timeline_png=pngs["timeline"], offset_error_png=pngs["offset_error"], guard_cost_png=pngs["guard_cost"],
+        change_delay_png=pngs["change_delay"], html=html_path, markdown=md_path, junit=junit_path,
+        gate_passed=bool(summary["gate"]["passed"]),
+    )
+    return Report(paths, summary)
+
+
+def _race_model_for_plot(rates: pd.DataFrame, meta: Mapping[str, Any], bin_ms: float | None) -> plots.ModelSpec:
+    model = model_from_run(meta)
+    if model is None or rates.empty or not (rates["guard"] == "none").any():
+        return None
+    if bin_ms is not None:
+        # Offsets were binned: the expected rate of a bin is an average, so plot those points.
+        none = rates[(rates["guard"] == "none") & rates["model"].notna()]
+        return list(zip(none["offset_ms"].tolist(), none["model"].tolist()))
+    return lambda offset: model(offset, "none")
+
+
+__all__ = ["Report", "ReportPaths", "build_report"]

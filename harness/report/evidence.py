@@ -1,0 +1,146 @@
+"""Evidence: pick the raced trial to show and read what the run folder holds about it.
+
+history.jsonl and audits.jsonl are streamed (a long run's history is large) and
+tolerated when cut short: unparsable lines are counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pandas as pd
+
+from harness.core.oracle import Outcome
+
+
+@dataclass
+class JsonlStats:
+    """What scanning one jsonl file found: whether it exists, its lines, the unparsable ones."""
+
+    exists: bool = False
+    lines: int = 0
+    bad: int = 0
+
+
+def scan_jsonl(path: Path, trial_id: int | None, stats: JsonlStats) -> Iterator[dict[str, Any]]:
+    """Yield the objects of `path` that belong to `trial_id`, counting lines and
+    unparsable ones. Streams: history.jsonl of a long run can be large."""
+    if not path.exists():
+        return
+    stats.exists = True
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            stats.lines += 1
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                stats.bad += 1  # a crash can cut the last line
+                continue
+            if isinstance(obj, dict) and trial_id is not None and obj.get("trial_id") == trial_id:
+                yield obj
+
+
+def audits(path: Path) -> Iterator[dict[str, Any]]:
+    """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                audit = (json.loads(line) or {}).get("audit")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(audit, dict):
+                yield audit
+
+
+def change_delays(path: Path) -> list[tuple[float, float, float]]:
+    """(s since the first Change, processing ms, queue wait ms) of every accepted Change in the audits."""
+    raw: list[tuple[int, float, float]] = []
+    for audit in audits(path):
+        for c in audit.get("changes") or []:
+            if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
+                raw.append((c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)))
+    if not raw:
+        return []
+    t0 = min(r[0] for r in raw)
+    return sorted(((ns - t0) / 1e9, d, w) for ns, d, w in raw)
+
+
+def pick_evidence(df: pd.DataFrame) -> pd.Series | None:
+    """The raced trial to show, deterministically: unguarded first (the ticket's
+    case), then one whose client view and audit agree, then Change-first
+    (offset > 0), then the offset nearest the median raced offset (a typical
+    race, not a borderline one), then the lowest trial_id."""
+    if df.empty:
+        return None
+    races = df[df["outcome"] == Outcome.RACE.value]
+    if races.empty:
+        return None
+    keyed = races.assign(_g=races["guard"] != "none", _a=~races["agree"].astype(bool), _p=races["offset_ms"] <= 0)
+    best = keyed.sort_values(["_g", "_a", "_p"], kind="stable")
+    first = best.iloc[0]
+    peers = best[(best["_g"] == first["_g"]) & (best["_a"] == first["_a"]) & (best["_p"] == first["_p"])]
+    median = float(peers["offset_ms"].median())
+    peers = peers.assign(_d=(peers["offset_ms"] - median).abs())
+    return peers.sort_values(["_d", "trial_id"], kind="stable").iloc[0].drop(["_g", "_a", "_p", "_d"])
+
+
+def build_evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The raced trial's numbers and accepted invoice(s), from its audit, else from what the client sent."""
+    invoices: list[dict[str, Any]] = []
+    source = "none"
+    if audit:
+        for inv in audit.get("invoices") or []:
+            if isinstance(inv, Mapping) and inv.get("accepted"):
+                invoices.append(
+                    {
+                        "invoiceNumber": inv.get("invoiceNumber"),
+                        "invoiceValue": inv.get("invoiceValue"),
+                        "validatedAgainst": inv.get("validatedAgainst"),
+                        "status": inv.get("status"),
+                        "body": inv.get("body"),
+                    }
+                )
+        source = "audit" if invoices else source
+    if not invoices:
+        # No audit for this trial: fall back to what the client sent and saw accepted.
+        for ev in history:
+            status = ev.get("status")
+            if ev.get("kind") == "invoice" and isinstance(status, int) and 200 <= status < 300:
+                body = ev.get("request_body")
+                value = body.get("invoiceValue") if isinstance(body, Mapping) else None
+                invoices.append({"invoiceNumber": None, "invoiceValue": value, "validatedAgainst": None,
+                                 "status": status, "body": body})
+        source = "history" if invoices else "none"
+    audit = audit or {}
+
+    def cents(audit_key: str, column: str) -> int:
+        # The audit is the mock's own record, so it wins; trials.csv carries the same numbers otherwise.
+        v = audit.get(audit_key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else int(row[column])
+
+    final = cents("finalValue", "final_value")
+    total = cents("invoicedTotal", "invoiced_total")
+    initial = cents("initialValue", "initial_value")
+    return {
+        "trial_id": int(row["trial_id"]),
+        "order_id": str(row["order_id"]),
+        "guard": str(row["guard"]),
+        "offset_ms": float(row["offset_ms"]),
+        "initial_value": initial,
+        "final_value": final,
+        "invoiced_total": total,
+        "over_by": total - final,
+        "agree": bool(row["agree"]),
+        "invoice_source": source,
+        "accepted_invoices": invoices,
+    }
+
+
+__all__ = ["JsonlStats", "audits", "build_evidence", "change_delays", "pick_evidence", "scan_jsonl"]

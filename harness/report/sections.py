@@ -1,0 +1,359 @@
+"""The report as data: the sections of report.html and report.md, built once.
+
+`build_document` turns the summary, gate results, evidence and plots into a
+`Document`: a title, a few run-level notes and a list of `Section`s made of
+typed blocks (`Text`, `Table`, `Image`, ...). The renderers
+(`harness.report.html`, `harness.report.markdown`) only decide how each block
+type looks; what the report says is decided here, so the two files cannot
+disagree. All values are formatted to strings here; renderers escape them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
+from harness.analysis.gate import GateResult
+from harness.analysis.summary import WINDOW_MIN_ABS_OFFSET_MS
+
+HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
+RATES_NOTE = ("Rates exclude indeterminate trials (a timeout or 5xx: the trial may or may not have raced). "
+              "Intervals are 95% Wilson score intervals.")
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True)
+class Code:
+    """Inline code inside a `Text`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph: plain strings and inline `Code`. `markdown=False`: HTML only (a note about inlined data)."""
+
+    parts: tuple[str | Code, ...]
+    markdown: bool = True
+
+    @classmethod
+    def of(cls, *parts: str | Code, markdown: bool = True) -> Text:
+        return cls(tuple(parts), markdown)
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot of the run folder. HTML inlines it (and skips an `optional` one that is missing);
+    Markdown links it by file name."""
+
+    path: Path
+    alt: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Json:
+    """A JSON document shown verbatim (an accepted invoice's body)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The gate's per-threshold results: (passed, reason); empty when no threshold is configured."""
+
+    items: Sequence[tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class RateDetail:
+    """rates.csv: HTML folds the table in; Markdown links the file."""
+
+    table: Table
+    file_name: str
+
+
+@dataclass(frozen=True)
+class CalibrationNote:
+    """The calibration verdict sentence; both renderers point to calibration.html for per-bin detail."""
+
+    verdict: str
+
+
+Block = Text | Heading | Table | Image | Json | Verdicts | RateDetail | CalibrationNote
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled part of the report. `verdict`: a PASS/FAIL shown in the title; `boxed`: set apart (evidence)."""
+
+    title: str
+    blocks: tuple[Block, ...]
+    verdict: bool | None = None
+    boxed: bool = False
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The run stopped early: the figures cover `trials` of `planned` (formatted)."""
+
+    trials: int
+    planned: str
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    description: str | None
+    interrupted: Interrupted | None
+    warnings: tuple[str, ...]
+    facts: Table
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _money(cents: Any) -> str:
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        return fmt(cents)
+    return f"{cents / 100:,.2f} ({cents} cents)"
+
+
+def _ci(d: Mapping[str, Any]) -> str:
+    return f"[{fmt(d.get('ci_low'))}, {fmt(d.get('ci_high'))}]"
+
+
+def _guard_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    w = f"|offset| ≥ {WINDOW_MIN_ABS_OFFSET_MS:g} ms"
+    headers = ["guard", "trials", "races", "rate", "95% CI", "indeterminate", f"rate {w}", f"95% CI {w}",
+               "guard cost p50 (ms)", "guard cost p99 (ms)", "outcomes"]
+    rows = []
+    for guard, g in summary["guards"].items():
+        outcomes = ", ".join(f"{k} {v}" for k, v in g["outcomes"].items() if v)
+        rows.append([guard, fmt(g["trials"]), fmt(g["races"]), fmt(g["rate"]), _ci(g), fmt(g["indeterminate"]),
+                     f"{fmt(g['window']['rate'])} ({g['window']['races']}/{g['window']['trials']})", _ci(g["window"]),
+                     fmt(g["guard_cost_ms"]["p50"], 1), fmt(g["guard_cost_ms"]["p99"], 1), outcomes])
+    return headers, rows
+
+
+def _offset_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["measure", "p50 (ms)", "p99 (ms)", "max (ms)", "n"]
+    measures = [(f"offset error, {side}", st) for side, st in summary["offset_error_ms"].items()]
+    hooks = summary.get("hooks")
+    if hooks:  # integration mode
+        measures += [("hook delivery lateness (sent - scheduled)", hooks["lateness_ms"]),
+                     ("hook round trip (service answer)", hooks["round_trip_ms"])]
+    delay = summary.get("change_delay")
+    if delay and delay["changes"]:
+        measures += [("Change processing delay (drawn)", delay["processing_ms"]),
+                     ("Change queue wait (bounded workers)", delay["queue_wait_ms"]),
+                     ("effective Change delay", delay["effective_ms"])]
+    rows = [[name, fmt(st["p50"], 2), fmt(st["p99"], 2), fmt(st["max"], 2), fmt(st["n"])]
+            for name, st in measures]
+    return headers, rows
+
+
+def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    def key(ev: Mapping[str, Any]) -> float:
+        s = ev.get("sent_ms")
+        return float(s) if isinstance(s, (int, float)) else math.inf
+
+    rows = []
+    for ev in sorted(history, key=key):  # sorted() is stable: ties keep file order
+        rows.append([fmt(ev.get(c), 2) if c.endswith("_ms") else fmt(ev.get(c) if ev.get(c) != "" else None)
+                     for c in HISTORY_COLUMNS])
+    return rows
+
+
+def _rate_rows(rates: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    headers = list(rates.columns)
+    rows = []
+    for rec in rates.to_dict("records"):
+        rows.append([fmt(v.item() if hasattr(v, "item") else v, 1 if c == "offset_ms" else 3) for c, v in rec.items()])
+    return headers, rows
+
+
+def _model_sentence(summary: Mapping[str, Any]) -> str:
+    m = summary["model_agreement"]
+    mock = summary.get("mock") or {}
+    if m.get("covered") is None:
+        return f"Race model not evaluated: {m.get('note', 'no mock settings')}."
+    if not m["bins"]:
+        return "Race model: no unguarded trials to compare with."
+    text = (f"Race model (guard none, policy {mock.get('policy')}, delay {json.dumps(mock.get('delay'), sort_keys=True)}, "
+            f"settle {mock.get('settle_ms')} ms): {m['covered']}/{m['bins']} offset bins have a 95% interval "
+            f"covering the model probability.")
+    if m["uncovered_offsets_ms"]:
+        text += " Not covered at offset(s) " + ", ".join(f"{o:g}" for o in m["uncovered_offsets_ms"]) + " ms."
+    return text
+
+
+def _run_facts(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    run = summary["run"]
+    target = summary.get("target") or {}
+    mock = summary.get("mock") or {}
+    host = meta.get("host") or {}
+    return [
+        ("scenario", fmt(summary.get("scenario"))),
+        ("seed", fmt(summary.get("seed"))),
+        ("target", f"{target.get('kind')} {target.get('url', '')}".strip()),
+        ("mock", f"policy {mock.get('policy')}, delay {json.dumps(mock.get('delay'), sort_keys=True)}, "
+                 f"settle {mock.get('settle_ms')} ms"),
+        ("started / finished", f"{fmt(run['started_at'])} / {fmt(run['finished_at'])}"),
+        ("trials", f"{run['trials']} of {fmt(run['planned_trials'])} planned, concurrency {fmt(run.get('concurrency'))}"),
+        ("wall time", f"{fmt(run['wall_s'], 1)} s ({fmt(run['trials_per_s'], 1)} trials/s)"),
+        ("host", f"python {host.get('python', '?')}, {host.get('platform', '?')}, {host.get('cpus', '?')} CPUs"),
+    ]
+
+
+def _pretty(body: Any) -> str:
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _evidence_facts(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
+    facts = [
+        ("order value at creation", _money(ev["initial_value"])),
+        ("final order value (after the Change)", _money(ev["final_value"])),
+        ("accepted invoice total", _money(ev["invoiced_total"])),
+        ("accepted above the final value by", _money(ev["over_by"])),
+    ]
+    for inv in ev["accepted_invoices"]:
+        if inv.get("validatedAgainst") is not None:
+            facts.append((f"invoice {inv.get('invoiceNumber')} validated against", _money(inv["validatedAgainst"])))
+    if not ev["agree"]:
+        facts.append(("note", "client outcome and mock audit disagree on this trial"))
+    return facts
+
+
+def _server_times(row: pd.Series) -> list[tuple[str, float]]:
+    names = [
+        ("Change acted on by the mock", "change_acted_ms"),
+        ("Change finished (value reduced)", "change_finished_ms"),
+        ("Invoice acted on by the mock", "invoice_acted_ms"),
+    ]
+    return [(label, float(row[col])) for label, col in names]
+
+
+
+# --------------------------------------------------------------------------- the sections
+
+
+def _gate(summary: Mapping[str, Any], gate: Sequence[GateResult]) -> Section:
+    return Section("Gate", (Verdicts([(r.passed, r.reason) for r in gate]),), verdict=bool(summary["gate"]["passed"]))
+
+
+def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, pngs: Mapping[str, Path]) -> Section:
+    return Section("Race rate per guard", (
+        Table(*_guard_rows(summary)),
+        Text.of(RATES_NOTE),
+        Image(pngs["race_rate"], "race rate vs offset"),
+        Text.of(_model_sentence(summary)),
+        RateDetail(Table(*_rate_rows(rates)), rates_name),
+    ))
+
+
+def _evidence(ev: Mapping[str, Any] | None, row: pd.Series | None, history: Sequence[Mapping[str, Any]],
+              pngs: Mapping[str, Path]) -> Section:
+    blocks: list[Block] = []
+    if ev is None or row is None:
+        blocks.append(Text.of("No race observed in this run: no accepted invoice exceeded its order's final value."))
+    else:
+        blocks += [Text.of(f"Trial {ev['trial_id']} (order ", Code(str(ev["order_id"])), f", guard {ev['guard']}, "
+                           f"planned offset {fmt(ev['offset_ms'], 1)} ms)."),
+                   Table(["", ""], _evidence_facts(ev))]
+        for inv in ev["accepted_invoices"]:
+            blocks += [Text.of(f"Accepted invoice JSON (as sent; source: {ev['invoice_source']}):"),
+                       Json(_pretty(inv["body"]))]
+        if not ev["accepted_invoices"]:
+            blocks.append(Text.of("The accepted invoice's body is not in audits.jsonl or history.jsonl.",
+                                  markdown=False))
+        blocks += [Heading("Requests of this trial (client history, ms since t0)"),
+                   Table(HISTORY_COLUMNS, _history_rows(history)) if history
+                   else Text.of("No history events recorded for this trial."),
+                   Heading("Server-side instants (mock, ms since t0)"),
+                   Table(["event", "ms"], [[k, fmt(v, 2)] for k, v in _server_times(row)])]
+    blocks.append(Image(pngs["timeline"], "timeline of the raced trial"))
+    return Section("Evidence of a race", tuple(blocks), boxed=True)
+
+
+def _calibration(cal: Mapping[str, Any], run_dir: Path) -> Section:
+    return Section("Calibration against the race model", (
+        CalibrationNote(verdict_sentence(cal)),
+        Table(COVERAGE_HEADERS, coverage_rows(cal)),
+        Image(run_dir / "calibration.png", "measured race rate vs the model", optional=True),
+    ))
+
+
+def _disagreements(summary: Mapping[str, Any]) -> Section:
+    d = summary["disagreements"]
+    rows = [[str(e["trial_id"]), e["disagreement"]] for e in d["examples"]]
+    return Section(f"Client/audit disagreements: {d['count']}",
+                   (Table(["trial_id", "disagreement"], rows),) if rows else ())
+
+
+def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_dir: Path, pngs: Mapping[str, Path],
+                   rates: pd.DataFrame, rates_name: str, gate: Sequence[GateResult],
+                   evidence: Mapping[str, Any] | None, evidence_row: pd.Series | None,
+                   history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None) -> Document:
+    """Every section of the report, in order, as data."""
+    interrupted = bool(meta.get("interrupted")) or meta.get("finished_at") is None
+    sections = [
+        _gate(summary, gate),
+        _rates(summary, rates, rates_name, pngs),
+        _evidence(evidence, evidence_row, history, pngs),
+        Section("Timing precision", (Table(*_offset_rows(summary)),
+                                     Image(pngs["offset_error"], "offset error histogram"),
+                                     Image(pngs["change_delay"], "effective Change delay over the run"))),
+        Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),
+    ]
+    if calibration is not None:
+        sections.append(_calibration(calibration, run_dir))
+    sections.append(_disagreements(summary))
+    return Document(
+        title=f"Race report: {summary.get('scenario') or run_dir.name}",
+        description=(meta.get("scenario") or {}).get("description") or None,
+        interrupted=Interrupted(summary["run"]["trials"], fmt(summary["run"]["planned_trials"])) if interrupted else None,
+        warnings=tuple(summary["warnings"]),
+        facts=Table(["", ""], _run_facts(summary, meta)),
+        sections=tuple(sections),
+    )
+
+
+__all__ = [
+    "Block", "CalibrationNote", "Code", "Document", "Heading", "Image", "Interrupted", "Json", "RateDetail",
+    "Section", "Table", "Text", "Verdicts", "build_document", "fmt",
+]
