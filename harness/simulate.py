@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 from harness import history as h
 from harness.client import OrdersClient
+from harness.core.guards import TrialContext
 from harness.errors import RaceHarnessError, ScenarioError
-from harness.guards import TrialContext
 from harness.oracle import TrialResult
 from harness.plan import Plan, PlannedTrial, build_plan
 from harness.rundir import RunWriter, new_run_dir

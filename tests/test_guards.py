@@ -1,9 +1,10 @@
-"""Tests for harness.guards: each guard against the in-process mock, request by request.
+"""Tests for harness.core.guards: each guard against the in-process mock, request by request.
 
 Every test builds a TrialContext by hand on a fresh order (created and put in
-`handling` through the admin/VTEX API with a separate setup history), runs the
-guard's two operations concurrently as the runner does, and checks the exact
-request sequence the guard recorded and the invoice value it sent.
+`handling` through the admin/VTEX API with a separate setup history), drives
+the guard's two sides concurrently as the runner does (`harness.runner.drive`),
+and checks the exact request sequence the guard recorded and the invoice value
+it sent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 from harness import history as h
 from harness.client import OrdersClient
 from harness.clock import MonotonicClock
-from harness.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
+from harness.core.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
+from harness.runner import drive
 from mock_orders_api import create_app
 from mock_orders_api.config import Fixed, MockConfig
 
@@ -56,7 +58,7 @@ class Env:
         assert trigger.response_body["status"] == "handling"
         t0 = self.clock.now_ns() + round(LEAD_MS * 1e6) + round(max(0.0, -offset_ms) * 1e6)
         return TrialContext(
-            client=self.client, hist=h.TrialHistory(), order_id=order_id,
+            hist=h.TrialHistory(), order_id=order_id,
             naive_value=int(trigger.response_body["value"]), change_body=CHANGE_BODY,
             change_deadline_ns=t0, invoice_deadline_ns=t0 + round(offset_ms * 1e6), pinned_delay_ms=delay_ms,
             poll_interval_ms=POLL_MS, timeout_ms=timeout_ms, invoice_number=number,
@@ -73,6 +75,12 @@ class Env:
             if self.clock.now_ns() >= stop:
                 pytest.fail(f"audit of {order_id} still pending after {timeout_s} s")
             await asyncio.sleep(0.005)
+
+    async def run_guard(self, guard: Any, ctx: TrialContext) -> list[Any]:
+        """Both sides concurrently, as the runner does; exceptions are returned, not raised."""
+        lock = asyncio.Lock()
+        return await asyncio.gather(drive(guard.change(ctx), self.client, ctx.hist, lock),
+                                    drive(guard.invoice(ctx), self.client, ctx.hist, lock), return_exceptions=True)
 
 
 MakeEnv = Callable[..., Awaitable[Env]]
@@ -93,11 +101,6 @@ async def make_env() -> AsyncIterator[MakeEnv]:
     yield _make
     for c in clients:
         await c.aclose()
-
-
-async def run_guard(guard: Any, ctx: TrialContext) -> list[Any]:
-    """Both operations concurrently, as the runner does; exceptions are returned, not raised."""
-    return await asyncio.gather(guard.change(ctx), guard.invoice(ctx), return_exceptions=True)
 
 
 def kinds(ctx: TrialContext) -> list[str]:
@@ -143,7 +146,7 @@ async def test_none_invoices_the_naive_value_at_the_planned_time(make_env: MakeE
     env = await make_env()
     offset, delay = 20.0, 80.0  # 0 < offset < D: the ticket's window
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(NoGuard(), ctx)
+    results = await env.run_guard(NoGuard(), ctx)
 
     assert results == [None, None]
     assert kinds(ctx) == [h.CHANGE, h.INVOICE]
@@ -169,7 +172,7 @@ async def test_none_after_the_change_finished_is_refused(make_env: MakeEnv) -> N
     env = await make_env()
     offset, delay = 60.0, 20.0  # offset >= D: the stale value is above the reduced total
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    await run_guard(NoGuard(), ctx)
+    await env.run_guard(NoGuard(), ctx)
     assert kinds(ctx) == [h.CHANGE, h.INVOICE]
     assert sent_invoice_value(ctx) == INITIAL
     assert ctx.invoice_event is not None and ctx.invoice_event.status in (400, 409)
@@ -182,7 +185,7 @@ async def test_finished_check_polls_until_finished_then_invoices_the_reduced_val
     env = await make_env()
     offset, delay = 20.0, 80.0  # the invoice deadline falls while the Change is processing
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(FinishedCheck(), ctx)
+    results = await env.run_guard(FinishedCheck(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -209,7 +212,7 @@ async def test_finished_check_polls_until_finished_then_invoices_the_reduced_val
 async def test_finished_check_invoice_first_cannot_see_the_coming_change(make_env: MakeEnv) -> None:
     env = await make_env()  # settle 0: the order is invoiced at once and refuses the Change
     ctx = await env.context(offset_ms=-30.0, delay_ms=40.0)
-    results = await run_guard(FinishedCheck(), ctx)
+    results = await env.run_guard(FinishedCheck(), ctx)
 
     assert results == [None, None]
     assert kinds(ctx) == [h.GET_CHANGES, h.GET_ORDER, h.INVOICE, h.CHANGE]
@@ -225,7 +228,7 @@ async def test_finished_check_residual_window_with_settle_time(make_env: MakeEnv
     env = await make_env(settle_ms=settle_ms)
     offset, delay = -30.0, 40.0  # -S < offset < 0
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    await run_guard(FinishedCheck(), ctx)
+    await env.run_guard(FinishedCheck(), ctx)
 
     assert kinds(ctx) == [h.GET_CHANGES, h.GET_ORDER, h.INVOICE, h.CHANGE]
     assert sent_invoice_value(ctx) == INITIAL
@@ -240,7 +243,7 @@ async def test_finished_check_times_out_on_a_long_change(make_env: MakeEnv) -> N
     env = await make_env()
     timeout_ms, delay = 120.0, 600.0  # the Change outlasts the guard's bounded wait by far
     ctx = await env.context(offset_ms=10.0, delay_ms=delay, timeout_ms=timeout_ms)
-    change_result, invoice_result = await run_guard(FinishedCheck(), ctx)
+    change_result, invoice_result = await env.run_guard(FinishedCheck(), ctx)
 
     assert change_result is None
     assert isinstance(invoice_result, GuardTimeout)
@@ -260,7 +263,7 @@ async def test_finished_check_timeout_budget_starts_at_the_invoice_deadline(make
     timeout_ms, delay, offset = 60.0, 600.0, 40.0
     assert LEAD_MS + offset > timeout_ms  # a budget counted from the call would be spent before the first poll
     ctx = await env.context(offset_ms=offset, delay_ms=delay, timeout_ms=timeout_ms)
-    _, invoice_result = await run_guard(FinishedCheck(), ctx)
+    _, invoice_result = await env.run_guard(FinishedCheck(), ctx)
 
     assert isinstance(invoice_result, GuardTimeout)
     polls = events(ctx, h.GET_CHANGES)
@@ -278,7 +281,7 @@ async def test_serialized_holds_the_change_until_finished_before_invoicing(make_
     env = await make_env()
     offset, delay = 20.0, 60.0
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(Serialized(), ctx)
+    results = await env.run_guard(Serialized(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -303,7 +306,7 @@ async def test_serialized_holds_the_change_until_finished_before_invoicing(make_
 async def test_serialized_invoice_first_holds_the_change_until_invoiced(make_env: MakeEnv) -> None:
     env = await make_env()
     ctx = await env.context(offset_ms=-30.0, delay_ms=40.0)
-    results = await run_guard(Serialized(), ctx)
+    results = await env.run_guard(Serialized(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -321,7 +324,7 @@ async def test_serialized_change_side_times_out(make_env: MakeEnv) -> None:
     env = await make_env()
     timeout_ms, delay = 40.0, 400.0
     ctx = await env.context(offset_ms=10.0, delay_ms=delay, timeout_ms=timeout_ms)
-    change_result, _ = await run_guard(Serialized(), ctx)
+    change_result, _ = await env.run_guard(Serialized(), ctx)
 
     assert isinstance(change_result, GuardTimeout)
     polls = events(ctx, h.GET_CHANGES)
