@@ -1,9 +1,9 @@
 """The pure parts of a trial: request bodies, guard decisions and the trials.csv row.
 
-No I/O, no clock, no event loop: the asyncio core (`harness.guards`,
-`harness.runner`) and the gevent load mode (`scenarios/locustfile.py`,
-`harness.loadrun`) make the same decisions by calling these functions, so the
-two modes cannot drift apart. Keep this module free of asyncio, httpx and
+No I/O, no clock, no event loop: the guards (`harness.core.guards`, driven by
+`harness.runner` on asyncio and `harness.load.users` on gevent) and the load
+mode's judge (`harness.load.judge`) make the same decisions by calling these
+functions, so the modes cannot drift apart. Keep this module free of asyncio, httpx and
 gevent imports.
 """
 
@@ -19,7 +19,7 @@ from mock_orders_api.store import iso_now
 if TYPE_CHECKING:  # type-only: harness.scenario pulls in the guard registry
     from harness.scenario import Scenario
 
-# The guards both modes implement (harness.guards.GUARDS is the asyncio registry; a test keeps them equal).
+# The guards' names (harness.core.guards.GUARDS is the registry of their step generators).
 GUARD_NAMES: tuple[str, ...] = ("none", "finished-check", "serialized")
 # Order statuses after which an invoice has settled (the `serialized` guard waits for one).
 SETTLED_STATUSES: tuple[str, ...] = ("invoiced", "canceled")
