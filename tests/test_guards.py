@@ -20,6 +20,7 @@ from harness import history as h
 from harness.client import OrdersClient
 from harness.clock import MonotonicClock
 from harness.core.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
+from harness.core.steps import DELAY_HEADER, LOCK, NOW, Send, Wait
 from harness.runner import drive
 from mock_orders_api import create_app
 from mock_orders_api.config import Fixed, MockConfig
@@ -137,6 +138,29 @@ def test_registry_names_every_guard() -> None:
 def test_unknown_guard_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="unknown guard 'nope'.*finished-check"):
         get_guard("nope")
+
+
+def test_a_side_is_a_pure_step_generator() -> None:
+    """No runtime needed: feeding a side its replies is all a driver does (here, by hand)."""
+    ctx = TrialContext(hist=h.TrialHistory(), order_id="o-1", naive_value=INITIAL, change_body=CHANGE_BODY,
+                       change_deadline_ns=1_000, invoice_deadline_ns=2_000, pinned_delay_ms=80.0,
+                       poll_interval_ms=POLL_MS, timeout_ms=1.0, invoice_number="NF-1")
+    side = Serialized().change(ctx)
+    assert next(side) == Wait(1_000)
+    assert side.send(None) == LOCK
+    send = side.send(None)
+    assert isinstance(send, Send) and (send.kind, send.method, send.at_ns) == (h.CHANGE, "PATCH", 1_000)
+    assert send.body == CHANGE_BODY and send.headers == {DELAY_HEADER: "80.000"}
+    accepted = h.RequestEvent(h.CHANGE, "PATCH", send.path, 1_000, 1_000, 2_000, 202)
+    assert side.send(accepted) == NOW  # the bounded wait starts now
+    poll = side.send(5_000)
+    assert isinstance(poll, Send) and poll.kind == h.GET_CHANGES and poll.at_ns is None
+    unfinished = h.RequestEvent(h.GET_CHANGES, "GET", poll.path, None, 5_000, 6_000, 200,
+                                response_body={"requests": [{"finished": False}]})
+    assert side.send(unfinished) == NOW
+    with pytest.raises(GuardTimeout, match="unfinished after 1 ms"):  # no UNLOCK: the driver releases the lock
+        side.send(5_000 + 1_000_000)
+    assert ctx.change_event is accepted
 
 
 # --------------------------------------------------------------------------- none
