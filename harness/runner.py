@@ -24,9 +24,9 @@ import httpx
 from harness import history as h
 from harness.client import Credentials, OrdersClient
 from harness.clock import Clock, MonotonicClock
-from harness.decisions import change_body, mock_settings, order_spec, setup_failed_result, trial_result
 from harness.core.guards import GuardTimeout, TrialContext, get_guard
 from harness.core.steps import LOCK, NOW, UNLOCK, Pause, Send, Side, Wait
+from harness.decisions import change_body, mock_settings, order_spec, setup_failed_result, trial_result
 from harness.errors import TargetError
 from harness.oracle import TrialResult
 from harness.plan import Plan, PlannedTrial

@@ -3,8 +3,8 @@
 Locust monkey-patches the whole process with gevent on import, so this test
 process never imports locust (nor the locustfile): every Locust run is a child
 process, and only harness.load.records / harness.load.judge / harness.decisions
-(plain Python) are imported here. One mock (a child process) serves the module; each run counts
-the orders it created from the mock's order counter.
+(plain Python) are imported here. One mock (a child process) serves the module;
+each run counts the orders it created from the mock's order counter.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import httpx
 import pytest
 
 from harness import decisions
-from harness.load import judge, records
 from harness.history import RequestEvent
+from harness.load import judge, records
 from mock_orders_api import child_env
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess
@@ -250,7 +250,9 @@ def test_load_modules_import_no_asyncio_core() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        banned = {*ASYNCIO_MODULES, "asyncio"} | ({"httpx", "gevent", "locust"} if path in PURE_GUARD_MODULES else set())
+        banned = {*ASYNCIO_MODULES, "asyncio"}
+        if path in PURE_GUARD_MODULES:
+            banned |= {"httpx", "gevent", "locust"}
         assert not imported & banned, (path, imported & banned)
 
 
