@@ -1,9 +1,10 @@
-"""Tests for harness.guards: each guard against the in-process mock, request by request.
+"""Tests for harness.core.guards: each guard against the in-process mock, request by request.
 
 Every test builds a TrialContext by hand on a fresh order (created and put in
-`handling` through the admin/VTEX API with a separate setup history), runs the
-guard's two operations concurrently as the runner does, and checks the exact
-request sequence the guard recorded and the invoice value it sent.
+`handling` through the admin/VTEX API with a separate setup history), drives
+the guard's two sides concurrently as the runner does (`harness.live.runner.drive`),
+and checks the exact request sequence the guard recorded and the invoice value
+it sent.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import httpx
 import pytest
 
 from harness.core import history as h
+from harness.core.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
+from harness.core.steps import DELAY_HEADER, LOCK, NOW, Send, Wait
 from harness.live.client import OrdersClient
 from harness.live.clock import MonotonicClock
-from harness.guards import GUARDS, FinishedCheck, GuardTimeout, NoGuard, Serialized, TrialContext, get_guard
+from harness.live.runner import drive
 from mock_orders_api import create_app
 from mock_orders_api.config import MockConfig
 from mock_orders_api.delays import Fixed
@@ -57,7 +60,7 @@ class Env:
         assert trigger.response_body["status"] == "handling"
         t0 = self.clock.now_ns() + round(LEAD_MS * 1e6) + round(max(0.0, -offset_ms) * 1e6)
         return TrialContext(
-            client=self.client, hist=h.TrialHistory(), order_id=order_id,
+            hist=h.TrialHistory(), order_id=order_id,
             naive_value=int(trigger.response_body["value"]), change_body=CHANGE_BODY,
             change_deadline_ns=t0, invoice_deadline_ns=t0 + round(offset_ms * 1e6), pinned_delay_ms=delay_ms,
             poll_interval_ms=POLL_MS, timeout_ms=timeout_ms, invoice_number=number,
@@ -74,6 +77,12 @@ class Env:
             if self.clock.now_ns() >= stop:
                 pytest.fail(f"audit of {order_id} still pending after {timeout_s} s")
             await asyncio.sleep(0.005)
+
+    async def run_guard(self, guard: Any, ctx: TrialContext) -> list[Any]:
+        """Both sides concurrently, as the runner does; exceptions are returned, not raised."""
+        lock = asyncio.Lock()
+        return await asyncio.gather(drive(guard.change(ctx), self.client, ctx.hist, lock),
+                                    drive(guard.invoice(ctx), self.client, ctx.hist, lock), return_exceptions=True)
 
 
 MakeEnv = Callable[..., Awaitable[Env]]
@@ -94,11 +103,6 @@ async def make_env() -> AsyncIterator[MakeEnv]:
     yield _make
     for c in clients:
         await c.aclose()
-
-
-async def run_guard(guard: Any, ctx: TrialContext) -> list[Any]:
-    """Both operations concurrently, as the runner does; exceptions are returned, not raised."""
-    return await asyncio.gather(guard.change(ctx), guard.invoice(ctx), return_exceptions=True)
 
 
 def kinds(ctx: TrialContext) -> list[str]:
@@ -137,6 +141,29 @@ def test_unknown_guard_names_the_known_ones() -> None:
         get_guard("nope")
 
 
+def test_a_side_is_a_pure_step_generator() -> None:
+    """No runtime needed: feeding a side its replies is all a driver does (here, by hand)."""
+    ctx = TrialContext(hist=h.TrialHistory(), order_id="o-1", naive_value=INITIAL, change_body=CHANGE_BODY,
+                       change_deadline_ns=1_000, invoice_deadline_ns=2_000, pinned_delay_ms=80.0,
+                       poll_interval_ms=POLL_MS, timeout_ms=1.0, invoice_number="NF-1")
+    side = Serialized().change(ctx)
+    assert next(side) == Wait(1_000)
+    assert side.send(None) == LOCK
+    send = side.send(None)
+    assert isinstance(send, Send) and (send.kind, send.method, send.at_ns) == (h.CHANGE, "PATCH", 1_000)
+    assert send.body == CHANGE_BODY and send.headers == {DELAY_HEADER: "80.000"}
+    accepted = h.RequestEvent(h.CHANGE, "PATCH", send.path, 1_000, 1_000, 2_000, 202)
+    assert side.send(accepted) == NOW  # the bounded wait starts now
+    poll = side.send(5_000)
+    assert isinstance(poll, Send) and poll.kind == h.GET_CHANGES and poll.at_ns is None
+    unfinished = h.RequestEvent(h.GET_CHANGES, "GET", poll.path, None, 5_000, 6_000, 200,
+                                response_body={"requests": [{"finished": False}]})
+    assert side.send(unfinished) == NOW
+    with pytest.raises(GuardTimeout, match="unfinished after 1 ms"):  # no UNLOCK: the driver releases the lock
+        side.send(5_000 + 1_000_000)
+    assert ctx.change_event is accepted
+
+
 # --------------------------------------------------------------------------- none
 
 
@@ -144,7 +171,7 @@ async def test_none_invoices_the_naive_value_at_the_planned_time(make_env: MakeE
     env = await make_env()
     offset, delay = 20.0, 80.0  # 0 < offset < D: the ticket's window
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(NoGuard(), ctx)
+    results = await env.run_guard(NoGuard(), ctx)
 
     assert results == [None, None]
     assert kinds(ctx) == [h.CHANGE, h.INVOICE]
@@ -170,7 +197,7 @@ async def test_none_after_the_change_finished_is_refused(make_env: MakeEnv) -> N
     env = await make_env()
     offset, delay = 60.0, 20.0  # offset >= D: the stale value is above the reduced total
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    await run_guard(NoGuard(), ctx)
+    await env.run_guard(NoGuard(), ctx)
     assert kinds(ctx) == [h.CHANGE, h.INVOICE]
     assert sent_invoice_value(ctx) == INITIAL
     assert ctx.invoice_event is not None and ctx.invoice_event.status in (400, 409)
@@ -183,7 +210,7 @@ async def test_finished_check_polls_until_finished_then_invoices_the_reduced_val
     env = await make_env()
     offset, delay = 20.0, 80.0  # the invoice deadline falls while the Change is processing
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(FinishedCheck(), ctx)
+    results = await env.run_guard(FinishedCheck(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -210,7 +237,7 @@ async def test_finished_check_polls_until_finished_then_invoices_the_reduced_val
 async def test_finished_check_invoice_first_cannot_see_the_coming_change(make_env: MakeEnv) -> None:
     env = await make_env()  # settle 0: the order is invoiced at once and refuses the Change
     ctx = await env.context(offset_ms=-30.0, delay_ms=40.0)
-    results = await run_guard(FinishedCheck(), ctx)
+    results = await env.run_guard(FinishedCheck(), ctx)
 
     assert results == [None, None]
     assert kinds(ctx) == [h.GET_CHANGES, h.GET_ORDER, h.INVOICE, h.CHANGE]
@@ -226,7 +253,7 @@ async def test_finished_check_residual_window_with_settle_time(make_env: MakeEnv
     env = await make_env(settle_ms=settle_ms)
     offset, delay = -30.0, 40.0  # -S < offset < 0
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    await run_guard(FinishedCheck(), ctx)
+    await env.run_guard(FinishedCheck(), ctx)
 
     assert kinds(ctx) == [h.GET_CHANGES, h.GET_ORDER, h.INVOICE, h.CHANGE]
     assert sent_invoice_value(ctx) == INITIAL
@@ -241,7 +268,7 @@ async def test_finished_check_times_out_on_a_long_change(make_env: MakeEnv) -> N
     env = await make_env()
     timeout_ms, delay = 120.0, 600.0  # the Change outlasts the guard's bounded wait by far
     ctx = await env.context(offset_ms=10.0, delay_ms=delay, timeout_ms=timeout_ms)
-    change_result, invoice_result = await run_guard(FinishedCheck(), ctx)
+    change_result, invoice_result = await env.run_guard(FinishedCheck(), ctx)
 
     assert change_result is None
     assert isinstance(invoice_result, GuardTimeout)
@@ -261,7 +288,7 @@ async def test_finished_check_timeout_budget_starts_at_the_invoice_deadline(make
     timeout_ms, delay, offset = 60.0, 600.0, 40.0
     assert LEAD_MS + offset > timeout_ms  # a budget counted from the call would be spent before the first poll
     ctx = await env.context(offset_ms=offset, delay_ms=delay, timeout_ms=timeout_ms)
-    _, invoice_result = await run_guard(FinishedCheck(), ctx)
+    _, invoice_result = await env.run_guard(FinishedCheck(), ctx)
 
     assert isinstance(invoice_result, GuardTimeout)
     polls = events(ctx, h.GET_CHANGES)
@@ -279,7 +306,7 @@ async def test_serialized_holds_the_change_until_finished_before_invoicing(make_
     env = await make_env()
     offset, delay = 20.0, 60.0
     ctx = await env.context(offset_ms=offset, delay_ms=delay)
-    results = await run_guard(Serialized(), ctx)
+    results = await env.run_guard(Serialized(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -304,7 +331,7 @@ async def test_serialized_holds_the_change_until_finished_before_invoicing(make_
 async def test_serialized_invoice_first_holds_the_change_until_invoiced(make_env: MakeEnv) -> None:
     env = await make_env()
     ctx = await env.context(offset_ms=-30.0, delay_ms=40.0)
-    results = await run_guard(Serialized(), ctx)
+    results = await env.run_guard(Serialized(), ctx)
 
     assert results == [None, None]
     k = kinds(ctx)
@@ -322,7 +349,7 @@ async def test_serialized_change_side_times_out(make_env: MakeEnv) -> None:
     env = await make_env()
     timeout_ms, delay = 40.0, 400.0
     ctx = await env.context(offset_ms=10.0, delay_ms=delay, timeout_ms=timeout_ms)
-    change_result, _ = await run_guard(Serialized(), ctx)
+    change_result, _ = await env.run_guard(Serialized(), ctx)
 
     assert isinstance(change_result, GuardTimeout)
     polls = events(ctx, h.GET_CHANGES)

@@ -2,9 +2,9 @@
 
 Locust monkey-patches the whole process with gevent on import, so this test
 process never imports locust (nor the locustfile): every Locust run is a child
-process, and only harness.loadrun / harness.core (plain Python) are
-imported here. One mock (a child process) serves the module; each run counts
-the orders it created from the mock's order counter.
+process, and only harness.load.records / harness.load.judge / harness.core
+(plain Python) are imported here. One mock (a child process) serves the module;
+each run counts the orders it created from the mock's order counter.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from harness import loadrun
 from harness.core import names, wire
 from harness.core.history import RequestEvent
+from harness.load import judge, records
 from mock_orders_api import child_env
 from mock_orders_api.config import MockConfig
 from mock_orders_api.server import MockProcess
@@ -40,7 +40,10 @@ LOCUSTFILE = ROOT / "scenarios" / "locustfile.py"
 DELAY_MS = 200
 OFFSETS = [-300, -100, 60, 120, 300]  # |offset| >= 50 ms: finished-check must never race
 ASYNCIO_MODULES = ("harness.live.runner", "harness.live.client", "harness.live.run", "harness.integration.runner",
-                   "harness.live.sender", "harness.live.targets", "harness.guards")
+                   "harness.live.sender", "harness.live.targets", "harness.sim.run", "harness.sim.clock",
+                   "harness.sim.net")
+# The guards' modules are pure: the gevent driver runs the same generators as the asyncio one.
+PURE_GUARD_MODULES = (ROOT / "harness" / "core" / "steps.py", ROOT / "harness" / "core" / "guards.py")
 
 SCENARIO = f"""
 name = "locust-test"
@@ -243,19 +246,23 @@ def test_gevent_process_runs_no_asyncio_core(tmp_path: Path) -> None:
 
 
 def test_load_modules_import_no_asyncio_core() -> None:
-    for path in (LOCUSTFILE, ROOT / "harness" / "loadrun.py", ROOT / "harness" / "core" / "wire.py",
-                 ROOT / "harness" / "core" / "results.py"):
+    load_modules = sorted((ROOT / "harness" / "load").glob("*.py"))
+    for path in (LOCUSTFILE, *load_modules, ROOT / "harness" / "core" / "wire.py",
+                 ROOT / "harness" / "core" / "results.py", *PURE_GUARD_MODULES):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert not imported & {*ASYNCIO_MODULES, "asyncio"}, (path, imported & {*ASYNCIO_MODULES, "asyncio"})
+        banned = {*ASYNCIO_MODULES, "asyncio"}
+        if path in PURE_GUARD_MODULES:
+            banned |= {"httpx", "gevent", "locust"}
+        assert not imported & banned, (path, imported & banned)
 
 
 # --------------------------------------------------------------------------- pure parts
 
 
-def test_guard_names_match_the_asyncio_registry() -> None:
-    from harness.guards import GUARDS
+def test_guard_names_match_the_guard_registry() -> None:
+    from harness.core.guards import GUARDS
 
     assert names.GUARD_NAMES == tuple(GUARDS)
 
@@ -274,9 +281,9 @@ def test_guard_decisions() -> None:
 
 def test_clock_offset_is_zero_on_one_host_and_estimated_across_hosts() -> None:
     same_host = [(1_000_000, 1_400_000, 2_000_000), (5_000_000, 5_100_000, 5_300_000)]
-    assert loadrun.clock_offset_ns(same_host) == 0
+    assert records.clock_offset_ns(same_host) == 0
     other = [(1_000_000, 9_000_000_600_000, 2_000_000), (5_000_000, 9_000_004_150_000, 5_300_000)]
-    assert loadrun.clock_offset_ns(other) == 9_000_004_150_000 - 5_150_000  # the shortest round trip
+    assert records.clock_offset_ns(other) == 9_000_004_150_000 - 5_150_000  # the shortest round trip
 
 
 def _record(order_id: str, worker: str, seq: int, invoice_status: int = 200) -> dict[str, Any]:
@@ -285,14 +292,14 @@ def _record(order_id: str, worker: str, seq: int, invoice_status: int = 200) -> 
                           response_body={"totalChangeValue": -5000})
     invoice = RequestEvent("invoice", "POST", "/i", t0 + 60_000_000, t0 + 60_200_000, t0 + 61_000_000,
                            invoice_status)
-    return loadrun.make_record(worker=worker, local_seq=seq, guard="none", offset_ms=60.0, order_id=order_id,
+    return records.make_record(worker=worker, local_seq=seq, guard="none", offset_ms=60.0, order_id=order_id,
                                initial_value=23000, invoice_value=23000, invoice_number=f"NF-{order_id}",
                                events=[change, invoice], change=change, invoice=invoice, t0_ns=t0,
                                began_ns=t0 - 5_000_000, ended_ns=t0 + 70_000_000, planned_delay_ms=200.0)
 
 
 def test_records_are_counted_once_by_order_and_judged_like_the_core() -> None:
-    c = loadrun.Collector()
+    c = records.Collector()
     assert c.add(_record("1000002-01", "w1", 0))
     assert c.add(_record("1000001-01", "w2", 0))
     assert not c.add(_record("1000002-01", "w1", 0))  # the same trial twice
@@ -300,12 +307,12 @@ def test_records_are_counted_once_by_order_and_judged_like_the_core() -> None:
     assert [r["order_id"] for r in c.ordered()] == ["1000001-01", "1000002-01"]  # mock creation order
     assert c.per_worker() == {"w1": 1, "w2": 1}
     rec = next(c.ordered())
-    assert loadrun.record_outcome(rec) == ("race", "")
+    assert records.record_outcome(rec) == ("race", "")
     audit = {"verdict": "race", "finalValue": 18000, "invoicedTotal": 23000,
              "invoices": [{"invoiceNumber": "NF-1000001-01", "accepted": True, "actedNs": 10_060_500_000}],
              "changes": [{"accepted": True, "delayMs": 200.0, "actedNs": 10_000_300_000,
                           "finishedNs": 10_200_300_000}]}
-    result = loadrun.judge_record(rec, 0, audit)
+    result = judge.judge_record(rec, 0, audit)
     assert (result.outcome, result.audit_verdict, result.agree) == ("race", "race", True)
     assert math.isclose(result.client_offset_error_ms, 0.1)
     assert math.isclose(result.server_offset_error_ms, 0.2)
@@ -314,7 +321,7 @@ def test_records_are_counted_once_by_order_and_judged_like_the_core() -> None:
     shifted = {**rec, "server_offset_ns": 5_000_000_000}
     moved = {**audit, "invoices": [{**audit["invoices"][0], "actedNs": 15_060_500_000}],
              "changes": [{**audit["changes"][0], "actedNs": 15_000_300_000, "finishedNs": 15_200_300_000}]}
-    again = loadrun.judge_record(shifted, 0, moved)
+    again = judge.judge_record(shifted, 0, moved)
     assert math.isclose(again.change_acted_ms, 0.3) and math.isclose(again.server_offset_error_ms, 0.2)
 
 
@@ -330,16 +337,16 @@ def test_fetch_audits_waits_for_pending_changes() -> None:
             verdict = "pending" if state["reads"] == 1 else "race"
             return {"audits": [{"orderId": i, "verdict": verdict} for i in ids]}
 
-    audits = loadrun.fetch_audits(FakeAdmin(), ["a", "b", "c"], wait_s=5, batch=2, sleep=lambda s: None)  # type: ignore[arg-type]
+    audits = judge.fetch_audits(FakeAdmin(), ["a", "b", "c"], wait_s=5, batch=2, sleep=lambda s: None)  # type: ignore[arg-type]
     assert {k: v["verdict"] for k, v in audits.items() if v} == {"a": "race", "b": "race", "c": "race"}
     assert calls[:2] == [["a", "b"], ["c"]]
 
 
 def test_gate_fails_on_the_mock_error_rate_with_one_line_per_threshold() -> None:
     summary = {"gate": {"checks": [{"passed": True}], "results": ["finished-check: 95% upper bound 0.01 <= max 0.1"]}}
-    ok = loadrun.gate(summary, loadrun.RequestFigures(1000, 5), 0.01)
+    ok = judge.gate(summary, judge.RequestFigures(1000, 5), 0.01)
     assert ok.exit_code == 0 and ok.lines[-1] == "gate: passed"
-    bad = loadrun.gate(summary, loadrun.RequestFigures(1000, 50), 0.01,
+    bad = judge.gate(summary, judge.RequestFigures(1000, 50), 0.01,
                        skipped=["serialized: threshold skipped, no serialized users in this load test"])
     assert bad.exit_code == 1
     assert [ln for ln in bad.lines if ln.startswith("threshold FAILED")] == [
@@ -350,21 +357,21 @@ def test_gate_fails_on_the_mock_error_rate_with_one_line_per_threshold() -> None
 def test_thresholds_on_guards_without_users_are_skipped() -> None:
     scen = {"name": "x", "guards": {"names": ["none", "finished-check", "serialized"]},
             "thresholds": [{"guard": "serialized", "max_upper": 0.1}, {"guard": "none", "min_lower": 0.5}]}
-    out, skipped = loadrun.load_scenario_dict(scen, {"none", "finished-check"})
+    out, skipped = judge.load_scenario_dict(scen, {"none", "finished-check"})
     assert out["guards"]["names"] == ["none", "finished-check"]
     assert out["thresholds"] == [{"guard": "none", "min_lower": 0.5}]
     assert skipped == ["serialized: threshold skipped, no serialized users in this load test"]
 
 
 def test_collector_ignores_records_after_the_run_is_written(tmp_path: Path) -> None:
-    c = loadrun.Collector()
+    c = records.Collector()
     c.closed = True
     assert not c.add(_record("1000003-01", "w", 0)) and c.late == 1
     started = time.monotonic()
-    verdict = loadrun.finish(admin=loadrun.MockAdmin("http://127.0.0.1:9"), collector=c,
+    verdict = judge.finish(admin=judge.MockAdmin("http://127.0.0.1:9"), collector=c,
                              scenario_dict={"name": "x", "guards": {"names": ["none"]}, "thresholds": []},
                              guards_run={"none"}, report_dir=tmp_path, meta={},
-                             figures=loadrun.RequestFigures(0, 0), max_error_rate=0.01, wall_s=1.0, audit_wait_s=1.0)
+                             figures=judge.RequestFigures(0, 0), max_error_rate=0.01, wall_s=1.0, audit_wait_s=1.0)
     assert time.monotonic() - started < 5
     assert verdict.lines[0] == "no trials recorded: no run folder written" and verdict.exit_code == 0
     assert not any(tmp_path.iterdir())

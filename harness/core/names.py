@@ -7,7 +7,7 @@ is what keeps `analysis -> scenario` one-way.
 
 from __future__ import annotations
 
-# The guards both modes implement (harness.guards.GUARDS is the asyncio registry; a test keeps them equal).
+# The guards both modes implement (harness.core.guards.GUARDS is the registry of their step generators; a test keeps them equal).
 GUARD_NAMES: tuple[str, ...] = ("none", "finished-check", "serialized")
 
 __all__ = ["GUARD_NAMES"]

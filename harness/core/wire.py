@@ -1,8 +1,8 @@
 """The VTEX JSON a trial sends, and the reads a guard makes of the JSON it gets back.
 
-No I/O, no clock, no event loop: the asyncio core (`harness.guards`,
-`harness.live.runner`) and the gevent load mode (`scenarios/locustfile.py`,
-`harness.loadrun`) build the same bodies and make the same guard decisions by
+No I/O, no clock, no event loop: the guards (`harness.core.guards`, driven on
+asyncio by `harness.live.runner` and on gevent by `harness.load.users`) and the
+load mode's judge (`harness.load.judge`) build the same bodies and make the same guard decisions by
 calling these functions, so the two modes cannot drift apart. Keep this module
 free of asyncio, httpx and gevent imports.
 """

@@ -16,11 +16,11 @@ import httpx
 from asyncio_throttle import Throttler
 
 from harness.core import history as h
+from harness.core.steps import DELAY_HEADER, decode_body
 from harness.errors import TargetError
 from harness.live.clock import Clock
 from harness.live.sender import LastByteSender
 
-DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 ADMIN_HEADER = "X-Mock-Admin-Token"
 _MAX_RETRY_AFTER_S = 5.0
 _UNPARSED = object()
@@ -202,12 +202,7 @@ def _body(response: httpx.Response) -> Any:
     parsed = getattr(response, "parsed_json", _UNPARSED)  # an in-process response (simulated mode) carries it
     if parsed is not _UNPARSED:
         return parsed
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]
+    return decode_body(response.content)
 
 
 def _retry_delay(retry_after: str | None, attempt: int) -> float:

@@ -22,12 +22,13 @@ from typing import Any, Callable
 import httpx
 
 from harness.core import history as h
+from harness.core.guards import GuardTimeout, TrialContext, get_guard
 from harness.core.plan import Plan, PlannedTrial
 from harness.core.results import TrialResult, setup_failed_result, trial_result
 from harness.core.scenario import Scenario
+from harness.core.steps import LOCK, NOW, UNLOCK, Pause, Send, Side, Wait
 from harness.core.wire import change_body, mock_settings, order_spec
 from harness.errors import TargetError
-from harness.guards import GuardTimeout, TrialContext, get_guard
 from harness.live.client import Credentials, OrdersClient
 from harness.live.clock import Clock, MonotonicClock
 from harness.live.sender import Firer, LastByteSender
@@ -209,14 +210,16 @@ class Runner:
         if late_ns > 0:
             t0 += late_ns
         ctx = TrialContext(
-            client=client, hist=hist, order_id=order_id, naive_value=int(trigger.response_body["value"]),
+            hist=hist, order_id=order_id, naive_value=int(trigger.response_body["value"]),
             change_body=self._change_body, change_deadline_ns=t0,
             invoice_deadline_ns=t0 + round(p.offset_ms * 1e6), pinned_delay_ms=p.change_delay_ms,
             poll_interval_ms=g.poll_interval_ms, timeout_ms=g.timeout_ms,
             invoice_number=f"NF-{self.plan.seed}-{p.trial_id}",
         )
         guard = get_guard(p.guard)
-        results = await asyncio.gather(guard.change(ctx), guard.invoice(ctx), return_exceptions=True)
+        lock = asyncio.Lock()  # the integration's per-order lock
+        results = await asyncio.gather(drive(guard.change(ctx), client, hist, lock),
+                                       drive(guard.invoice(ctx), client, hist, lock), return_exceptions=True)
         for r in results:
             if isinstance(r, GuardTimeout):
                 ctx.guard_error = str(r)
@@ -260,6 +263,42 @@ class Runner:
                                      order_id=order_id, duration_ms=(self.clock.now_ns() - began) / 1e6,
                                      error=error)
         return result, _events(hist, p, t0), None
+
+
+async def drive(side: Side, client: OrdersClient, hist: h.TrialHistory, lock: asyncio.Lock) -> None:
+    """Run one guard side (harness.core.steps) on asyncio; its GuardTimeout propagates.
+
+    Timed Sends take the client's timed path (last-byte sync when it has one)."""
+    reply: Any = None
+    held = False
+    try:
+        while True:
+            try:
+                step = side.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if isinstance(step, Send):
+                reply = await client.call(hist, step.kind, step.method, step.path, json=step.body,
+                                          headers=dict(step.headers) if step.headers else None,
+                                          deadline_ns=step.at_ns)
+            elif isinstance(step, Wait):
+                await client.clock.sleep_until(step.until_ns)
+            elif isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+            elif step == NOW:
+                reply = client.clock.now_ns()
+            elif step == LOCK:
+                await lock.acquire()
+                held = True
+            elif step == UNLOCK:
+                lock.release()
+                held = False
+            else:
+                raise TypeError(f"unknown guard step {step!r}")
+    finally:
+        if held:
+            lock.release()
 
 
 def _events(hist: h.TrialHistory, p: PlannedTrial, t0: int) -> list[dict[str, Any]]:

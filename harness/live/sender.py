@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import h11
 
+from harness.core.steps import decode_body
 from harness.errors import TargetError
 from mock_orders_api import child_env
 
@@ -240,7 +241,7 @@ class LastByteSender:
                 await loop.sock_sendall(sock, raw[:-1])
                 sent = await self._firer.fire_at(deadline_ns, sock, raw[-1:])
                 status, retry_after, data = await _read_response(loop, sock, conn)
-            return TimedResponse(sent, clock_now_ns(), status, _decode(data), retry_after=retry_after)
+            return TimedResponse(sent, clock_now_ns(), status, decode_body(data), retry_after=retry_after)
         except (OSError, TimeoutError, h11.ProtocolError, TargetError) as err:
             return TimedResponse(sent, None, 0, None, f"{type(err).__name__}: {err}".rstrip(": "))
         finally:
@@ -266,15 +267,6 @@ async def _read_response(loop: asyncio.AbstractEventLoop, sock: socket.socket,
             chunks.append(bytes(event.data))
         elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
             return status, retry_after, b"".join(chunks)
-
-
-def _decode(data: bytes) -> Any:
-    if not data:
-        return None
-    try:
-        return _json.loads(data)
-    except ValueError:
-        return data[:2000].decode("utf-8", "replace")
 
 
 if __name__ == "__main__":

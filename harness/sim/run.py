@@ -36,7 +36,7 @@ from harness.core.plan import Plan, PlannedTrial, build_plan
 from harness.core.results import TrialResult
 from harness.core.scenario import Scenario, Simulate
 from harness.errors import RaceHarnessError, ScenarioError
-from harness.guards import TrialContext
+from harness.core.guards import TrialContext
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import credentials_from_env, mock_config
