@@ -222,7 +222,9 @@ def test_master_and_two_workers_count_every_trial_once(mock: MockProcess, tmp_pa
 
 def test_failing_threshold_sets_exit_code_with_processes(mock: MockProcess, tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, FAILING_THRESHOLD)
-    rc, out = run_locust([*headless(mock, scenario, tmp_path, 6, "3s"), "--processes", "2"],
+    port = free_port()  # not Locust's default 5557: another run on the machine may hold it
+    rc, out = run_locust([*headless(mock, scenario, tmp_path, 6, "3s"), "--processes", "2",
+                          "--master-bind-port", str(port), "--master-port", str(port)],
                          tmp_path / "locust.log")
     assert rc == 1, out[-3000:]
     failed = [ln for ln in out.splitlines() if ln.startswith("threshold FAILED: ")]
