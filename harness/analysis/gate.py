@@ -159,7 +159,7 @@ def _evaluate_one(df: pd.DataFrame, kind: pd.Series, t: Threshold, alpha: float,
 
 def _side_reason(side: Side, limit: float, w: WindowDecision, bins: list[tuple[float, int, int]]) -> str:
     """The worst bin for this side's verdict, with its numbers in race-rate terms."""
-    level = 1 - w.alpha
+    level = 1 - (w.fail_alpha if w.verdict == "fail" else w.alpha)  # a FAIL bound is at the corrected level
     # Worst bin: the one proven furthest over on FAIL, else the one furthest from passing
     # (on the mirror for min_lower, where the decisions bound the no-race rate).
     key = (lambda j: w.bins[j].lower) if w.verdict == "fail" else (lambda j: w.bins[j].upper)
@@ -172,7 +172,7 @@ def _side_reason(side: Side, limit: float, w: WindowDecision, bins: list[tuple[f
         bound = (f"upper bound {1 - d.lower:.4g} < min {limit:g}" if w.verdict == "fail"
                  else f"lower bound {1 - d.upper:.4g} {'>=' if w.verdict == 'pass' else '<'} min {limit:g}")
     offset, races, trials = bins[i]
-    return f"worst bin {offset:g} ms {races}/{trials} races, anytime {level:.0%} {bound}"
+    return f"worst bin {offset:g} ms {races}/{trials} races, anytime {100 * level:g}% {bound}"
 
 
 def accounting(df: pd.DataFrame) -> Accounting:
