@@ -165,14 +165,27 @@ def _side_reason(side: Side, limit: float, w: WindowDecision, bins: list[tuple[f
     key = (lambda j: w.bins[j].lower) if w.verdict == "fail" else (lambda j: w.bins[j].upper)
     i = max(range(len(bins)), key=key)
     d = w.bins[i]
-    if side == "max_upper":
+    if limit in (0.0, 1.0):  # decided exactly, without bounds (sequential.decide)
+        bound = _exact_reason(side, limit, w.verdict)
+    elif side == "max_upper":
         bound = (f"lower bound {d.lower:.4g} > max {limit:g}" if w.verdict == "fail"
                  else f"upper bound {d.upper:.4g} {'<=' if w.verdict == 'pass' else '>'} max {limit:g}")
     else:
         bound = (f"upper bound {1 - d.lower:.4g} < min {limit:g}" if w.verdict == "fail"
                  else f"lower bound {1 - d.upper:.4g} {'>=' if w.verdict == 'pass' else '<'} min {limit:g}")
     offset, races, trials = bins[i]
+    if limit in (0.0, 1.0):
+        return f"worst bin {offset:g} ms {races}/{trials} races, {bound}"
     return f"worst bin {offset:g} ms {races}/{trials} races, anytime {100 * level:g}% {bound}"
+
+
+def _exact_reason(side: Side, limit: float, verdict: Verdict) -> str:
+    rate, word = (f"max {limit:g}", "race") if side == "max_upper" else (f"min {limit:g}", "trial without a race")
+    if verdict == "pass":
+        return f"every rate meets {rate}"
+    if verdict == "fail":
+        return f"a {word} proves the rate {'>' if side == 'max_upper' else '<'} {rate}"
+    return f"no finite run proves a rate of exactly {limit:g}"
 
 
 def accounting(df: pd.DataFrame) -> Accounting:
