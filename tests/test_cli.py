@@ -161,6 +161,29 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
     assert 'failures="2"' in junit and 'errors="0"' in junit
 
 
+def test_one_trial_against_a_tenth_of_a_percent_is_inconclusive(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Not enough evidence is neither PASS nor FAIL: exit 3 with the reason."""
+    path = write(tmp_path, scenario_toml([{"guard": "finished-check", "max_upper": 0.001}]))
+    rc = main(["check", str(path), "--simulate", "--trials", "1", "--out", str(tmp_path / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == EXIT_INCONCLUSIVE == 3, captured.err
+    [line] = gate_lines(captured.out)
+    assert line.startswith("INCONCLUSIVE finished-check: worst bin ") and "> max 0.001" in line
+    assert "gate: INCONCLUSIVE" in captured.err
+    junit = (only_run_dir(tmp_path / "out") / "junit.xml").read_text(encoding="utf-8")
+    assert 'errors="1"' in junit and 'failures="0"' in junit and 'type="Inconclusive"' in junit
+
+
+def test_gate_table_is_validated_in_the_scenario_error_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, scenario_toml(HOLDING, extra="[gate]\nmax_failed = -1\n"))
+    assert main(["check", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == EXIT_ERROR
+    assert f"error: {path}: gate.max_failed: expected an integer >= 0; got -1 (int)" in capsys.readouterr().err
+    path = write(tmp_path, scenario_toml(HOLDING, extra="[gate]\nmax_faild = 2\n"))
+    assert main(["check", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == EXIT_ERROR
+    assert "'max_faild' (did you mean 'max_failed'?)" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- run / report / overrides
 
 
