@@ -117,8 +117,8 @@ def test_check_passes_when_thresholds_hold(tmp_path: Path, capsys: pytest.Captur
     assert rc == EXIT_OK, captured.err
     lines = gate_lines(captured.out)
     assert len(lines) == len(HOLDING)
-    assert lines[0].startswith(f"PASS finished-check: worst bin ")
-    assert f"upper bound " in lines[0] and f"<= max {FC_MAX_UPPER:g}" in lines[0]
+    assert lines[0].startswith("PASS finished-check: worst bin ")
+    assert "upper bound " in lines[0] and f"<= max {FC_MAX_UPPER:g}" in lines[0]
     assert f"(0/{FC_WINDOW_N} races pooled over 3 bin(s)" in lines[0]
     assert lines[1].startswith("PASS none: worst bin ") and f">= min {NONE_MIN_LOWER:g}" in lines[1]
     assert f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races pooled" in lines[1]
@@ -150,7 +150,7 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
     assert (f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races pooled over 2 bin(s), "
             f"offset in [{RACE_WINDOW[0]}, {RACE_WINDOW[1]}] ms)") in none_line
     assert fc_ok_line.startswith("PASS finished-check: ") and f"<= max {FC_MAX_UPPER:g}" in fc_ok_line
-    assert fc_bad_line.startswith(f"FAIL finished-check: worst bin ") and "< min 0.8" in fc_bad_line
+    assert fc_bad_line.startswith("FAIL finished-check: worst bin ") and "< min 0.8" in fc_bad_line
     assert f"(0/{FC_WINDOW_N} races pooled over 3 bin(s), |offset| >= 50 ms)" in fc_bad_line
 
     run_dir = only_run_dir(out)
