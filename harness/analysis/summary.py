@@ -28,7 +28,7 @@ from harness.analysis.stats import (
 from harness.core.oracle import Outcome
 from harness.core.results import TRIALS_SCHEMA_VERSION
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2  # 2: three-verdict gate with per-bin detail and outcome accounting
 # |offset| below this is dominated by timing error (docs/performance.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
