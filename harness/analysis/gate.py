@@ -112,6 +112,12 @@ def _bins(df: pd.DataFrame, kind: pd.Series, t: Threshold, bin_ms: float | None)
 Side = Literal["max_upper", "min_lower"]
 
 
+def _combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """All must pass to pass; one proven failure fails; anything else is undecided."""
+    seen = list(verdicts)
+    return "fail" if "fail" in seen else "pass" if all(v == "pass" for v in seen) else "inconclusive"
+
+
 def _side(bins: list[tuple[float, int, int]], side: Side, limit: float, alpha: float) -> WindowDecision:
     if side == "max_upper":
         return decide_window([(r, n) for _, r, n in bins], limit, alpha)
@@ -122,8 +128,7 @@ def _side(bins: list[tuple[float, int, int]], side: Side, limit: float, alpha: f
 def _bin_verdicts(bins: list[tuple[float, int, int]], decisions: list[tuple[Side, WindowDecision]]) -> tuple[BinVerdict, ...]:
     out = []
     for i, (offset, races, trials) in enumerate(bins):
-        verdicts = [w.bins[i].verdict for _, w in decisions]
-        verdict: Verdict = "fail" if "fail" in verdicts else "pass" if all(v == "pass" for v in verdicts) else "inconclusive"
+        verdict = _combine(w.bins[i].verdict for _, w in decisions)
         lower, upper = 0.0, 1.0
         for side, w in decisions:  # both sides bound the same race rate: intersect them
             d = w.bins[i]
@@ -149,8 +154,7 @@ def _evaluate_one(df: pd.DataFrame, kind: pd.Series, t: Threshold, alpha: float,
                                 races, trials, tuple(BinVerdict(o, r, n, "inconclusive", 0.0, 1.0) for o, r, n in bins))
     decisions = [(side, _side(bins, side, limit, alpha)) for side, limit in sides]
     bin_verdicts = _bin_verdicts(bins, decisions)
-    verdicts = [w.verdict for _, w in decisions]
-    verdict: Verdict = "fail" if "fail" in verdicts else "pass" if all(v == "pass" for v in verdicts) else "inconclusive"
+    verdict = _combine(w.verdict for _, w in decisions)
     parts = [_side_reason(side, limit, w, bins) for (side, w), (_, limit) in zip(decisions, sides)
              if verdict != "fail" or w.verdict == "fail"]  # on FAIL name only what failed
     return ThresholdVerdict(t, verdict, f"{verdict.upper()} {t.guard}: {'; '.join(parts)} ({pooled})",
@@ -188,7 +192,7 @@ def _exact_reason(side: Side, limit: float, verdict: Verdict) -> str:
     return f"no finite run proves a rate of exactly {limit:g}"
 
 
-def accounting(df: pd.DataFrame) -> Accounting:
+def _accounting(df: pd.DataFrame) -> Accounting:
     """Trials per guard by outcome kind (race / no_race / not_judged / failed)."""
     kind = kinds(df)
     out: Accounting = {}
@@ -220,17 +224,10 @@ def evaluate(df: pd.DataFrame, thresholds: Iterable[Threshold], policy: GatePoli
     kind = kinds(df)
     bin_ms = choose_bin_ms(df)
     verdicts = tuple(_evaluate_one(df, kind, t, policy.alpha, bin_ms) for t in thresholds)
-    acc = accounting(df)
+    acc = _accounting(df)
     fails, inconclusive = _accounting_reasons(acc, policy)
-    all_verdicts = [v.verdict for v in verdicts]
-    if fails or "fail" in all_verdicts:
-        verdict: Verdict = "fail"
-    elif inconclusive or "inconclusive" in all_verdicts:
-        verdict = "inconclusive"
-    else:
-        verdict = "pass"
+    verdict = _combine([v.verdict for v in verdicts] + ["fail"] * len(fails) + ["inconclusive"] * len(inconclusive))
     return GateReport(verdict, verdicts, acc, tuple(fails + inconclusive), policy)
 
 
-__all__ = ["Accounting", "BinVerdict", "GatePolicy", "GateReport", "ThresholdVerdict", "accounting",
-           "evaluate"]
+__all__ = ["Accounting", "BinVerdict", "GatePolicy", "GateReport", "ThresholdVerdict", "evaluate"]
