@@ -62,8 +62,13 @@ class RunSummary:
         return dict(self._guard(name)["outcomes"])
 
     @property
+    def gate_verdict(self) -> str:
+        """"pass", "fail" or "inconclusive" (summary.json `gate.verdict`)."""
+        return str(self.data["gate"]["verdict"])
+
+    @property
     def gate_passed(self) -> bool:
-        return bool(self.data["gate"]["passed"])
+        return self.gate_verdict == "pass"
 
 
 class MockHandle:

@@ -18,9 +18,9 @@ from harness.analysis.stats import (
     load_trials,
     offset_error_stats,
     rate_table,
-    wilson_interval,
     window_rate,
 )
+from harness.analysis.sequential import wilson_interval
 from harness.analysis.summary import SUMMARY_SCHEMA_VERSION, WINDOW_MIN_ABS_OFFSET_MS, summarize
 from harness.core.results import TrialResult
 from harness.errors import ReportError
@@ -120,11 +120,12 @@ def test_model_strict_unknown_guard_and_policy() -> None:
 # --------------------------------------------------------------------------- rate table
 
 
-def test_rate_table_counts_indeterminate_separately() -> None:
+def test_rate_table_counts_not_judged_and_failed_separately() -> None:
     spec = {  # (guard, offset) -> outcomes
         ("none", 100.0): ["race", "race", "race", "clean", "indeterminate"],
-        ("none", -100.0): ["change_refused", "change_refused"],
-        ("finished-check", 100.0): ["clean", "clean", "indeterminate", "indeterminate"],
+        ("none", -100.0): ["change_refused", "change_refused", "invoice_refused"],
+        ("finished-check", 100.0): ["clean", "clean", "indeterminate", "indeterminate", "guard_timeout",
+                                    "no_invoice"],
     }
     trials, i = [], 0
     for (guard, off), outcomes in spec.items():
@@ -136,11 +137,12 @@ def test_rate_table_counts_indeterminate_separately() -> None:
     assert list(table["offset_ms"]) == [-100.0, 100.0, 100.0]
     for (guard, off), outcomes in spec.items():
         row = table[(table["guard"] == guard) & (table["offset_ms"] == off)].iloc[0]
-        det = [o for o in outcomes if o != "indeterminate"]
+        det = [o for o in outcomes if o in ("race", "clean", "change_refused", "invoice_refused")]
         races = det.count("race")
         assert row["trials"] == len(det)
         assert row["races"] == races
-        assert row["indeterminate"] == len(outcomes) - len(det)
+        assert row["not_judged"] == outcomes.count("indeterminate")
+        assert row["failed"] == outcomes.count("guard_timeout") + outcomes.count("no_invoice")
         assert row["rate"] == pytest.approx(races / len(det))
         assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson_interval(races, len(det)))
 
@@ -193,6 +195,8 @@ def test_window_rate_filters() -> None:
     assert (w["ci_low"], w["ci_high"]) == pytest.approx(wilson_interval(k, len(inside)))
     r = window_rate(df, "finished-check", offset_range_ms=(-20.0, 60.0))
     assert r["trials"] == sum(1 for t in trials if t.guard == "finished-check" and -20 <= t.offset_ms <= 60)
+    failed = window_rate(frame([trial(0, "none", 60.0, "no_invoice"), trial(1, "none", 60.0, "clean")]), "none")
+    assert (failed["trials"], failed["failed"], failed["not_judged"]) == (1, 1, 0)  # never counted as "no race"
     nothing = window_rate(df, "serialized")
     assert nothing["trials"] == 0 and math.isnan(nothing["rate"]) and nothing["ci_high"] == 1.0
 

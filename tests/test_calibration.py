@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from harness import calibrate as calibrate_mod
-from harness.analysis.stats import RATE_COLUMNS, wilson_interval
+from harness.analysis.sequential import wilson_interval
+from harness.analysis.stats import RATE_COLUMNS
 from harness.calibrate import CalibrationRun
 from harness.analysis.calibration import (
     calibrate_trials,
@@ -33,7 +34,7 @@ def rates(rows: list[tuple[str, float, int, int, float]], conditional: list[floa
     for i, (guard, offset, n, k, model) in enumerate(rows):
         low, high = wilson_interval(k, n)
         out.append({"guard": guard, "offset_ms": offset, "trials": n, "races": k, "rate": k / n if n else math.nan,
-                    "ci_low": low, "ci_high": high, "indeterminate": 0, "model": model,
+                    "ci_low": low, "ci_high": high, "not_judged": 0, "failed": 0, "model": model,
                     "conditional": conditional[i] if conditional else model})
     return pd.DataFrame(out, columns=RATE_COLUMNS + ["model", "conditional"])
 
@@ -126,7 +127,7 @@ def test_models_per_bin_from_trials() -> None:
                  (5, "none", -100.0, "race", 80.0), (6, "serialized", 100.0, "clean", 250.0)])
     t = rate_table_with_models(df, parse_delay("lognormal:300,0.5"), 150.0, "vulnerable")
     row = t[(t["guard"] == "none") & (t["offset_ms"] == 100.0)].iloc[0]
-    assert (row["trials"], row["races"], row["indeterminate"]) == (3, 2, 1)  # indeterminate left out
+    assert (row["trials"], row["races"], row["not_judged"]) == (3, 2, 1)  # indeterminate left out
     assert row["conditional"] == pytest.approx(2 / 3)
     assert row["model"] == pytest.approx(parse_delay("lognormal:300,0.5").sf(100.0))
     assert t[(t["guard"] == "none") & (t["offset_ms"] == -100.0)].iloc[0]["conditional"] == 1.0

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from harness.analysis.stats import wilson_interval
-from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
+from harness.analysis.sequential import decide, decide_window
+from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, main
 
 DELAY_MS = 200
 OFFSETS = [-100, 60, 120]
-TRIALS_PER_OFFSET = 3
+TRIALS_PER_OFFSET = 8  # per offset bin: enough for the sequential gate to decide these thresholds
 GUARDS = ["none", "finished-check"]
 RACE_WINDOW = (50, 150)  # inside (0, D): every unguarded trial here races
 # The first t0 this far after scheduling starts, so outcomes do not depend on how fast the run's
@@ -69,8 +69,9 @@ def only_run_dir(out: Path) -> Path:
 
 
 def gate_lines(stdout: str) -> list[str]:
-    """The gate's per-threshold lines: `<guard>: ...` at the start of a line."""
-    return [ln for ln in stdout.splitlines() if ln.startswith(tuple(f"{g}: " for g in GUARDS))]
+    """The gate's per-threshold lines: `<VERDICT> <guard>: ...` at the start of a line."""
+    return [ln for ln in stdout.splitlines()
+            if ln.startswith(tuple(f"{v} {g}: " for v in ("PASS", "FAIL", "INCONCLUSIVE") for g in GUARDS))]
 
 
 def n_in_range(lo: float, hi: float) -> int:
@@ -95,10 +96,14 @@ HOLDING = [
 
 
 def test_thresholds_are_attainable_with_this_many_trials() -> None:
-    """Preconditions of the gate tests: with 0 races / all races the bounds are met."""
+    """Preconditions of the gate tests: with 0 races / all races every bin is decided."""
     assert NONE_WINDOW_N > 0 and FC_WINDOW_N > 0
-    assert wilson_interval(0, FC_WINDOW_N)[1] <= FC_MAX_UPPER
-    assert wilson_interval(NONE_WINDOW_N, NONE_WINDOW_N)[0] >= NONE_MIN_LOWER
+    fc_bins = [(0, TRIALS_PER_OFFSET)] * (FC_WINDOW_N // TRIALS_PER_OFFSET)
+    assert decide_window(fc_bins, FC_MAX_UPPER).verdict == "pass"
+    assert decide_window([(0, TRIALS_PER_OFFSET)] * (NONE_WINDOW_N // TRIALS_PER_OFFSET),
+                         1 - NONE_MIN_LOWER).verdict == "pass"  # the mirror: no races in the race window
+    assert decide_window([(TRIALS_PER_OFFSET, TRIALS_PER_OFFSET)] * len(fc_bins), 1 - 0.8).verdict == "fail"
+    assert decide(TRIALS_PER_OFFSET, TRIALS_PER_OFFSET, 0.0).verdict == "fail"
 
 
 # --------------------------------------------------------------------------- check
@@ -112,13 +117,14 @@ def test_check_passes_when_thresholds_hold(tmp_path: Path, capsys: pytest.Captur
     assert rc == EXIT_OK, captured.err
     lines = gate_lines(captured.out)
     assert len(lines) == len(HOLDING)
-    assert lines[0].startswith("finished-check: 95% upper bound ")
-    assert f"(0/{FC_WINDOW_N} races" in lines[0]
-    assert lines[1].startswith("none: 95% lower bound ")
-    assert f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races" in lines[1]
-    assert "gate: passed" in captured.out
+    assert lines[0].startswith("PASS finished-check: worst bin ")
+    assert "upper bound " in lines[0] and f"<= max {FC_MAX_UPPER:g}" in lines[0]
+    assert f"(0/{FC_WINDOW_N} races pooled over 3 bin(s)" in lines[0]
+    assert lines[1].startswith("PASS none: worst bin ") and f">= min {NONE_MIN_LOWER:g}" in lines[1]
+    assert f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races pooled" in lines[1]
+    assert "gate: PASS" in captured.out
     summary = json.loads((only_run_dir(out) / "summary.json").read_text(encoding="utf-8"))
-    assert summary["gate"]["passed"] is True
+    assert summary["gate"]["passed"] is True and summary["gate"]["verdict"] == "pass"
     assert summary["gate"]["results"] == lines
 
 
@@ -128,33 +134,54 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
         {"guard": "none", "max_upper": 0.0, "offset_range_ms": list(RACE_WINDOW)},
         # Holds.
         {"guard": "finished-check", "max_upper": FC_MAX_UPPER, "min_abs_offset_ms": 50},
-        # Fails: finished-check does not race, so its rate cannot be shown to be >= 0.5.
-        {"guard": "finished-check", "min_lower": 0.5, "min_abs_offset_ms": 50},
+        # Fails: finished-check does not race, so its rate is shown to be below 0.8 in every bin.
+        {"guard": "finished-check", "min_lower": 0.8, "min_abs_offset_ms": 50},
     ]
     path = write(tmp_path, scenario_toml(thresholds))
     out = tmp_path / "out"
     rc = main(["check", str(path), "--out", str(out), "--no-progress"])
     captured = capsys.readouterr()
     assert rc == EXIT_GATE_FAILED
-    assert "gate: FAILED" in captured.err
+    assert "gate: FAIL" in captured.err
     lines = gate_lines(captured.out)
     assert len(lines) == len(thresholds)  # one line each, in the scenario's order
     none_line, fc_ok_line, fc_bad_line = lines
-    assert none_line.startswith("none: 95% upper bound ")
-    assert "> max 0 " in none_line
-    assert f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races, offset in [{RACE_WINDOW[0]}, {RACE_WINDOW[1]}] ms)" in none_line
-    assert fc_ok_line.startswith("finished-check: 95% upper bound ") and f"<= max {FC_MAX_UPPER:g}" in fc_ok_line
-    assert fc_bad_line.startswith("finished-check: 95% lower bound 0.000 < min 0.5 ")
-    assert f"(0/{FC_WINDOW_N} races, |offset| >= 50 ms)" in fc_bad_line
-    failed = [ln for ln in lines if "< min" in ln or "> max" in ln]
-    assert failed == [none_line, fc_bad_line]
+    assert none_line.startswith("FAIL none: worst bin ") and "a race proves the rate > max 0 " in none_line
+    assert (f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races pooled over 2 bin(s), "
+            f"offset in [{RACE_WINDOW[0]}, {RACE_WINDOW[1]}] ms)") in none_line
+    assert fc_ok_line.startswith("PASS finished-check: ") and f"<= max {FC_MAX_UPPER:g}" in fc_ok_line
+    assert fc_bad_line.startswith("FAIL finished-check: worst bin ") and "< min 0.8" in fc_bad_line
+    assert f"(0/{FC_WINDOW_N} races pooled over 3 bin(s), |offset| >= 50 ms)" in fc_bad_line
 
     run_dir = only_run_dir(out)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["gate"]["passed"] is False
-    assert [c["passed"] for c in summary["gate"]["checks"]] == [False, True, False]
+    assert summary["gate"]["passed"] is False and summary["gate"]["verdict"] == "fail"
+    assert [t["verdict"] for t in summary["gate"]["thresholds"]] == ["fail", "pass", "fail"]
     junit = (run_dir / "junit.xml").read_text(encoding="utf-8")
-    assert 'failures="2"' in junit
+    assert 'failures="2"' in junit and 'errors="0"' in junit
+
+
+def test_one_trial_against_a_tenth_of_a_percent_is_inconclusive(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Not enough evidence is neither PASS nor FAIL: exit 3 with the reason."""
+    path = write(tmp_path, scenario_toml([{"guard": "finished-check", "max_upper": 0.001}]))
+    rc = main(["check", str(path), "--simulate", "--trials", "1", "--out", str(tmp_path / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == EXIT_INCONCLUSIVE == 3, captured.err
+    [line] = gate_lines(captured.out)
+    assert line.startswith("INCONCLUSIVE finished-check: worst bin ") and "> max 0.001" in line
+    assert "gate: INCONCLUSIVE" in captured.err
+    junit = (only_run_dir(tmp_path / "out") / "junit.xml").read_text(encoding="utf-8")
+    assert 'errors="1"' in junit and 'failures="0"' in junit and 'type="Inconclusive"' in junit
+
+
+def test_gate_table_is_validated_in_the_scenario_error_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, scenario_toml(HOLDING, extra="[gate]\nmax_failed = -1\n"))
+    assert main(["check", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == EXIT_ERROR
+    assert f"error: {path}: gate.max_failed: expected an integer >= 0; got -1 (int)" in capsys.readouterr().err
+    path = write(tmp_path, scenario_toml(HOLDING, extra="[gate]\nmax_faild = 2\n"))
+    assert main(["check", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == EXIT_ERROR
+    assert "'max_faild' (did you mean 'max_failed'?)" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- run / report / overrides
@@ -169,7 +196,9 @@ def test_run_writes_the_report_and_report_rebuilds_it(tmp_path: Path, capsys: py
     assert rc == EXIT_OK, captured.err
     run_dir = only_run_dir(out)
     assert f"run folder: {run_dir}" in captured.err
-    assert "gate:" not in captured.out  # `run` reports, it does not gate
+    # `run` is the QA reproduction command: same verdict lines, exit 0 even when not PASS.
+    assert len(gate_lines(captured.out)) == len(HOLDING)
+    assert "gate: INCONCLUSIVE" in captured.out  # 1 trial per offset decides nothing
     for name in RAW_FILES + REPORT_FILES:
         assert (run_dir / name).is_file(), name
         assert (run_dir / name).stat().st_size > 0, name
@@ -215,7 +244,7 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize(("mutate", "field"), [
-    (lambda s: s.replace("trials_per_offset = 3", "trials_per_offset = 0"), "sweep.trials_per_offset"),
+    (lambda s: s.replace(f"trials_per_offset = {TRIALS_PER_OFFSET}", "trials_per_offset = 0"), "sweep.trials_per_offset"),
     (lambda s: s.replace('policy = "vulnerable"', 'policy = "lenient"'), "mock.policy"),
     (lambda s: s.replace("price = 5000", "price = 50.0"), "order.items[0].price"),
     (lambda s: s.replace("timeout_ms = 3000", "timeout_ms = 3000\nnmes = []"), "guards"),

@@ -1,17 +1,22 @@
-"""Tests for harness.analysis.gate: thresholds on Wilson bounds, reasons, empty windows."""
+"""Tests for harness.analysis.gate: three verdicts per threshold on hand-built trial sets, each at its
+boundary (one trial or race more or less flips it), worst-bin semantics, and the outcome accounting.
+
+Boundaries are derived here from the definition of the test (docs/model.md): PASS when
+log L(limit/2) / L(limit) >= log(1/alpha); FAIL when log L(2 limit) / L(limit) >= log(m/alpha)
+over a window of m bins; min_lower on the mirror (no-race rate <= 1 - min_lower)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import math
 import pandas as pd
 import pytest
 
-from harness.analysis.gate import GateResult, evaluate
-from harness.analysis.stats import wilson_interval
+from harness.analysis.gate import GateReport, evaluate
+from harness.core.names import outcome_kind
 from harness.core.results import TrialResult
-from harness.core.thresholds import Threshold
+from harness.core.thresholds import GatePolicy, Threshold, ThresholdError
 
 
 def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialResult:
@@ -29,99 +34,235 @@ def trial(trial_id: int, guard: str, offset_ms: float, outcome: str) -> TrialRes
     return TrialResult(**fields)
 
 
-def frame(spec: dict[tuple[str, float], tuple[int, int]]) -> tuple[pd.DataFrame, list[TrialResult]]:
-    """spec: (guard, offset) -> (races, non-race trials)."""
+def frame(spec: dict[tuple[str, float], dict[str, int]]) -> pd.DataFrame:
+    """spec: (guard, offset) -> {outcome: count}."""
     trials: list[TrialResult] = []
-    for (guard, offset), (races, clean) in spec.items():
-        for k in range(races + clean):
-            trials.append(trial(len(trials), guard, offset, "race" if k < races else "clean"))
-    return pd.DataFrame([t.row() for t in trials]), trials
+    for (guard, offset), counts in spec.items():
+        for outcome, n in counts.items():
+            trials += [trial(len(trials), guard, offset, outcome) for _ in range(n)]
+    return pd.DataFrame([t.row() for t in trials], columns=TrialResult.columns())
 
 
-SPEC = {
-    ("finished-check", -20.0): (5, 15),  # residual invoice-first window, excluded by |offset| >= 50
-    ("finished-check", 100.0): (3, 27),
-    ("finished-check", 400.0): (0, 30),
-    ("none", 100.0): (30, 0),
-    ("none", 400.0): (0, 30),
-}
+def bins(guard: str, *counts: tuple[int, int], start: float = 100.0) -> dict[tuple[str, float], dict[str, int]]:
+    """(races, trials) per bin at offsets start, start+100, ..."""
+    return {(guard, start + 100.0 * i): {"race": r, "clean": n - r} for i, (r, n) in enumerate(counts)}
 
 
-def _counts(trials: list[TrialResult], guard: str, pred: Any) -> tuple[int, int]:
-    sel = [t for t in trials if t.guard == guard and pred(t.offset_ms)]
-    return sum(t.outcome == "race" for t in sel), len(sel)
+def llr(races: int, trials: int, alt: float, null: float) -> float:
+    return races * math.log(alt / null) + (trials - races) * math.log((1 - alt) / (1 - null))
 
 
-def test_max_upper_fails_with_reason() -> None:
-    df, trials = frame(SPEC)
-    t = Threshold("finished-check", max_upper=0.05, min_abs_offset_ms=50)
-    [res] = evaluate(df, [t])
-    k, n = _counts(trials, "finished-check", lambda o: abs(o) >= 50)
-    upper = wilson_interval(k, n)[1]
-    assert upper > 0.05 and not res.passed
-    assert res.reason == f"finished-check: 95% upper bound {upper:.3f} > max 0.05 ({k}/{n} races, |offset| >= 50 ms)"
-    assert res.measured["trials"] == n and res.measured["races"] == k
-    assert "\n" not in res.reason
+def one(df: pd.DataFrame, t: Threshold, policy: GatePolicy | None = None) -> GateReport:
+    return evaluate(df, [t], policy or GatePolicy())
 
 
-def test_max_upper_passes_when_interval_is_tight_enough() -> None:
-    df, trials = frame(SPEC)
-    t = Threshold("finished-check", max_upper=0.2, offset_range_ms=(300.0, 500.0))
-    [res] = evaluate(df, [t])
-    k, n = _counts(trials, "finished-check", lambda o: 300 <= o <= 500)
-    assert res.passed
-    assert res.reason == (
-        f"finished-check: 95% upper bound {wilson_interval(k, n)[1]:.3f} <= max 0.2 "
-        f"({k}/{n} races, offset in [300, 500] ms)"
-    )
+MAX = Threshold("finished-check", max_upper=0.1)
 
 
-def test_min_lower_reproduction_threshold() -> None:
-    df, trials = frame(SPEC)
-    ok, bad = evaluate(df, [Threshold("none", min_lower=0.8, offset_range_ms=(50.0, 200.0)),
-                            Threshold("none", min_lower=0.8)])
-    assert ok.passed and "95% lower bound" in ok.reason and ">= min 0.8" in ok.reason
-    k, n = _counts(trials, "none", lambda o: True)
-    assert not bad.passed
-    assert bad.reason == f"none: 95% lower bound {wilson_interval(k, n)[0]:.3f} < min 0.8 ({k}/{n} races, all offsets)"
+# --------------------------------------------------------------------------- max_upper boundaries
+
+
+def test_pass_boundary_one_trial_or_one_race_flips_it() -> None:
+    # Derived preconditions: 56 race-free trials prove <= 10%, 55 do not, nor 1 race in 60.
+    assert llr(0, 56, 0.05, 0.1) >= math.log(20) > llr(0, 55, 0.05, 0.1)
+    assert llr(1, 60, 0.05, 0.1) < math.log(20) <= llr(0, 60, 0.05, 0.1)
+    assert one(frame(bins("finished-check", (0, 56))), MAX).verdict == "pass"
+    assert one(frame(bins("finished-check", (0, 55))), MAX).verdict == "inconclusive"
+    assert one(frame(bins("finished-check", (0, 60))), MAX).verdict == "pass"
+    assert one(frame(bins("finished-check", (1, 60))), MAX).verdict == "inconclusive"
+
+
+def test_fail_boundary_and_bonferroni_over_bins() -> None:
+    # One bin: 7/20 proves > 10%, 6/20 does not. Two bins: FAIL needs log(40), so 7/20 no longer does.
+    assert llr(7, 20, 0.2, 0.1) >= math.log(20) > llr(6, 20, 0.2, 0.1)
+    assert llr(8, 20, 0.2, 0.1) >= math.log(40) > llr(7, 20, 0.2, 0.1)
+    assert one(frame(bins("finished-check", (7, 20))), MAX).verdict == "fail"
+    assert one(frame(bins("finished-check", (6, 20))), MAX).verdict == "inconclusive"
+    assert one(frame(bins("finished-check", (7, 20), (0, 60))), MAX).verdict == "inconclusive"
+    assert one(frame(bins("finished-check", (8, 20), (0, 60))), MAX).verdict == "fail"
+
+
+def test_worst_bin_decides_not_the_pool() -> None:
+    # Pooled 7/187 would pass (<= 10% shown on the pool) but the narrow bin at 200 ms fails (at alpha/4).
+    df = frame(bins("finished-check", (0, 60), (7, 7), (0, 60), (0, 60)))
+    assert llr(7, 187, 0.05, 0.1) >= math.log(20)
+    assert llr(7, 7, 0.2, 0.1) >= math.log(4 / 0.05)
+    report = one(df, MAX)
+    assert report.verdict == "fail"
+    [t] = report.thresholds
+    assert (t.races, t.trials) == (7, 187)
+    assert [b.verdict for b in t.bins] == ["pass", "fail", "pass", "pass"]
+    assert t.reason.startswith("FAIL finished-check: worst bin 200 ms 7/7 races, anytime 98.75% lower bound ")
+    assert "> max 0.1" in t.reason and "(7/187 races pooled over 4 bin(s), all offsets)" in t.reason
+    assert report.exit_code == 1
+
+
+def test_bounds_are_reported_per_bin_and_bracket_the_limit() -> None:
+    [t] = one(frame(bins("finished-check", (0, 60), (1, 60))), MAX).thresholds
+    assert t.verdict == "inconclusive"
+    first, second = t.bins
+    assert first.verdict == "pass" and first.upper <= 0.1 and first.lower == 0.0
+    assert second.verdict == "inconclusive" and second.lower < 0.1 < second.upper
+    assert (second.offset_ms, second.races, second.trials) == (200.0, 1, 60)
+
+
+def test_zero_races_in_20_trials_against_1_percent_is_inconclusive() -> None:
+    report = one(frame(bins("serialized", (0, 20))), Threshold("serialized", max_upper=0.01))
+    assert report.verdict == "inconclusive" and report.exit_code == 3
+    assert report.thresholds[0].reason.startswith("INCONCLUSIVE serialized: worst bin 100 ms 0/20 races")
+
+
+def test_threshold_without_bound_cannot_pass() -> None:
+    report = one(frame(bins("none", (0, 500))), Threshold("none"))
+    assert report.verdict == "fail"
+    assert "threshold sets neither max_upper nor min_lower" in report.thresholds[0].reason
+
+
+def test_window_selects_bins() -> None:
+    df = frame({**bins("finished-check", (5, 5), start=-20.0), **bins("finished-check", (0, 60), (0, 60), start=100.0)})
+    t = Threshold("finished-check", max_upper=0.1, min_abs_offset_ms=50)
+    [tv] = one(df, t).thresholds
+    assert tv.verdict == "pass" and [b.offset_ms for b in tv.bins] == [100.0, 200.0]
+    ranged = Threshold("finished-check", max_upper=0.1, offset_range_ms=(-50.0, 0.0))
+    assert one(df, ranged).verdict == "fail"
+
+
+def test_empty_window_is_inconclusive() -> None:
+    df = frame(bins("none", (0, 60)))
+    report = evaluate(df, [Threshold("serialized", max_upper=0.05),
+                           Threshold("none", max_upper=0.5, offset_range_ms=(1000.0, 2000.0))])
+    assert [t.verdict for t in report.thresholds] == ["inconclusive", "inconclusive"]
+    assert report.thresholds[0].reason == ("INCONCLUSIVE serialized: no judged trials in window "
+                                           "(0/0 races pooled over 0 bin(s), all offsets)")
+    assert evaluate(pd.DataFrame(columns=TrialResult.columns()), [Threshold("none", max_upper=1.0)]).verdict \
+        == "inconclusive"
+
+
+# --------------------------------------------------------------------------- min_lower (mirror)
+
+
+def test_min_lower_boundaries() -> None:
+    low = Threshold("none", min_lower=0.5)
+    # No-race rate <= 0.5 against 0.25: 8 races in 8 prove it, 7 in 7 or 7 in 8 do not.
+    assert llr(0, 8, 0.25, 0.5) >= math.log(20) > max(llr(0, 7, 0.25, 0.5), llr(1, 8, 0.25, 0.5))
+    assert one(frame(bins("none", (8, 8))), low).verdict == "pass"
+    assert one(frame(bins("none", (7, 7))), low).verdict == "inconclusive"
+    assert one(frame(bins("none", (7, 8))), low).verdict == "inconclusive"
+    # FAIL: 0 races in 8 prove the race rate < 0.5 (no-race alternative 0.75), 0 in 7 do not.
+    assert llr(8, 8, 0.75, 0.5) >= math.log(20) > llr(7, 7, 0.75, 0.5)
+    assert one(frame(bins("none", (0, 8))), low).verdict == "fail"
+    assert one(frame(bins("none", (0, 7))), low).verdict == "inconclusive"
+    [t] = one(frame(bins("none", (8, 8), (20, 20))), low).thresholds
+    assert t.reason.startswith("PASS none: worst bin 100 ms 8/8 races, anytime 95% lower bound ")
+    assert all(b.lower >= 0.5 for b in t.bins)
 
 
 def test_both_bounds_name_only_the_failing_one() -> None:
-    df, _ = frame(SPEC)
-    [res] = evaluate(df, [Threshold("none", max_upper=0.55, min_lower=0.1)])
-    assert wilson_interval(30, 60)[1] > 0.55  # the spec's 30/60 unguarded races
-    assert not res.passed and "upper bound" in res.reason and "lower bound" not in res.reason
+    report = one(frame(bins("none", (20, 20))), Threshold("none", max_upper=0.1, min_lower=0.5))
+    assert report.verdict == "fail"
+    reason = report.thresholds[0].reason
+    assert "> max 0.1" in reason and "min 0.5" not in reason
 
 
-def test_empty_window_fails() -> None:
-    df, _ = frame(SPEC)
-    results = evaluate(df, [Threshold("serialized", max_upper=0.05),
-                            Threshold("none", max_upper=0.5, offset_range_ms=(1000.0, 2000.0))])
-    assert [r.passed for r in results] == [False, False]
-    assert results[0].reason == "serialized: no trials in window (all offsets)"
-    assert "no trials in window" in results[1].reason
-    assert evaluate(pd.DataFrame(columns=TrialResult.columns()), [Threshold("none", max_upper=1.0)])[0].passed is False
+# --------------------------------------------------------------------------- accounting
 
 
-def test_indeterminate_trials_do_not_count() -> None:
-    df, trials = frame({("serialized", 100.0): (0, 10)})
-    extra = pd.DataFrame([trial(100 + i, "serialized", 100.0, "indeterminate").row() for i in range(5)])
-    [res] = evaluate(pd.concat([df, extra], ignore_index=True), [Threshold("serialized", max_upper=0.5)])
-    assert res.measured["trials"] == len(trials) and res.measured["indeterminate"] == 5
+def test_outcome_kinds() -> None:
+    assert outcome_kind("race") == "race"
+    assert {outcome_kind(o) for o in ("clean", "invoice_refused", "change_refused")} == {"no_race"}
+    assert outcome_kind("indeterminate") == "not_judged"
+    assert outcome_kind("clean", late=True) == outcome_kind("race", late=True) == "not_judged"
+    assert outcome_kind("no_invoice") == outcome_kind("guard_timeout") == "failed"
+    assert outcome_kind("some_future_outcome") == "failed"
+
+
+def test_failed_trials_fail_by_default_and_pass_only_when_allowed() -> None:
+    t = Threshold("integration", max_upper=0.1)
+    df = frame({("integration", 100.0): {"clean": 60, "no_invoice": 1}})
+    report = one(df, t)
+    assert report.thresholds[0].verdict == "pass"  # the failed trial is not counted as "no race" either
+    assert (report.thresholds[0].races, report.thresholds[0].trials) == (0, 60)
+    assert report.verdict == "fail"
+    assert report.reasons == ("FAIL integration: 1 of 61 trials failed their own job (no invoice / guard timeout) "
+                              "> max_failed 0",)
+    assert report.accounting == {"integration": {"race": 0, "no_race": 60, "not_judged": 0, "failed": 1}}
+    assert one(df, t, GatePolicy(max_failed=1)).verdict == "pass"
+    two = frame({("integration", 100.0): {"clean": 60, "no_invoice": 1, "guard_timeout": 1}})
+    assert one(two, t, GatePolicy(max_failed=1)).verdict == "fail"
+
+
+def test_only_failed_trials_never_pass() -> None:
+    report = one(frame({("integration", 100.0): {"no_invoice": 42}}), Threshold("integration", max_upper=0.05))
+    assert report.verdict == "fail" and report.thresholds[0].verdict == "inconclusive"
+
+
+def test_not_judged_above_fraction_is_inconclusive() -> None:
+    t = Threshold("serialized", max_upper=0.1)
+    at = frame({("serialized", 100.0): {"clean": 95, "indeterminate": 5}})  # 5.0%: allowed
+    over = frame({("serialized", 100.0): {"clean": 94, "indeterminate": 6}})  # 6.0%
+    assert one(at, t).verdict == "pass"
+    report = one(over, t)
+    assert report.thresholds[0].verdict == "pass"
+    assert report.verdict == "inconclusive"
+    assert report.reasons == ("INCONCLUSIVE serialized: 6 of 100 trials not judged (indeterminate or late, 6.0%) "
+                              "> max_not_judged_fraction 0.05",)
+    assert one(over, t, GatePolicy(max_not_judged_fraction=0.1)).verdict == "pass"
+
+
+def test_late_trials_are_not_judged() -> None:
+    df = frame({("serialized", 100.0): {"clean": 60, "race": 6}})
+    df["late"] = [False] * 60 + [True] * 6  # the races ran late: not judged, not counted as races
+    report = one(df, Threshold("serialized", max_upper=0.1), GatePolicy(max_not_judged_fraction=0.1))
+    assert report.verdict == "pass"
+    assert report.accounting["serialized"] == {"race": 0, "no_race": 60, "not_judged": 6, "failed": 0}
+
+
+def test_fail_beats_inconclusive() -> None:
+    df = frame({("serialized", 100.0): {"clean": 10, "indeterminate": 10, "guard_timeout": 1}})
+    assert one(df, Threshold("serialized", max_upper=0.1)).verdict == "fail"
+
+
+def test_undecided_lists_open_bins_of_open_thresholds() -> None:
+    df = frame({**bins("finished-check", (0, 60), (0, 20), (1, 30)), **bins("none", (0, 4))})
+    report = evaluate(df, [MAX, Threshold("none", max_upper=0.5)])
+    assert report.undecided() == [("finished-check", 200.0), ("finished-check", 300.0), ("none", 100.0)]
+    assert evaluate(frame(bins("finished-check", (0, 60))), [MAX]).undecided() == []
+
+
+def test_no_threshold_passes_on_clean_accounting() -> None:
+    assert evaluate(frame(bins("none", (3, 10))), []).verdict == "pass"
+
+
+# --------------------------------------------------------------------------- records
 
 
 def test_threshold_describe_and_from_dict() -> None:
     t = Threshold.from_dict({"guard": "finished-check", "max_upper": 0.05, "min_abs_offset_ms": 50,
                              "offset_range_ms": [-100, 1000]})
     assert t == Threshold("finished-check", 0.05, None, 50.0, (-100.0, 1000.0))
-    assert t.describe() == "finished-check: 95% upper bound <= 0.05 over offset in [-100, 1000] ms, |offset| >= 50 ms"
-    assert Threshold("none", min_lower=0.5).describe() == "none: 95% lower bound >= 0.5 over all offsets"
+    assert t.describe() == ("finished-check: race rate <= 0.05 in every offset bin of offset in [-100, 1000] ms, "
+                            "|offset| >= 50 ms")
+    assert Threshold("none", min_lower=0.5).describe() == "none: race rate >= 0.5 in every offset bin of all offsets"
     for bad in ({"max_upper": 0.1}, {"guard": "none", "max_upper": 2}, {"guard": "none", "offset_range_ms": [5, 1]},
                 {"guard": "none", "bogus": 1}, {"guard": "none", "min_abs_offset_ms": -1}):
         with pytest.raises(ValueError):
             Threshold.from_dict(bad)
 
 
-def test_gate_result_is_plain_data() -> None:
-    r = GateResult(Threshold("none", max_upper=0.1), True, {"trials": 1}, "why")
-    assert r.passed and r.measured == {"trials": 1}
+def test_gate_policy_from_dict() -> None:
+    assert GatePolicy.from_dict({}) == GatePolicy(0.05, 0, 0.05, None)
+    assert GatePolicy.from_dict({"alpha": 0.01, "max_failed": 3, "max_not_judged_fraction": 0.1,
+                                 "max_trials": 5000}) == GatePolicy(0.01, 3, 0.1, 5000)
+    for field, bad in (("alpha", 0), ("alpha", 1.0), ("max_failed", -1), ("max_failed", 1.5), ("max_failed", True),
+                       ("max_not_judged_fraction", 1.5), ("max_trials", 0), ("bogus", 1)):
+        with pytest.raises(ThresholdError) as err:
+            GatePolicy.from_dict({field: bad})
+        assert err.value.field == ("" if field == "bogus" else field)
+
+
+def test_alpha_changes_the_boundary() -> None:
+    # log(1/0.01) needs 86 race-free trials at 10%; 60 pass at 0.05 but not at 0.01.
+    assert llr(0, 86, 0.05, 0.1) >= math.log(100) > llr(0, 85, 0.05, 0.1)
+    df = frame(bins("finished-check", (0, 60)))
+    assert one(df, MAX, GatePolicy(alpha=0.01)).verdict == "inconclusive"
+    assert one(frame(bins("finished-check", (0, 86))), MAX, GatePolicy(alpha=0.01)).verdict == "pass"

@@ -65,10 +65,55 @@ def test_hook_url_flag_drives_an_already_running_integration(tmp_path: Path) -> 
     assert code == 0
     df = _trials(tmp_path)
     assert set(df.guard) == {"integration"}
-    assert not (df.outcome == "race").any()
+    # "No race" means the guarded connector invoiced every order and stayed consistent, not that it
+    # did nothing: a service that never invoices gives no_invoice, which the gate fails (below).
+    assert set(df.outcome) <= {"clean", "invoice_refused", "change_refused"}, df.outcome.tolist()
     [run_dir] = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["guards"]["integration"]["trials"] == len(df)
+    assert summary["gate"]["outcomes"]["integration"]["failed"] == 0
+    assert summary["gate"]["verdict"] == "pass"
+
+
+# Accepts every hook (200) and never invoices: the integration failing its own job.
+_IDLE_SERVICE = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(f"listening on http://127.0.0.1:{srv.server_address[1]}", flush=True)
+srv.serve_forever()
+"""
+
+
+def test_an_integration_that_never_invoices_fails_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with MockProcess(MockConfig()) as mock:
+        svc = subprocess.Popen([sys.executable, "-c", _IDLE_SERVICE], stdout=subprocess.PIPE, text=True,
+                               env=child_env())
+        try:
+            assert svc.stdout is not None
+            line = svc.stdout.readline()
+            assert line.startswith("listening on "), line
+            code = main(["check", str(SCENARIO), "--trials", "1", "--target-url", mock.url,
+                         "--hook-url", line.split()[-1] + "/hook", "--out", str(tmp_path), "--no-progress"])
+        finally:
+            svc.terminate()
+            svc.wait(timeout=10)
+    out = capsys.readouterr()
+    assert code == 1, out.err
+    df = _trials(tmp_path)
+    assert len(df) > 0 and (df.outcome == "no_invoice").all()
+    [run_dir] = list(tmp_path.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["gate"]["verdict"] == "fail"
+    assert summary["gate"]["outcomes"]["integration"] == {"race": 0, "no_race": 0, "not_judged": 0,
+                                                          "failed": len(df)}
+    assert f"FAIL integration: {len(df)} of {len(df)} trials failed their own job" in out.out
+    assert "gate: FAIL" in out.err
 
 
 def test_hook_delay_must_cover_negative_offsets(tmp_path: Path) -> None:

@@ -9,21 +9,26 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
-from harness.analysis.stats import wilson_interval
+from harness.analysis.gate import evaluate
+from harness.analysis.sequential import wilson_interval
 from harness.analysis.summary import SUMMARY_SCHEMA_VERSION
 from harness.core.results import TrialResult
+from harness.core.thresholds import Threshold
 from harness.errors import ReportError
 from harness.report import ReportPaths, build_report
+from harness.report.junit import junit_xml
 
 INITIAL, FINAL, DELAY_MS = 15_000, 9_990, 300.0
 OFFSETS = [-100.0, 0.0, 100.0, 400.0]
 REPS = 4
 THRESHOLDS = [
-    {"guard": "none", "min_lower": 0.2, "min_abs_offset_ms": 0.0, "offset_range_ms": None},  # passes
-    {"guard": "finished-check", "max_upper": 0.05, "min_abs_offset_ms": 50.0, "offset_range_ms": None},  # fails (n small)
-    {"guard": "serialized", "max_upper": 0.5, "min_abs_offset_ms": 0.0, "offset_range_ms": None},  # no trials: fails
+    {"guard": "none", "min_lower": 0.2, "min_abs_offset_ms": 0.0, "offset_range_ms": [100.0, 100.0]},  # passes
+    # 0 races in 4 trials per bin cannot prove <= 5%: inconclusive.
+    {"guard": "finished-check", "max_upper": 0.05, "min_abs_offset_ms": 50.0, "offset_range_ms": None},
+    {"guard": "serialized", "max_upper": 0.5, "min_abs_offset_ms": 0.0, "offset_range_ms": None},  # no trials: inconclusive
 ]
 
 
@@ -164,9 +169,16 @@ def test_summary_numbers_from_data(built: tuple[ReportPaths, list[TrialResult]])
     assert s["disagreements"]["count"] == sum(not t.agree for t in trials)
     ma = s["model_agreement"]
     assert ma["bins"] == len(OFFSETS) and ma["covered"] == len(OFFSETS)  # outcomes follow the model exactly
-    expected_fail = 2  # finished-check (upper bound of 0/n with small n) and serialized (no trials)
-    assert s["gate"]["passed"] is False and len(s["gate"]["results"]) == len(THRESHOLDS)
-    assert sum(not c["passed"] for c in s["gate"]["checks"]) == expected_fail
+    assert s["gate"]["verdict"] == "inconclusive" and s["gate"]["passed"] is False
+    assert len(s["gate"]["results"]) == len(THRESHOLDS) and s["gate"]["reasons"] == []
+    assert [t["verdict"] for t in s["gate"]["thresholds"]] == ["pass", "inconclusive", "inconclusive"]
+    none_bins = s["gate"]["thresholds"][0]["bins"]
+    assert [(b["offset_ms"], b["races"], b["trials"], b["verdict"]) for b in none_bins] == [(100.0, REPS, REPS, "pass")]
+    assert s["gate"]["outcomes"]["none"] == {"race": sum(t.outcome == "race" and t.guard == "none" for t in trials),
+                                             "no_race": sum(t.outcome != "race" and t.guard == "none" for t in trials),
+                                             "not_judged": 0, "failed": 0}
+    assert s["gate"]["policy"] == {"alpha": 0.05, "max_failed": 0, "max_not_judged_fraction": 0.05,
+                                   "max_trials": None}
     assert s["evidence"]["invoiced_total"] == INITIAL and s["evidence"]["final_value"] == FINAL
     assert s["evidence"]["guard"] == "none"
     assert s["warnings"] == []
@@ -176,20 +188,32 @@ def test_rates_csv(built: tuple[ReportPaths, list[TrialResult]]) -> None:
     paths, trials = built
     rows = list(csv.DictReader(paths.rates.open()))
     assert len(rows) == len({(t.guard, t.offset_ms) for t in trials})
-    assert {"guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "indeterminate", "model"} <= set(rows[0])
+    assert {"guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "not_judged", "failed", "model"} <= set(rows[0])
     assert sum(int(r["races"]) for r in rows) == sum(t.outcome == "race" for t in trials)
 
 
-def test_junit_failures(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+def test_junit_marks_inconclusive_as_error(built: tuple[ReportPaths, list[TrialResult]]) -> None:
     paths, _ = built
     root = ET.parse(paths.junit).getroot()
     cases = root.findall(".//testcase")
-    failures = root.findall(".//testcase/failure")
-    assert len(cases) == len(THRESHOLDS)
+    errors = root.findall(".//testcase/error")
+    assert len(cases) == len(THRESHOLDS) and root.findall(".//testcase/failure") == []
     summary = json.loads(paths.summary.read_text())
-    assert len(failures) == sum(not c["passed"] for c in summary["gate"]["checks"])
-    assert {f.get("message") for f in failures} <= set(summary["gate"]["results"])
-    assert any("no trials in window" in (f.get("message") or "") for f in failures)
+    assert len(errors) == sum(t["verdict"] == "inconclusive" for t in summary["gate"]["thresholds"]) == 2
+    assert root.get("errors") == "2" and root.get("failures") == "0"
+    assert {e.get("message") for e in errors} <= set(summary["gate"]["results"])
+    assert any("no judged trials in window" in (e.get("message") or "") for e in errors)
+    assert all(e.get("type") == "Inconclusive" for e in errors)
+
+
+def test_junit_marks_fail_as_failure() -> None:
+    df = pd.DataFrame([make_trial(i, "none", 100.0).row() for i in range(20)])
+    gate = evaluate(df, [Threshold("none", max_upper=0.1)])
+    root = ET.fromstring(junit_xml(gate, {"scenario": "x", "seed": 1}))
+    [failure] = root.findall(".//testcase/failure")
+    assert failure.get("message", "").startswith("FAIL none: worst bin 100 ms 20/20 races")
+    assert json.loads(failure.text or "")["bins"][0]["verdict"] == "fail"
+    assert root.findall(".//testcase/error") == []
 
 
 def test_html_evidence_and_escaping(built: tuple[ReportPaths, list[TrialResult]]) -> None:
@@ -235,13 +259,15 @@ def test_build_report_returns_the_summary_it_wrote(tmp_path: Path) -> None:
     report = build_report(make_run(tmp_path / "run", sweep(("none",))[:4]))
     assert report.summary == json.loads(report.paths.summary.read_text())
     assert report.paths.gate_passed is report.summary["gate"]["passed"]
+    assert report.paths.gate_verdict == report.summary["gate"]["verdict"]
 
 
 def test_zero_races(tmp_path: Path) -> None:
     trials = [make_trial(i, "finished-check", o) for i, o in enumerate(OFFSETS * 3)]
     paths = build_report(make_run(tmp_path / "run", trials, scenario={"name": "clean", "thresholds": []})).paths
     s = json.loads(paths.summary.read_text())
-    assert s["evidence"] is None and s["gate"] == {"passed": True, "results": [], "checks": []}
+    assert s["evidence"] is None
+    assert s["gate"]["verdict"] == "pass" and s["gate"]["results"] == [] and s["gate"]["thresholds"] == []
     assert paths.gate_passed
     assert "No race observed" in paths.html.read_text() and "No race observed" in paths.markdown.read_text()
     assert ET.parse(paths.junit).getroot().findall(".//testcase") == []

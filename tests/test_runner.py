@@ -279,7 +279,7 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     assert summary["run"]["trials"] == len(df)
     assert summary["run"]["planned_trials"] == len(plan.trials)
     assert summary["run"]["interrupted"] is True
-    assert sum(g["trials"] + g["indeterminate"] for g in summary["guards"].values()) == len(df)
+    assert sum(g["trials"] + g["not_judged"] + g["failed"] for g in summary["guards"].values()) == len(df)
     assert "interrupted" in paths.html.read_text(encoding="utf-8")
     for p in (paths.rates, paths.markdown, paths.junit, paths.race_rate_png):
         assert p.exists()

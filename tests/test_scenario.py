@@ -9,7 +9,7 @@ import pytest
 
 from harness.core.names import GUARD_NAMES
 from harness.core.scenario import Scenario, load_scenario, parse_scenario
-from harness.core.thresholds import Threshold
+from harness.core.thresholds import GatePolicy, Threshold
 from harness.errors import ScenarioError
 from mock_orders_api.delays import LogNormal, Uniform
 from mock_orders_api.errors import ConfigError
@@ -63,7 +63,7 @@ def test_guard_regression_and_strict_values() -> None:
     assert g.mock.change_delay == Uniform(min_ms=100.0, max_ms=400.0)
     assert g.mock.settle_ms == 0.0
     assert g.sweep.offsets_ms == (-300.0, -100.0, -50.0, 50.0, 100.0, 200.0, 300.0)
-    assert g.sweep.trials_per_offset == 20
+    assert g.sweep.trials_per_offset == 60  # enough per bin for the sequential gate to PASS at 10%
     s = load_scenario(SCENARIOS / "strict-policy.toml")
     assert s.mock.policy == "strict"
     assert s.guards.names == ("none", "finished-check")
@@ -296,3 +296,19 @@ def test_scenario_is_frozen() -> None:
     with pytest.raises(AttributeError):
         s.seed = 3  # type: ignore[misc]
     assert isinstance(s, Scenario)
+
+
+def test_gate_table_is_optional_validated_and_round_trips() -> None:
+    base = {"name": "g"}
+    assert parse_scenario(base, "mem").gate == GatePolicy()  # existing scenario files stay valid
+    s = parse_scenario({**base, "gate": {"alpha": 0.01, "max_failed": 2, "max_not_judged_fraction": 0.1,
+                                         "max_trials": 5000}}, "mem")
+    assert s.gate == GatePolicy(alpha=0.01, max_failed=2, max_not_judged_fraction=0.1, max_trials=5000)
+    assert parse_scenario(json.loads(json.dumps(s.to_dict())), "mem") == s
+    for table, message in (({"alpha": 1.5}, "mem: gate.alpha: expected a number in (0, 1); got 1.5"),
+                           ({"max_trials": 0}, "mem: gate.max_trials: expected an integer >= 1 (or none); got 0"),
+                           ({"max_not_judged_fraction": "5%"}, "mem: gate.max_not_judged_fraction: expected a "
+                                                               "fraction between 0 and 1; got '5%'")):
+        with pytest.raises(ScenarioError) as err:
+            parse_scenario({**base, "gate": table}, "mem")
+        assert str(err.value).startswith(message), str(err.value)

@@ -282,7 +282,7 @@ def test_guard_regression_gate_passes_in_simulated_mode(tmp_path: Path, capsys: 
     code = main(["check", str(GUARD_REGRESSION), "--simulate", "--no-progress", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == EXIT_OK, out
-    assert "gate: passed" in out
+    assert "gate: PASS" in out and out.count("PASS ") == 3  # every threshold, in every bin of its window
     run_dir = only_run_dir(tmp_path)
     assert len(trials(run_dir)) == load_scenario(GUARD_REGRESSION).n_trials
 

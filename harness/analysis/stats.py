@@ -1,5 +1,9 @@
 """Statistics over a run's trials: race rates with Wilson intervals, timing precision and guard cost.
 
+Rates count judged trials only (kinds "race" and "no_race", `harness.core.names.outcome_kind`):
+not-judged (indeterminate, late) and failed (no_invoice, guard_timeout) trials are counted in
+their own columns. Intervals come from `harness.analysis.sequential` (statsmodels).
+
 Pure pandas/numpy: the only I/O is `load_trials`; the race model lives in
 `harness.analysis.model`, summary.json in `harness.analysis.summary`, plotting
 and file output in `harness.report`. Functions that have no data to work on
@@ -20,14 +24,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.core.names import GUARD_NAMES
-from harness.core.oracle import Outcome
+from harness.analysis.sequential import wilson_interval
+from harness.core.names import GUARD_NAMES, outcome_kind
 from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
 from harness.errors import ReportError
 
 log = logging.getLogger(__name__)
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 # Many distinct offsets with few trials each means the plan drew offsets
 # continuously (per-offset bins would hold ~1 trial): bin them instead.
 _MAX_EXACT_OFFSETS = 60
@@ -37,32 +40,7 @@ _TARGET_BINS = 40
 RaceModel = Callable[[float, str], float]
 """(offset_ms, guard) -> expected race probability."""
 
-RATE_COLUMNS = ["guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "indeterminate"]
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% two-sided by default).
-
-    Chosen over the normal approximation because it stays inside [0, 1] and is
-    meaningful at 0/n, which is exactly the case a guard regression test hits.
-    n == 0 gives the uninformative (0.0, 1.0).
-    """
-    if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"wilson_interval: need 0 <= successes <= n; got {successes}/{n}")
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    # Pin the edges exactly: float noise would otherwise make 0/n's lower bound 1e-17.
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return (low, high)
+RATE_COLUMNS = ["guard", "offset_ms", "trials", "races", "rate", "ci_low", "ci_high", "not_judged", "failed"]
 
 
 # --------------------------------------------------------------------------- loading
@@ -202,8 +180,19 @@ def choose_bin_ms(df: pd.DataFrame) -> float | None:
     return 10.0 ** (exp + 1)
 
 
-def _determinate(df: pd.DataFrame) -> pd.Series:
-    return df["outcome"] != Outcome.INDETERMINATE.value
+def kinds(df: pd.DataFrame) -> pd.Series:
+    """Each trial's outcome kind (race / no_race / not_judged / failed), aligned with `df`.
+
+    A trials.csv without the `late` column (written before it existed) counts no trial as late."""
+    late = df["late"].astype(bool) if "late" in df else pd.Series(False, index=df.index)
+    return pd.Series([outcome_kind(str(o), bool(x)) for o, x in zip(df["outcome"], late)], index=df.index,
+                     dtype=object)
+
+
+def bin_offsets(offsets: pd.Series, bin_ms: float | None) -> pd.Series:
+    """Planned offsets as rate bins: unchanged for a grid, else the centre of [k*bin_ms, (k+1)*bin_ms)."""
+    offsets = offsets.astype("float64")
+    return offsets if bin_ms is None else np.floor(offsets / bin_ms) * bin_ms + bin_ms / 2
 
 
 def actual_offsets(df: pd.DataFrame) -> pd.Series:
@@ -228,12 +217,13 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     """Race rate per guard x planned offset, with 95% Wilson intervals.
 
     Columns: guard, offset_ms, trials, races, rate, ci_low, ci_high,
-    indeterminate (+ model when `model` is given).
+    not_judged, failed (+ model when `model` is given).
 
-    `indeterminate` trials (a timeout or 5xx: the request may or may not have
-    been applied, so the trial may or may not have raced) are counted in their
-    own column and left out of trials/races/rate: counting them as either
-    outcome would bias the rate. `rate` is NaN for a bin with no determinate trial.
+    `trials` counts judged trials only. Not-judged trials (a timeout or 5xx: the
+    request may or may not have been applied; a late trial: it ran at another
+    offset) and failed ones (no invoice, guard timeout: nothing to judge) are
+    counted in their own columns and left out of trials/races/rate: counting them
+    as either outcome would bias the rate. `rate` is NaN for a bin with no judged trial.
 
     With `bin_ms`, offsets are grouped into [k*bin_ms, (k+1)*bin_ms) and
     `offset_ms` is the bin centre. `model` is averaged over the bin's
@@ -248,15 +238,14 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     cols = RATE_COLUMNS + list(extra)
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=str if c == "guard" else "float64") for c in cols})
-    offsets = df["offset_ms"].astype("float64")
-    if bin_ms is not None:
-        offsets = np.floor(offsets / bin_ms) * bin_ms + bin_ms / 2
+    kind = kinds(df)
     work = pd.DataFrame(
         {
             "guard": df["guard"].astype(str).to_numpy(),
-            "offset_ms": offsets.to_numpy(),
-            "det": _determinate(df).to_numpy(),
-            "race": (df["outcome"] == Outcome.RACE.value).to_numpy(),
+            "offset_ms": bin_offsets(df["offset_ms"], bin_ms).to_numpy(),
+            "det": kind.isin(["race", "no_race"]).to_numpy(),
+            "race": (kind == "race").to_numpy(),
+            "failed": (kind == "failed").to_numpy(),
         }
     )
     for name, values in extra.items():
@@ -275,14 +264,15 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
             "rate": k / n if n else math.nan,
             "ci_low": low,
             "ci_high": high,
-            "indeterminate": int(len(grp) - n),
+            "not_judged": int(len(grp) - n - grp["failed"].sum()),
+            "failed": int(grp["failed"].sum()),
         }
         for name in extra:
             row[name] = float(det[name].mean()) if n and det[name].notna().all() else math.nan
         rows.append(row)
     rows.sort(key=lambda r: (_guard_key(r["guard"]), r["offset_ms"]))
     out = pd.DataFrame(rows, columns=cols)
-    return out.astype({"trials": "int64", "races": "int64", "indeterminate": "int64"})
+    return out.astype({"trials": "int64", "races": "int64", "not_judged": "int64", "failed": "int64"})
 
 
 def _window_mask(df: pd.DataFrame, guard: str, min_abs_offset_ms: float, offset_range_ms: tuple[float, float] | None) -> pd.Series:
@@ -302,16 +292,16 @@ def window_rate(
 ) -> dict[str, Any]:
     """Pooled race rate of one guard over an offset window (bounds inclusive).
 
-    Returns trials, races, rate (NaN when no trial), ci_low, ci_high and
-    indeterminate (excluded from trials, as in `rate_table`).
+    Returns trials, races, rate (NaN when no judged trial), ci_low, ci_high,
+    not_judged and failed (excluded from trials, as in `rate_table`).
     """
     if df.empty:
         sub = df
     else:
         sub = df[_window_mask(df, guard, min_abs_offset_ms, offset_range_ms)]
-    det = sub[_determinate(sub)] if not sub.empty else sub
-    n = len(det)
-    k = int((det["outcome"] == Outcome.RACE.value).sum()) if n else 0
+    kind = kinds(sub)
+    k = int((kind == "race").sum())
+    n = k + int((kind == "no_race").sum())
     low, high = wilson_interval(k, n)
     return {
         "trials": n,
@@ -319,7 +309,8 @@ def window_rate(
         "rate": k / n if n else math.nan,
         "ci_low": low,
         "ci_high": high,
-        "indeterminate": int(len(sub) - n),
+        "not_judged": int((kind == "not_judged").sum()),
+        "failed": int((kind == "failed").sum()),
     }
 
 

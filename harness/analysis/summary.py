@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from harness.analysis.gate import GateResult
+from harness.analysis.gate import GateReport
 from harness.analysis.model import model_from_run
 from harness.analysis.stats import (
     choose_bin_ms,
@@ -28,7 +28,7 @@ from harness.analysis.stats import (
 from harness.core.oracle import Outcome
 from harness.core.results import TRIALS_SCHEMA_VERSION
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2  # 2: three-verdict gate with per-bin detail and outcome accounting
 # |offset| below this is dominated by timing error (docs/performance.md: ms-level p99), so
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
@@ -154,21 +154,21 @@ def hook_stats(audits: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "round_trip_ms": quantiles(pd.Series(rtt, dtype=float))}
 
 
-def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: Sequence[GateResult],
+def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateReport,
                   evidence: Mapping[str, Any] | None, warnings: list[str], hooks: Mapping[str, Any] | None,
                   change_delay: Mapping[str, Any], calibration: Mapping[str, Any] | None) -> dict[str, Any]:
     """The whole summary.json: `summarize` plus the gate, evidence, warnings, hooks (integration
     mode only), Change delay and calibration (calibrated runs only) keys, in that order."""
     summary = summarize(df, run_meta)
-    summary["gate"] = {
-        "passed": all(r.passed for r in gate),
-        "results": [r.reason for r in gate],
-        "checks": [
-            {"threshold": r.threshold.describe(), "passed": r.passed,
-             **{k: r.measured[k] for k in ("trials", "races", "ci_low", "ci_high")}}
-            for r in gate
-        ],
-    }
+    summary["gate"] = json_safe({
+        "verdict": gate.verdict,
+        "passed": gate.verdict == "pass",
+        "results": gate.lines(),
+        "reasons": list(gate.reasons),
+        "policy": gate.policy.as_dict(),
+        "thresholds": [t.as_dict() for t in gate.thresholds],
+        "outcomes": gate.accounting,
+    })
     summary["evidence"] = None
     if evidence is not None:
         summary["evidence"] = {k: v for k, v in evidence.items() if k != "accepted_invoices"}

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from harness.builtin_scenarios import find_scenario
 from harness.core.names import GUARD_NAMES
 from harness.core.thresholds import FIELDS as THRESHOLD_FIELDS
-from harness.core.thresholds import Threshold, ThresholdError
+from harness.core.thresholds import POLICY_FIELDS
+from harness.core.thresholds import GatePolicy, Threshold, ThresholdError
 from harness.errors import ScenarioError
 from mock_orders_api.config import check_ms, check_policy
 from mock_orders_api.delays import DelayDistribution, parse_delay
@@ -165,6 +166,7 @@ class Scenario:
     run: RunSettings
     thresholds: tuple[Threshold, ...]
     simulate: Simulate = field(default_factory=lambda: Simulate(parse_delay(DEFAULT_SIM_LATENCY)))
+    gate: GatePolicy = field(default_factory=GatePolicy)
     # Where it came from, for messages only: two scenarios with equal content are equal.
     source: str = field(default="<scenario>", compare=False)
 
@@ -240,6 +242,7 @@ class Scenario:
             },
             "thresholds": [_threshold_dict(t) for t in self.thresholds],
             "simulate": {"latency": dict(self.simulate.latency.spec())},
+            "gate": {k: v for k, v in self.gate.as_dict().items() if v is not None},
         }
 
     def with_overrides(
@@ -332,6 +335,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
     run = _parse_run(top.sub("run"))
     thresholds = _parse_thresholds(top.take("thresholds", []), source, guards)
     simulate = _parse_simulate(top.sub("simulate"))
+    gate = _parse_gate(top.sub("gate"))
     top.finish()
 
     return Scenario(
@@ -347,6 +351,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         run=run,
         thresholds=thresholds,
         simulate=simulate,
+        gate=gate,
         source=source,
     )
 
@@ -605,6 +610,16 @@ def _parse_thresholds(raw: Any, source: str, guards: Guards) -> tuple[Threshold,
         except ThresholdError as exc:
             raise _error(source, t.path(exc.field), exc.expected, exc.got, raw=exc.raw) from None
     return tuple(out)
+
+
+def _parse_gate(t: _Table) -> GatePolicy:
+    taken = {name: t.take(name, None) for name in POLICY_FIELDS}
+    fields = {name: value for name, value in taken.items() if value is not None}
+    t.finish()  # a typo'd key fails here, with a difflib hint
+    try:
+        return GatePolicy.from_dict(fields)
+    except ThresholdError as exc:
+        raise _error(t.source, t.path(exc.field), exc.expected, exc.got, raw=exc.raw) from None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,7 +1,9 @@
-"""Gate thresholds: the `Threshold` record and its one validator.
+"""Gate thresholds and policy: the `Threshold` and `GatePolicy` records and their validators.
 
-A threshold bounds the 95% Wilson interval of one guard's race rate over an
-offset window (harness.analysis.gate evaluates it). Scenario files and run.json
+A threshold bounds one guard's race rate in every offset bin of a window, with an
+anytime-valid sequential test (harness.analysis.gate evaluates it); `GatePolicy` is the
+scenario's optional `[gate]` table (alpha, failed-trial allowance, not-judged fraction,
+trial budget). Scenario files and run.json
 both describe thresholds as tables; `Threshold.from_dict` is the only place
 their fields are checked, and raises `ThresholdError` naming the field so each
 caller can wrap it in its own error format (the scenario's `<file>: <path>:
@@ -49,14 +51,14 @@ class Threshold:
         return ", ".join(parts) if parts else "all offsets"
 
     def describe(self) -> str:
-        """One line, e.g. "finished-check: 95% upper bound <= 0.05 over |offset| >= 50 ms"."""
+        """One line, e.g. "finished-check: race rate <= 0.05 in every bin of |offset| >= 50 ms"."""
         bounds = []
         if self.min_lower is not None:
-            bounds.append(f"95% lower bound >= {self.min_lower:g}")
+            bounds.append(f"race rate >= {self.min_lower:g}")
         if self.max_upper is not None:
-            bounds.append(f"95% upper bound <= {self.max_upper:g}")
+            bounds.append(f"race rate <= {self.max_upper:g}")
         what = " and ".join(bounds) if bounds else "no bound set"
-        return f"{self.guard}: {what} over {self.window()}"
+        return f"{self.guard}: {what} in every offset bin of {self.window()}"
 
     @classmethod
     def from_dict(
@@ -103,4 +105,57 @@ class Threshold:
         return cls(guard, bounds["max_upper"], bounds["min_lower"], float(min_abs), offset_range)
 
 
-__all__ = ["FIELDS", "Threshold", "ThresholdError"]
+# A gate verdict's process exit code (harness.cli: EXIT_OK, EXIT_GATE_FAILED, EXIT_INCONCLUSIVE); here, in a
+# module without heavy imports, so load mode's exit code needs neither pandas nor the CLI.
+VERDICT_EXIT_CODES: Mapping[str, int] = {"pass": 0, "fail": 1, "inconclusive": 3}
+
+POLICY_FIELDS: tuple[str, ...] = ("alpha", "max_failed", "max_not_judged_fraction", "max_trials")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """How the gate judges, beyond the thresholds (scenario `[gate]`, every field optional).
+
+    alpha: error level of each sequential verdict (false PASS <= alpha, false FAIL <= alpha).
+    max_failed: trials per guard allowed to fail the guard's / integration's own job
+      (no_invoice, guard_timeout) before the gate FAILS; 0 by default: such a trial is a bug.
+    max_not_judged_fraction: share of a guard's trials that may be not judged (indeterminate,
+      late) before the verdict is INCONCLUSIVE: excluded trials could hide where races are.
+    max_trials: the run's trial budget for further rounds (None: the scenario's grid only).
+    """
+
+    alpha: float = 0.05
+    max_failed: int = 0
+    max_not_judged_fraction: float = 0.05
+    max_trials: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "max_failed": self.max_failed,
+                "max_not_judged_fraction": self.max_not_judged_fraction, "max_trials": self.max_trials}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GatePolicy:
+        """Build from a `[gate]` table / run.json; raises ThresholdError naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise ThresholdError("", "a table", type(data).__name__, raw=True)
+        unknown = set(data) - set(POLICY_FIELDS)
+        if unknown:
+            raise ThresholdError("", f"only the fields {list(POLICY_FIELDS)}", sorted(unknown))
+        default = cls()
+        alpha = data.get("alpha", default.alpha)
+        if not (_finite(alpha) and 0 < alpha < 1):
+            raise ThresholdError("alpha", "a number in (0, 1)", alpha)
+        max_failed = data.get("max_failed", default.max_failed)
+        if isinstance(max_failed, bool) or not isinstance(max_failed, int) or max_failed < 0:
+            raise ThresholdError("max_failed", "an integer >= 0", max_failed)
+        fraction = data.get("max_not_judged_fraction", default.max_not_judged_fraction)
+        if not (_finite(fraction) and 0 <= fraction <= 1):
+            raise ThresholdError("max_not_judged_fraction", "a fraction between 0 and 1", fraction)
+        max_trials = data.get("max_trials")
+        if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int)
+                                       or max_trials < 1):
+            raise ThresholdError("max_trials", "an integer >= 1 (or none)", max_trials)
+        return cls(float(alpha), max_failed, float(fraction), max_trials)
+
+
+__all__ = ["FIELDS", "POLICY_FIELDS", "VERDICT_EXIT_CODES", "GatePolicy", "Threshold", "ThresholdError"]

@@ -11,8 +11,9 @@ Live: every finished trial is a Locust request entry of type TRIAL named
 At test stop the master (or the single process) reads the mock's audit of
 every trial's order and writes a run folder in the core's format (summary.json,
 trials.csv, plots, report.html) under --report-dir, then gates: the scenario's
-race thresholds and --max-error-rate on the mock's requests. A failed
-threshold sets the exit code to 1, with one line per threshold (`listeners`, `judge`).
+race thresholds (the report's three-verdict gate) and --max-error-rate on the
+mock's requests: exit code 1 on FAIL, 3 on INCONCLUSIVE, with one line per
+threshold (`listeners`, `judge`).
 
 Distributed (--processes N, or --master / --worker): workers send each
 trial's record (`records`) to the master (Locust messages); only the master

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from harness.core.names import GUARD_NAMES
 from harness.core.results import TrialResult, setup_failed_result, trial_result
+from harness.core.thresholds import VERDICT_EXIT_CODES
 from harness.errors import RaceHarnessError
 from harness.load.records import Collector, event_from_dict, timed_events
 from harness.runfolder import RunWriter, new_run_dir
@@ -205,7 +206,7 @@ class RequestFigures:
 @dataclass
 class Verdict:
     exit_code: int
-    lines: list[str]  # one per threshold, then "gate: passed" / "gate: FAILED"
+    lines: list[str]  # one per threshold / accounting reason, then "gate: PASS" / "gate: FAIL" / "gate: INCONCLUSIVE"
     run_dir: Path | None = None
     summary: dict[str, Any] | None = None
 
@@ -218,20 +219,21 @@ def error_rate_line(figures: RequestFigures, max_error_rate: float) -> tuple[boo
 
 def gate(summary: Mapping[str, Any] | None, figures: RequestFigures, max_error_rate: float,
          skipped: Sequence[str] = ()) -> Verdict:
-    """Exit 1 when a race threshold or the mock error rate fails; one line per threshold."""
+    """The report's gate verdict (summary.json `gate`) and the mock error rate, combined: exit 1 when
+    either fails, else 3 when the race gate is INCONCLUSIVE, else 0; one line per threshold."""
     lines: list[str] = []
-    passed = True
+    verdict = "pass"
     if summary is not None:
         g = summary["gate"]
-        for check, reason in zip(g["checks"], g["results"]):
-            lines.append(f"threshold {'passed' if check['passed'] else 'FAILED'}: {reason}")
-            passed &= bool(check["passed"])
+        lines += list(g["results"])
+        verdict = g["verdict"]
     lines += [f"threshold skipped: {s}" for s in skipped]
     ok, line = error_rate_line(figures, max_error_rate)
-    lines.append(f"threshold {'passed' if ok else 'FAILED'}: {line}")
-    passed &= ok
-    lines.append("gate: passed" if passed else "gate: FAILED")
-    return Verdict(0 if passed else 1, lines, summary=dict(summary) if summary is not None else None)
+    lines.append(f"{'PASS' if ok else 'FAIL'} {line}")
+    if not ok:
+        verdict = "fail"
+    lines.append(f"gate: {verdict.upper()}")
+    return Verdict(VERDICT_EXIT_CODES[verdict], lines, summary=dict(summary) if summary is not None else None)
 
 
 def finish(

@@ -21,7 +21,7 @@ from harness.analysis.gate import evaluate
 from harness.analysis.model import model_from_run
 from harness.analysis.stats import load_trials, rate_table
 from harness.analysis.summary import build_summary, change_delay_stats, hook_stats
-from harness.core.thresholds import Threshold
+from harness.core.thresholds import GatePolicy, Threshold
 from harness.errors import ReportError
 from harness.report import html, markdown, plots
 from harness.report.evidence import JsonlStats, audits, build_evidence, change_delays, pick_evidence, scan_jsonl
@@ -46,8 +46,11 @@ class ReportPaths:
     html: Path
     markdown: Path
     junit: Path
-    gate_passed: bool
+    gate_verdict: str  # "pass" | "fail" | "inconclusive"
 
+    @property
+    def gate_passed(self) -> bool:
+        return self.gate_verdict == "pass"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,16 @@ def _thresholds(meta: Mapping[str, Any], run_dir: Path) -> list[Threshold]:
         except ValueError as exc:
             raise ReportError(f"{run_dir / 'run.json'}: scenario.thresholds[{i}]: {exc}") from None
     return out
+
+
+def _policy(meta: Mapping[str, Any], run_dir: Path) -> GatePolicy:
+    """The scenario's `[gate]` policy as run.json recorded it (defaults for older run folders)."""
+    scenario = meta.get("scenario") or {}
+    raw = (scenario.get("gate") or {}) if isinstance(scenario, Mapping) else {}
+    try:
+        return GatePolicy.from_dict(raw)
+    except ValueError as exc:
+        raise ReportError(f"{run_dir / 'run.json'}: scenario.gate: {exc}") from None
 
 
 def _warnings(df: pd.DataFrame, history: JsonlStats, audits: JsonlStats) -> list[str]:
@@ -111,7 +124,7 @@ def build_report(run_dir: Path | str) -> Report:
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)
     df = load_trials(run_dir)
-    results = evaluate(df, _thresholds(meta, run_dir))
+    results = evaluate(df, _thresholds(meta, run_dir), _policy(meta, run_dir))
 
     row = pick_evidence(df)
     tid = int(row["trial_id"]) if row is not None else None
@@ -159,7 +172,7 @@ def build_report(run_dir: Path | str) -> Report:
         run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=pngs["race_rate"],
         timeline_png=pngs["timeline"], offset_error_png=pngs["offset_error"], guard_cost_png=pngs["guard_cost"],
         change_delay_png=pngs["change_delay"], html=html_path, markdown=md_path, junit=junit_path,
-        gate_passed=bool(summary["gate"]["passed"]),
+        gate_verdict=results.verdict,
     )
     return Report(paths, summary)
 

@@ -29,7 +29,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;font-size:.9rem;text-align:left}
 th{background:#f3f3f3}pre{background:#f7f7f7;border:1px solid #ddd;padding:.75rem;overflow:auto}
-.pass{color:#11772d;font-weight:bold}.fail{color:#b00020;font-weight:bold}
+.pass{color:#11772d;font-weight:bold}.fail{color:#b00020;font-weight:bold}.inconclusive{color:#a60;font-weight:bold}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5rem 1rem}.evidence{border-left:4px solid #b00020;padding-left:1rem}
 img{max-width:100%;border:1px solid #eee}
 """
@@ -50,9 +50,8 @@ def _img(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_h(alt)}">'
 
 
-def _verdict(passed: bool) -> str:
-    word = "PASS" if passed else "FAIL"
-    return f'<span class="{word.lower()}">{word}</span>'
+def _verdict(verdict: str) -> str:
+    return f'<span class="{verdict}">{verdict.upper()}</span>'
 
 
 def _block(b: Block) -> list[str]:
@@ -70,7 +69,7 @@ def _block(b: Block) -> list[str]:
     if isinstance(b, Verdicts):
         if not b.items:
             return ["<p>No thresholds configured in the scenario.</p>"]
-        return ["<ul>" + "".join(f"<li>{_verdict(ok)} {_h(reason)}</li>" for ok, reason in b.items) + "</ul>"]
+        return ["<ul>" + "".join(f"<li>{_verdict(v)} {_h(reason)}</li>" for v, reason in b.items) + "</ul>"]
     if isinstance(b, RateDetail):
         return [f"<details><summary>Rate per offset ({_h(b.file_name)})</summary>"
                 + _table(b.table.headers, b.table.rows) + "</details>"]

@@ -64,7 +64,7 @@ def _block(b: Block) -> list[str]:
         fence = _fence(b.text)
         return [f"{fence}json", b.text, fence]
     if isinstance(b, Verdicts):
-        return [f"- {'PASS' if ok else 'FAIL'} {_text(reason)}" for ok, reason in b.items] or ["No thresholds configured."]
+        return [f"- {_text(reason)}" for _, reason in b.items] or ["No thresholds configured."]
     if isinstance(b, RateDetail):
         return [f"Rate per offset: [{b.file_name}]({b.file_name})."]
     if isinstance(b, CalibrationNote):
@@ -73,7 +73,7 @@ def _block(b: Block) -> list[str]:
 
 
 def _section(s: Section) -> list[str]:
-    verdict = f": {'PASS' if s.verdict else 'FAIL'}" if s.verdict is not None else ""
+    verdict = f": {s.verdict.upper()}" if s.verdict is not None else ""
     out = [f"## {_text(s.title)}{verdict}", ""]
     for b in s.blocks:
         lines = _block(b)

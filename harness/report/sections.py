@@ -19,12 +19,16 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
-from harness.analysis.gate import GateResult
+from harness.analysis.gate import GateReport
 from harness.analysis.summary import WINDOW_MIN_ABS_OFFSET_MS
 
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
-RATES_NOTE = ("Rates exclude indeterminate trials (a timeout or 5xx: the trial may or may not have raced). "
+RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5xx, or a late trial) and failed "
+              "ones (no invoice, guard timeout) are left out and counted apart. "
               "Intervals are 95% Wilson score intervals.")
+GATE_NOTE = ("Each threshold holds for the worst offset bin of its window, decided by an anytime-valid sequential "
+             "test (docs/model.md). Every trial is accounted: failed trials fail the gate beyond the scenario's "
+             "max_failed; not-judged trials above its max_not_judged_fraction make it inconclusive.")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -81,9 +85,10 @@ class Json:
 
 @dataclass(frozen=True)
 class Verdicts:
-    """The gate's per-threshold results: (passed, reason); empty when no threshold is configured."""
+    """The gate's lines: (verdict "pass"|"fail"|"inconclusive", reason), one per threshold then one per
+    accounting reason; empty when nothing is gated."""
 
-    items: Sequence[tuple[bool, str]]
+    items: Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,12 @@ Block = Text | Heading | Table | Image | Json | Verdicts | RateDetail | Calibrat
 
 @dataclass(frozen=True)
 class Section:
-    """A titled part of the report. `verdict`: a PASS/FAIL shown in the title; `boxed`: set apart (evidence)."""
+    """A titled part of the report. `verdict`: "pass"/"fail"/"inconclusive" shown in the title; `boxed`: set
+    apart (evidence)."""
 
     title: str
     blocks: tuple[Block, ...]
-    verdict: bool | None = None
+    verdict: str | None = None
     boxed: bool = False
 
 
@@ -159,12 +165,12 @@ def _ci(d: Mapping[str, Any]) -> str:
 
 def _guard_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     w = f"|offset| ≥ {WINDOW_MIN_ABS_OFFSET_MS:g} ms"
-    headers = ["guard", "trials", "races", "rate", "95% CI", "indeterminate", f"rate {w}", f"95% CI {w}",
+    headers = ["guard", "judged", "races", "rate", "95% CI", "not judged", "failed", f"rate {w}", f"95% CI {w}",
                "guard cost p50 (ms)", "guard cost p99 (ms)", "outcomes"]
     rows = []
     for guard, g in summary["guards"].items():
         outcomes = ", ".join(f"{k} {v}" for k, v in g["outcomes"].items() if v)
-        rows.append([guard, fmt(g["trials"]), fmt(g["races"]), fmt(g["rate"]), _ci(g), fmt(g["indeterminate"]),
+        rows.append([guard, fmt(g["trials"]), fmt(g["races"]), fmt(g["rate"]), _ci(g), fmt(g["not_judged"]), fmt(g["failed"]),
                      f"{fmt(g['window']['rate'])} ({g['window']['races']}/{g['window']['trials']})", _ci(g["window"]),
                      fmt(g["guard_cost_ms"]["p50"], 1), fmt(g["guard_cost_ms"]["p99"], 1), outcomes])
     return headers, rows
@@ -272,8 +278,13 @@ def _server_times(row: pd.Series) -> list[tuple[str, float]]:
 # --------------------------------------------------------------------------- the sections
 
 
-def _gate(summary: Mapping[str, Any], gate: Sequence[GateResult]) -> Section:
-    return Section("Gate", (Verdicts([(r.passed, r.reason) for r in gate]),), verdict=bool(summary["gate"]["passed"]))
+def _gate(gate: GateReport) -> Section:
+    items = [(t.verdict, t.reason) for t in gate.thresholds]
+    items += [("fail" if r.startswith("FAIL") else "inconclusive", r) for r in gate.reasons]
+    headers = ["guard", "trials", "race", "no race", "not judged", "failed"]
+    rows = [[guard, fmt(sum(c.values())), fmt(c["race"]), fmt(c["no_race"]), fmt(c["not_judged"]), fmt(c["failed"])]
+            for guard, c in gate.accounting.items()]
+    return Section("Gate", (Verdicts(items), Text.of(GATE_NOTE), Table(headers, rows)), verdict=gate.verdict)
 
 
 def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, pngs: Mapping[str, Path]) -> Section:
@@ -326,13 +337,13 @@ def _disagreements(summary: Mapping[str, Any]) -> Section:
 
 
 def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_dir: Path, pngs: Mapping[str, Path],
-                   rates: pd.DataFrame, rates_name: str, gate: Sequence[GateResult],
+                   rates: pd.DataFrame, rates_name: str, gate: GateReport,
                    evidence: Mapping[str, Any] | None, evidence_row: pd.Series | None,
                    history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None) -> Document:
     """Every section of the report, in order, as data."""
     interrupted = bool(meta.get("interrupted")) or meta.get("finished_at") is None
     sections = [
-        _gate(summary, gate),
+        _gate(gate),
         _rates(summary, rates, rates_name, pngs),
         _evidence(evidence, evidence_row, history, pngs),
         Section("Timing precision", (Table(*_offset_rows(summary)),
