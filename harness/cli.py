@@ -10,8 +10,9 @@ from typing import Any
 
 from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_purposes
 from harness.errors import RaceHarnessError
+from harness.core.adaptive import CHECK_BUDGET_GRIDS
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
                        "invoices on its own (it is named 'integration' in the report)")
         s.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
         s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+        s.add_argument("--max-trials", type=int, metavar="N",
+                       help="trial budget: the grid runs in batches and, while thresholds are undecided, further "
+                            "rounds go to undecided offsets and bisect window edges, never beyond N trials "
+                            f"(check: default {CHECK_BUDGET_GRIDS} x the grid, stops once every threshold is "
+                            "decided; run: default the grid only, in one round)")
         s.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folder")
         s.add_argument("--no-progress", action="store_true", help="no progress bar (CI logs)")
         s.add_argument("--simulate", action="store_true",
@@ -171,16 +177,17 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         from harness.sim.run import run_simulated, with_latency
 
         scenario = with_latency(scenario, args.latency)
+    rounds = _round_loop(scenario, args.max_trials, gate)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
     if bar:
         bar.start()
     try:
         if args.simulate:
             run_dir, interrupted = run_simulated(scenario, args.out, progress=bar.update if bar else None,
-                                                 transport=args.sim_transport, workers=args.workers)
+                                                 transport=args.sim_transport, workers=args.workers, rounds=rounds)
         else:
             run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
-                                                handle_sigint=True)
+                                                handle_sigint=True, rounds=rounds)
     finally:
         if bar:
             bar.stop()
@@ -200,6 +207,20 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
             return EXIT_GATE_FAILED
         print("gate: passed")
     return EXIT_OK
+
+
+def _round_loop(scenario: Any, max_trials: int | None, gate: bool) -> Any:
+    """`check`: batches with early stop, budget default CHECK_BUDGET_GRIDS grids; `run`: the grid in
+    one round unless --max-trials is given (then rounds, no early stop: the budget sharpens the edges)."""
+    from harness.analysis.rounds import threshold_decide
+    from harness.rounds import RoundLoop
+
+    if max_trials is not None and max_trials < 1:
+        raise RaceHarnessError(f"--max-trials: expected an integer >= 1; got {max_trials}")
+    if not gate and max_trials is None:
+        return None
+    budget = max_trials if max_trials is not None else CHECK_BUDGET_GRIDS * scenario.n_trials
+    return RoundLoop(scenario, threshold_decide(scenario.thresholds), max_trials=budget, early_stop=gate)
 
 
 class _Progress:
@@ -223,7 +244,8 @@ class _Progress:
         self._progress.stop()
 
     def update(self, result: Any, stats: Any) -> None:
-        self._progress.update(self._task, completed=stats.done, description=self._describe(stats.outcomes))
+        self._progress.update(self._task, completed=stats.done, total=max(stats.planned, stats.done),
+                              description=self._describe(stats.outcomes))
 
 
 def _print_simulation(run_dir: Path) -> None:
@@ -238,6 +260,8 @@ def _print_simulation(run_dir: Path) -> None:
 
 
 def _print_summary(summary: dict[str, Any], html: Path) -> None:
+    from harness.core.adaptive import describe_edges
+
     run = summary["run"]
     print(f"{summary['scenario']}: {run['trials']} trials in {run['wall_s']:.1f} s "
           f"({run['trials_per_s']:.1f} trials/s)" if run.get("wall_s") else
@@ -248,6 +272,13 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
             continue
         print(f"  {name:15s} races {g['races']}/{g['trials']}  rate {g['rate']:.3f}  "
               f"95% CI [{g['ci_low']:.3f}, {g['ci_high']:.3f}]")
+    rounds = summary.get("rounds") or {}
+    if rounds.get("rounds"):
+        print(f"  rounds: {rounds['rounds']} ({'+'.join(map(str, rounds['trials_per_round']))} trials, budget "
+              f"{rounds['budget']}){', stopped early: ' + rounds['stop_reason'] if rounds.get('stopped_early') else ''}")
+    for guard, edges in (rounds.get("window_edges") or {}).items():
+        if edges is not None:
+            print(f"  {describe_edges(guard, edges)}")
     for side, st in summary["offset_error_ms"].items():
         if st.get("n"):
             print(f"  offset error ({side}): p50 {st['p50']:.2f} ms  p99 {st['p99']:.2f} ms  max {st['max']:.2f} ms")

@@ -84,6 +84,7 @@ def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Thresholds the model guarantees for this scenario (fixed D, S = 0, pinned delays).
+GRID_N = len(OFFSETS) * TRIALS_PER_OFFSET * len(GUARDS)
 FC_WINDOW_N = sum(1 for o in OFFSETS if abs(o) >= 50) * TRIALS_PER_OFFSET
 NONE_WINDOW_N = n_in_range(*RACE_WINDOW)
 FC_MAX_UPPER = 0.5
@@ -107,7 +108,8 @@ def test_thresholds_are_attainable_with_this_many_trials() -> None:
 def test_check_passes_when_thresholds_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, scenario_toml(HOLDING))
     out = tmp_path / "out"
-    rc = main(["check", str(path), "--out", str(out), "--no-progress"])
+    # The budget is the grid: these tests count the grid's trials in each window.
+    rc = main(["check", str(path), "--out", str(out), "--no-progress", "--max-trials", str(GRID_N)])
     captured = capsys.readouterr()
     assert rc == EXIT_OK, captured.err
     lines = gate_lines(captured.out)
@@ -133,7 +135,8 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
     ]
     path = write(tmp_path, scenario_toml(thresholds))
     out = tmp_path / "out"
-    rc = main(["check", str(path), "--out", str(out), "--no-progress"])
+    # The budget is the grid: these tests count the grid's trials in each window.
+    rc = main(["check", str(path), "--out", str(out), "--no-progress", "--max-trials", str(GRID_N)])
     captured = capsys.readouterr()
     assert rc == EXIT_GATE_FAILED
     assert "gate: FAILED" in captured.err

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.analysis.gate import GateResult
 from harness.analysis.model import model_from_run
+from harness.analysis.rounds import rounds_summary
 from harness.analysis.stats import (
     choose_bin_ms,
     guard_cost,
@@ -177,6 +178,7 @@ def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: Sequen
     if hooks is not None:
         summary["hooks"] = json_safe(hooks)
     summary["change_delay"] = json_safe(change_delay)
+    summary["rounds"] = json_safe(rounds_summary(df, run_meta))
     if calibration is not None:
         summary["calibration"] = {k: calibration.get(k) for k in _CALIBRATION_KEYS}
     return summary
