@@ -76,7 +76,7 @@ class RoundLoop:
         reps = range(self._next_rep, min(self._next_rep + self._batch, total))
         self._next_rep = reps.stop
         batch = grid_batch(self.scenario, self._grid, reps, len(self.rounds) + 1, self.planned)
-        span = f"{reps.start + 1}" if len(reps) == 1 else f"s {reps.start + 1}-{reps.stop}"
+        span = f" {reps.start + 1}" if len(reps) == 1 else f"s {reps.start + 1}-{reps.stop}"
         where = "" if len(reps) == total else f" (grid repetition{span} of {total})"
         plan = self._emit(batch, where + note)
         self._grid_run += 0 if plan is None else len(plan.trials)
