@@ -79,7 +79,7 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
 
 def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFrame | None, png_name: str) -> str:
     e = html.escape
-    verdict = "passed" if result["passed"] else "FAILED"
+    verdict = {"pass": "passed", "fail": "FAILED"}.get(result.get("verdict", ""), "INCONCLUSIVE")
     rows = ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in coverage_rows(result)]
     bins = []
     for guard in ordered_guards(live["guard"]):
@@ -101,7 +101,7 @@ def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFra
 <html lang="en"><head><meta charset="utf-8"><title>Calibration</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child{{text-align:left}}
-.passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.note{{color:#a60}}</style></head><body>
+.passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.INCONCLUSIVE{{color:#a60}}.note{{color:#a60}}</style></head><body>
 <h1>Calibration: measured race rate vs the race model</h1>
 <p class="{verdict}">{e(verdict_sentence(result))}.</p>
 {note}

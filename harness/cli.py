@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="simulated mode: call the mock's handlers directly (default) or through "
                             "httpx + ASGI (slower, same results)")
     c = sub.add_parser("calibrate", help="run a scenario live and simulated, compare both with the race model: "
-                                         "exit 0 when the unguarded curve's intervals cover it in enough bins")
+                                         "exit 0 when the unguarded curve's intervals cover it in enough bins, "
+                                         "3 (inconclusive) when too few bins have the trials to notice a deviation")
     c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
     c.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
     c.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
@@ -143,6 +144,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not res["passed"]:
         print(f"calibration: FAILED ({line})", file=sys.stderr)
         return EXIT_GATE_FAILED
+    if res["verdict"] == "inconclusive":
+        p = res["gated_power"]
+        print(f"calibration: INCONCLUSIVE ({line}; only {p['powered']} of {p['bins']} bins have enough trials "
+              f"to detect a deviation of {p['deviation']:g} from the model with power {p['power']:.0%})",
+              file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     print(f"calibration: passed ({line})")
     return EXIT_OK
 

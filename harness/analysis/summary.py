@@ -34,7 +34,7 @@ SUMMARY_SCHEMA_VERSION = 1
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
 MAX_DISAGREEMENT_EXAMPLES = 20
-_CALIBRATION_KEYS = ("passed", "gated_guard", "gated_model", "gated_fraction", "min_coverage")
+_CALIBRATION_KEYS = ("passed", "verdict", "gated_power", "gated_guard", "gated_model", "gated_fraction", "min_coverage")
 
 
 def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: float | None) -> dict[str, Any]:
