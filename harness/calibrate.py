@@ -17,13 +17,21 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness.analysis.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
+from harness.analysis.calibration import (
+    COVERAGE_HEADERS,
+    MIN_COVERAGE,
+    calibrate_trials,
+    coverage_rows,
+    power_decide,
+    verdict_sentence,
+)
 from harness.analysis.model import model_from_run
 from harness.analysis.stats import load_trials, ordered_guards
 from harness.core.scenario import Scenario
 from harness.live.run import run_scenario
 from harness.report import build_report
 from harness.report.plots import plot_calibration
+from harness.rounds import ReplayRounds, RoundLoop
 from harness.runfolder import read_run_json
 from harness.sim.run import run_simulated
 
@@ -41,11 +49,20 @@ class CalibrationRun:
 
 def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min_coverage: float = MIN_COVERAGE,
                     gate_on: str = "model", progress: Callable[[Any, Any], None] | None = None,
-                    on_phase: Callable[[str], None] | None = None) -> CalibrationRun:
-    """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
+                    on_phase: Callable[[str], None] | None = None, max_trials: int | None = None) -> CalibrationRun:
+    """Run live (and simulated, same plan), build both reports, compute and write the calibration.
+
+    `max_trials`: a budget for adaptive rounds (harness.rounds) that add trials to the unguarded
+    curve's bins too small to detect a deviation from the model; the simulated run replays the live
+    run's rounds. None: the grid only."""
     say = on_phase or (lambda _msg: None)
     say("live run")
-    live_dir, interrupted = run_scenario(scenario, out, progress=progress, handle_sigint=True)
+    rounds = None
+    if max_trials is not None:
+        mock = scenario.mock
+        rounds = RoundLoop(scenario, power_decide(mock.change_delay, mock.settle_ms, mock.policy),
+                           max_trials=max_trials, early_stop=True)
+    live_dir, interrupted = run_scenario(scenario, out, progress=progress, handle_sigint=True, rounds=rounds)
     sim_dir: Path | None = None
     note = ""
     if interrupted:
@@ -54,7 +71,8 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
         note = "simulated run not requested (--no-simulate)"
     else:
         say("simulated run")
-        sim_dir, sim_interrupted = run_simulated(scenario, out)
+        sim_dir, sim_interrupted = run_simulated(scenario, out,
+                                                 rounds=None if rounds is None else ReplayRounds(rounds))
         build_report(sim_dir)
         interrupted = interrupted or sim_interrupted
     meta = read_run_json(live_dir)

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
     c.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
     c.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+    c.add_argument("--max-trials", type=int, metavar="N",
+                   help="trial budget for adaptive rounds: the grid runs in batches, then more trials go to the "
+                        "unguarded curve's bins too small to detect a deviation from the model, never beyond N "
+                        "(default: the grid only); the simulated run replays the same trials")
     c.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folders")
     c.add_argument("--no-simulate", action="store_true", help="live run only")
     c.add_argument("--min-coverage", type=float, default=0.9,
@@ -110,6 +114,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.min_coverage <= 1.0:
         raise RaceHarnessError(f"--min-coverage: expected a fraction in [0, 1]; got {args.min_coverage}")
+    if args.max_trials is not None and args.max_trials < 1:
+        raise RaceHarnessError(f"--max-trials: expected an integer >= 1; got {args.max_trials}")
     scenario = load_scenario(args.scenario).with_overrides(trials_per_offset=args.trials, seed=args.seed)
     if scenario.target.integration is not None:
         raise RaceHarnessError("calibrate: integration scenarios have no race model to calibrate against")
@@ -118,7 +124,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         bar.start()
     try:
         cal = run_calibration(scenario, args.out, simulate=not args.no_simulate, min_coverage=args.min_coverage,
-                              gate_on=args.gate_on, progress=bar.update if bar else None,
+                              gate_on=args.gate_on, progress=bar.update if bar else None, max_trials=args.max_trials,
                               on_phase=lambda msg: print(msg, file=sys.stderr))
     finally:
         if bar:

@@ -49,6 +49,7 @@ class RoundLoop:
         self._batch = reps if max_trials is None else batch_reps(reps)
         self._next_rep = 0
         self._resolution = resolution_ms(scenario.sweep.offsets_ms)
+        self.plans: list[Plan] = []  # every round's plan, for `ReplayRounds`
         self.rounds: list[int] = []  # trials per round
         self._grid_run = 0  # trials of the grid planned so far (the adaptive rounds' ids follow the grid's)
         self.stopped_early = False
@@ -66,6 +67,7 @@ class RoundLoop:
         if not trials:
             return None
         plan = Plan(plan.scenario_name, plan.seed, trials)
+        self.plans.append(plan)
         self.rounds.append(len(trials))
         offsets = {t.offset_ms for t in trials}
         self.say(f"round {len(self.rounds)}: {len(trials)} trials at {len(offsets)} offsets{note}")
@@ -121,4 +123,31 @@ class RoundLoop:
                 "stop_reason": self.stop_reason}
 
 
-__all__ = ["RoundLoop"]
+class ReplayRounds:
+    """Another run's rounds, replayed plan for plan (calibrate: the simulated run plays exactly the
+    live run's trials, whatever its own outcomes would have decided). Same interface as RoundLoop."""
+
+    def __init__(self, loop: RoundLoop) -> None:
+        self._plans = list(loop.plans)
+        self._record = loop.record()
+        self._next = 0
+
+    @property
+    def planned(self) -> int:
+        return sum(len(p.trials) for p in self._plans[:self._next])
+
+    def first(self) -> Plan:
+        self._next = 1
+        return self._plans[0]
+
+    def next(self, run_dir: Path) -> Plan | None:
+        if self._next >= len(self._plans):
+            return None
+        self._next += 1
+        return self._plans[self._next - 1]
+
+    def record(self) -> dict[str, Any]:
+        return {**self._record, "replayed": True}
+
+
+__all__ = ["ReplayRounds", "RoundLoop"]

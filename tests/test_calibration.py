@@ -22,6 +22,7 @@ from harness.analysis.calibration import (
     coverage,
     coverage_of,
     detection_power,
+    power_decide,
     rate_table_with_models,
     verdict_sentence,
 )
@@ -266,3 +267,30 @@ def test_calibrate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "calibration: FAILED" in capsys.readouterr().err
     assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "0.1"]) == EXIT_OK
     assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "2"]) == EXIT_ERROR
+
+
+def test_power_decide_leaves_the_small_unguarded_bins_undecided() -> None:
+    decide = power_decide(Fixed(200.0), 150.0, "vulnerable")
+    df = pd.DataFrame([{"guard": "none", "offset_ms": -400.0, "outcome": "clean"}] * 8
+                      + [{"guard": "none", "offset_ms": 60.0, "outcome": "race"}] * 2
+                      + [{"guard": "finished-check", "offset_ms": 60.0, "outcome": "clean"}] * 2)
+    assert decide(df) == (False, [("none", 60.0)])  # model 0 / 1: 8 trials reach power 0.83, 2 do not
+    assert decide(df[df["offset_ms"] == -400.0]) == (True, [])
+
+
+def test_calibrate_rounds_add_trials_and_the_simulated_run_replays_them(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY, encoding="utf-8")
+    rc = main(["calibrate", str(scenario), "--out", str(tmp_path / "reports"), "--no-progress", "--trials", "2",
+               "--max-trials", "24"])
+    err = capsys.readouterr().err
+    assert rc in (EXIT_INCONCLUSIVE, EXIT_OK), err
+    assert "round 3: " in err
+    live = next(r for r in (tmp_path / "reports").iterdir() if (r / "calibration.json").exists())
+    sim = next(r for r in (tmp_path / "reports").iterdir() if r != live)
+    ids = [sorted(pd.read_csv(r / "trials.csv")["trial_id"]) for r in (live, sim)]
+    assert ids[0] == ids[1] and len(ids[0]) == 24
+    meta = [json.loads((r / "run.json").read_text(encoding="utf-8"))["rounds"] for r in (live, sim)]
+    assert meta[0]["trials_per_round"] == meta[1]["trials_per_round"] and sum(meta[0]["trials_per_round"]) == 24
+    assert meta[1]["replayed"] is True

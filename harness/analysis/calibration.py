@@ -38,12 +38,13 @@ and trial by trial.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis.model import model_race_probability
+from harness.analysis.rounds import cell_counts
 from scipy import stats as sps
 
 from harness.analysis.stats import actual_offsets, choose_bin_ms, json_safe, ordered_guards, rate_table, wilson_interval
@@ -124,6 +125,18 @@ def power_of(rates: pd.DataFrame, model_col: str) -> dict[str, Any]:
             if (power := detection_power(int(r.trials), float(getattr(r, model_col)))) < DETECT_POWER]
     return {"deviation": DETECT_DEVIATION, "power": DETECT_POWER, "bins": len(t), "powered": len(t) - len(weak),
             "underpowered": weak}
+
+
+def power_decide(delay: DelayDistribution, settle_ms: float, policy: str,
+                 gated_guard: str = GATED_GUARD) -> Callable[[pd.DataFrame], tuple[bool, list[tuple[str, float]]]]:
+    """The round loop's decision callback for calibrate (`harness.analysis.rounds.Decide`): the gated
+    guard's planned offsets whose bins cannot yet detect DETECT_DEVIATION are undecided; stop when none is."""
+    def _decide(df: pd.DataFrame) -> tuple[bool, list[tuple[str, float]]]:
+        weak = [(g, o) for (g, o), (_, n) in sorted(cell_counts(df).items()) if g == gated_guard
+                and detection_power(n, model_race_probability(o, delay, settle_ms, policy, g)) < DETECT_POWER]
+        return not weak, weak
+
+    return _decide
 
 
 def compare_bins(live: pd.DataFrame, simulated: pd.DataFrame) -> dict[str, Any]:
