@@ -50,6 +50,7 @@ class RoundLoop:
         self._next_rep = 0
         self._resolution = resolution_ms(scenario.sweep.offsets_ms)
         self.plans: list[Plan] = []  # every round's plan, for `ReplayRounds`
+        self._specs: list[dict[str, Any]] = []  # how each round was planned (run.json), for `round_plans`
         self.rounds: list[int] = []  # trials per round
         self._grid_run = 0  # trials of the grid planned so far (the adaptive rounds' ids follow the grid's)
         self.stopped_early = False
@@ -62,10 +63,11 @@ class RoundLoop:
     def _remaining(self) -> int:
         return len(self._grid.trials) if self.max_trials is None else self.max_trials - self.planned
 
-    def _emit(self, plan: Plan, note: str = "") -> Plan | None:
+    def _emit(self, plan: Plan, spec: dict[str, Any], note: str = "") -> Plan | None:
         trials = plan.trials[:self._remaining()]
         if not trials:
             return None
+        self._specs.append({**spec, "first_seq": self.planned, "trials": len(trials)})
         plan = Plan(plan.scenario_name, plan.seed, trials)
         self.plans.append(plan)
         self.rounds.append(len(trials))
@@ -80,7 +82,7 @@ class RoundLoop:
         batch = grid_batch(self.scenario, self._grid, reps, len(self.rounds) + 1, self.planned)
         span = f" {reps.start + 1}" if len(reps) == 1 else f"s {reps.start + 1}-{reps.stop}"
         where = "" if len(reps) == total else f" (grid repetition{span} of {total})"
-        plan = self._emit(batch, where + note)
+        plan = self._emit(batch, {"grid_repetitions": [reps.start, reps.stop]}, where + note)
         self._grid_run += 0 if plan is None else len(plan.trials)
         return plan
 
@@ -114,13 +116,29 @@ class RoundLoop:
         first_id = len(self._grid.trials) + self.planned - self._grid_run
         plan = round_plan(self.scenario, cells, len(self.rounds) + 1, first_id, self.planned)
         new = len({o for _, o in cells} - set(self.scenario.sweep.offsets_ms))
-        return self._emit(plan, f" ({new} new){note}" if new else note)
+        return self._emit(plan, {"first_id": first_id, "cells": [list(c) for c in cells]},
+                          f" ({new} new){note}" if new else note)
 
     def record(self) -> dict[str, Any]:
         """run.json `rounds`: how the trials were spent."""
         return {"rounds": len(self.rounds), "trials_per_round": list(self.rounds), "budget": self.max_trials,
                 "grid_trials": len(self._grid.trials), "stopped_early": self.stopped_early,
-                "stop_reason": self.stop_reason}
+                "stop_reason": self.stop_reason, "plans": self._specs}
+
+
+def round_plans(scenario: Scenario, record: dict[str, Any]) -> list[Plan]:
+    """Every round's plan again, from run.json's `rounds` record (`sim.replay` re-runs one trial of
+    a run with rounds: its id, seed and seq come from its round)."""
+    grid = build_plan(scenario)
+    out = []
+    for k, spec in enumerate(record.get("plans") or [], start=1):
+        if "grid_repetitions" in spec:
+            plan = grid_batch(scenario, grid, range(*spec["grid_repetitions"]), k, spec["first_seq"])
+        else:
+            cells = [(str(g), float(o)) for g, o in spec["cells"]]
+            plan = round_plan(scenario, cells, k, spec["first_id"], spec["first_seq"])
+        out.append(Plan(plan.scenario_name, plan.seed, plan.trials[:spec["trials"]]))
+    return out
 
 
 class ReplayRounds:
@@ -150,4 +168,4 @@ class ReplayRounds:
         return {**self._record, "replayed": True}
 
 
-__all__ = ["ReplayRounds", "RoundLoop"]
+__all__ = ["ReplayRounds", "RoundLoop", "round_plans"]

@@ -210,3 +210,17 @@ def test_run_without_a_budget_is_the_grid_in_one_round(tmp_path: Path) -> None:
     plain, _ = run_simulated(scn, tmp_path / "plain", workers=1)
     assert (with_loop / "trials.csv").read_bytes() == (plain / "trials.csv").read_bytes()
     assert loop.rounds == [scn.n_trials] and said == [f"round 1: {scn.n_trials} trials at 4 offsets"]
+
+
+def test_replay_finds_every_round_trial_and_reproduces_its_row(tmp_path: Path) -> None:
+    from harness.sim.replay import replay
+
+    scn = scenario(UNDECIDED, reps=4)
+    run_dir, loop, _ = run_rounds(tmp_path, scn, 2 * scn.n_trials, early_stop=True)
+    got = rows(run_dir)
+    grid_row = next(r for r in got if int(r["seq"]) == 9)  # a grid trial played in its batch (round 2)
+    extra_row = got[-1]  # a trial of the last adaptive round
+    assert int(extra_row["trial_id"]) >= scn.n_trials
+    for row in (grid_row, extra_row):
+        r = replay(run_dir, int(row["trial_id"]))
+        assert r.simulated_run and r.differences == [], r.differences
