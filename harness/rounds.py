@@ -28,6 +28,7 @@ from harness.core.adaptive import batch_reps, next_cells, resolution_ms
 from harness.core.plan import Plan, build_plan, grid_batch, round_plan
 from harness.core.scenario import Scenario
 
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 

@@ -216,7 +216,7 @@ def test_replay_finds_every_round_trial_and_reproduces_its_row(tmp_path: Path) -
     from harness.sim.replay import replay
 
     scn = scenario(UNDECIDED, reps=4)
-    run_dir, loop, _ = run_rounds(tmp_path, scn, 2 * scn.n_trials, early_stop=True)
+    run_dir, _, _ = run_rounds(tmp_path, scn, 2 * scn.n_trials, early_stop=True)
     got = rows(run_dir)
     grid_row = next(r for r in got if int(r["seq"]) == 9)  # a grid trial played in its batch (round 2)
     extra_row = got[-1]  # a trial of the last adaptive round

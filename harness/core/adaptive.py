@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -55,7 +56,7 @@ def bisection_offsets(counts: Counts, resolution: float) -> list[Cell]:
     so repeated bisection converges on an edge and stops at the resolution."""
     out: list[Cell] = []
     for guard, rows in sorted(_by_guard(counts).items()):
-        for (a, ra, _), (b, rb, _) in zip(rows, rows[1:]):
+        for (a, ra, _), (b, rb, _) in itertools.pairwise(rows):
             if (ra > 0) == (rb > 0) or b - a <= resolution:
                 continue
             mid = round((a + b) / 2 / resolution) * resolution
@@ -108,5 +109,15 @@ def describe_edges(guard: str, edges: Mapping[str, Any] | None) -> str:
     return f"{guard} race window {edges['low']:g} ... {edges['high']:g} ms, edges {edge}"
 
 
-__all__ = ["CHECK_BUDGET_GRIDS", "Cell", "Counts", "GRID_BATCHES", "batch_reps", "bisection_offsets", "describe_edges", "next_cells",
-           "resolution_ms", "window_edges"]
+__all__ = [
+    "CHECK_BUDGET_GRIDS",
+    "GRID_BATCHES",
+    "Cell",
+    "Counts",
+    "batch_reps",
+    "bisection_offsets",
+    "describe_edges",
+    "next_cells",
+    "resolution_ms",
+    "window_edges",
+]
