@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_purposes
 from harness.errors import RaceHarnessError
+
+if TYPE_CHECKING:
+    from harness.core.scenario import Scenario
+    from harness.rounds import RoundLoop
 from harness.core.adaptive import CHECK_BUDGET_GRIDS
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -222,7 +226,7 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     return EXIT_OK
 
 
-def _round_loop(scenario: Any, max_trials: int | None, gate: bool) -> Any:
+def _round_loop(scenario: Scenario, max_trials: int | None, gate: bool) -> RoundLoop | None:
     """`check`: batches with early stop, budget default CHECK_BUDGET_GRIDS grids; `run`: the grid in
     one round unless --max-trials is given (then rounds, no early stop: the budget sharpens the edges)."""
     from harness.analysis.rounds import threshold_decide

@@ -73,7 +73,8 @@ class RoundLoop:
         self.plans.append(plan)
         self.rounds.append(len(trials))
         offsets = {t.offset_ms for t in trials}
-        self.say(f"round {len(self.rounds)}: {len(trials)} trials at {len(offsets)} offsets{note}")
+        self.say(f"round {len(self.rounds)}: {len(trials)} trials at {len(offsets)} "
+                 f"offset{'s' if len(offsets) != 1 else ''}{note}")
         return plan
 
     def _grid_batch(self, note: str = "") -> Plan | None:

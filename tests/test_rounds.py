@@ -86,13 +86,17 @@ def test_next_round_puts_undecided_cells_first_and_stops_at_the_budget() -> None
 
 def test_window_edges_are_the_outermost_racing_offsets_and_their_raceless_neighbours() -> None:
     counts = {("none", -151.0): (1, 4), ("none", -154.0): (0, 4), ("none", -1.0): (2, 4), ("none", 2.0): (0, 4),
-              ("none", -50.0): (4, 4), ("fc", 0.0): (0, 8), ("open", 10.0): (1, 1)}
+              ("none", -50.0): (4, 4), ("fc", 0.0): (0, 8), ("open", 10.0): (1, 1),
+              ("half", 0.0): (0, 2), ("half", 5.0): (1, 2)}
     edges = window_edges(counts)
     assert edges["none"] == {"low": -151.0, "high": -1.0, "low_gap": 3.0, "high_gap": 3.0, "edge_ms": 3.0}
     assert edges["fc"] is None
     assert edges["open"] == {"low": 10.0, "high": 10.0, "low_gap": None, "high_gap": None, "edge_ms": None}
     assert describe_edges("none", edges["none"]) == "none race window -151 ... -1 ms, edges +-3 ms"
-    assert describe_edges("open", edges["open"]) == "open race window 10 ... 10 ms, edges open"
+    assert describe_edges("open", edges["open"]) == ("open race window 10 ... 10 ms, low edge open (no raceless "
+                                                     "offset beyond), high edge open (no raceless offset beyond)")
+    assert edges["half"] == {"low": 5.0, "high": 5.0, "low_gap": 5.0, "high_gap": None, "edge_ms": None}
+    assert describe_edges("half", edges["half"]).endswith("low edge +-5 ms, high edge open (no raceless offset beyond)")
     assert describe_edges("fc", None) == "fc: no races"
 
 

@@ -82,8 +82,8 @@ def next_cells(counts: Counts, undecided: Sequence[Cell], *, per_cell: int, budg
 
 def window_edges(counts: Counts) -> dict[str, dict[str, Any] | None]:
     """Per guard: {"low", "high": outermost offsets with races; "low_gap", "high_gap": distance to
-    the nearest raceless offset outside them (None: none measured); "edge_ms": the larger gap},
-    or None for a guard without races."""
+    the nearest raceless offset outside them (None: none measured there, the edge is open);
+    "edge_ms": the larger gap (None when an edge is open)}, or None for a guard without races."""
     out: dict[str, dict[str, Any] | None] = {}
     for guard, rows in sorted(_by_guard(counts).items()):
         racing = [o for o, r, _ in rows if r > 0]
@@ -95,9 +95,8 @@ def window_edges(counts: Counts) -> dict[str, dict[str, Any] | None]:
         above = [o for o, r, _ in rows if r == 0 and o > hi]
         low_gap = lo - max(below) if below else None
         high_gap = min(above) - hi if above else None
-        gaps = [g for g in (low_gap, high_gap) if g is not None]
-        out[guard] = {"low": lo, "high": hi, "low_gap": low_gap, "high_gap": high_gap,
-                      "edge_ms": max(gaps) if gaps else None}
+        edge = None if low_gap is None or high_gap is None else max(low_gap, high_gap)
+        out[guard] = {"low": lo, "high": hi, "low_gap": low_gap, "high_gap": high_gap, "edge_ms": edge}
     return out
 
 
@@ -105,8 +104,13 @@ def describe_edges(guard: str, edges: Mapping[str, Any] | None) -> str:
     """One line, e.g. "finished-check race window -151 ... -1 ms, edges +-3 ms"."""
     if edges is None:
         return f"{guard}: no races"
-    edge = "open" if edges["edge_ms"] is None else f"+-{edges['edge_ms']:g} ms"
-    return f"{guard} race window {edges['low']:g} ... {edges['high']:g} ms, edges {edge}"
+    if edges["edge_ms"] is not None:
+        edge = f"edges +-{edges['edge_ms']:g} ms"
+    else:
+        def side(gap: float | None) -> str:
+            return "open (no raceless offset beyond)" if gap is None else f"+-{gap:g} ms"
+        edge = f"low edge {side(edges['low_gap'])}, high edge {side(edges['high_gap'])}"
+    return f"{guard} race window {edges['low']:g} ... {edges['high']:g} ms, {edge}"
 
 
 __all__ = [
