@@ -195,6 +195,10 @@ def test_check_stops_early_when_a_guard_is_clearly_fine_or_clearly_racing(tmp_pa
     assert summary["run"]["planned_trials"] == n
     edges = summary["rounds"]["window_edges"]
     assert edges["none"]["low"] == 50 and edges["none"]["high"] == 150 and edges["finished-check"] is None
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "stopped early: every threshold decided" in md
+    assert "none race window 50 ... 150 ms, edges +-" in md and "none race window" in (run_dir / "report.html").read_text(
+        encoding="utf-8")
 
 
 @pytest.mark.parametrize("budget", [7, 40, 61])
