@@ -17,13 +17,21 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness.analysis.calibration import COVERAGE_HEADERS, MIN_COVERAGE, calibrate_trials, coverage_rows, verdict_sentence
+from harness.analysis.calibration import (
+    COVERAGE_HEADERS,
+    MIN_COVERAGE,
+    calibrate_trials,
+    coverage_rows,
+    power_decide,
+    verdict_sentence,
+)
 from harness.analysis.model import model_from_run
 from harness.analysis.stats import load_trials, ordered_guards
 from harness.core.scenario import Scenario
 from harness.live.run import run_scenario
 from harness.report import build_report
 from harness.report.plots import plot_calibration
+from harness.rounds import ReplayRounds, RoundLoop
 from harness.runfolder import read_run_json
 from harness.sim.run import run_simulated
 
@@ -41,11 +49,20 @@ class CalibrationRun:
 
 def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min_coverage: float = MIN_COVERAGE,
                     gate_on: str = "model", progress: Callable[[Any, Any], None] | None = None,
-                    on_phase: Callable[[str], None] | None = None) -> CalibrationRun:
-    """Run live (and simulated, same plan), build both reports, compute and write the calibration."""
+                    on_phase: Callable[[str], None] | None = None, max_trials: int | None = None) -> CalibrationRun:
+    """Run live (and simulated, same plan), build both reports, compute and write the calibration.
+
+    `max_trials`: a budget for adaptive rounds (harness.rounds) that add trials to the unguarded
+    curve's bins too small to detect a deviation from the model; the simulated run replays the live
+    run's rounds. None: the grid only."""
     say = on_phase or (lambda _msg: None)
     say("live run")
-    live_dir, interrupted = run_scenario(scenario, out, progress=progress, handle_sigint=True)
+    rounds = None
+    if max_trials is not None:
+        mock = scenario.mock
+        rounds = RoundLoop(scenario, power_decide(mock.change_delay, mock.settle_ms, mock.policy),
+                           max_trials=max_trials, early_stop=True)
+    live_dir, interrupted = run_scenario(scenario, out, progress=progress, handle_sigint=True, rounds=rounds)
     sim_dir: Path | None = None
     note = ""
     if interrupted:
@@ -54,7 +71,8 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
         note = "simulated run not requested (--no-simulate)"
     else:
         say("simulated run")
-        sim_dir, sim_interrupted = run_simulated(scenario, out)
+        sim_dir, sim_interrupted = run_simulated(scenario, out,
+                                                 rounds=None if rounds is None else ReplayRounds(rounds))
         build_report(sim_dir)
         interrupted = interrupted or sim_interrupted
     meta = read_run_json(live_dir)
@@ -79,7 +97,7 @@ def run_calibration(scenario: Scenario, out: Path, *, simulate: bool = True, min
 
 def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFrame | None, png_name: str) -> str:
     e = html.escape
-    verdict = "passed" if result["passed"] else "FAILED"
+    verdict = {"pass": "passed", "fail": "FAILED"}.get(result.get("verdict", ""), "INCONCLUSIVE")
     rows = ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in coverage_rows(result)]
     bins = []
     for guard in ordered_guards(live["guard"]):
@@ -101,7 +119,7 @@ def calibration_html(result: dict[str, Any], live: pd.DataFrame, sim: pd.DataFra
 <html lang="en"><head><meta charset="utf-8"><title>Calibration</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child{{text-align:left}}
-.passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.note{{color:#a60}}</style></head><body>
+.passed{{color:#2ca02c}}.FAILED{{color:#d62728}}.INCONCLUSIVE{{color:#a60}}.note{{color:#a60}}</style></head><body>
 <h1>Calibration: measured race rate vs the race model</h1>
 <p class="{verdict}">{e(verdict_sentence(result))}.</p>
 {note}

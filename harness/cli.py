@@ -6,11 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_purposes
 from harness.core.thresholds import VERDICT_EXIT_CODES
 from harness.errors import RaceHarnessError
+
+if TYPE_CHECKING:
+    from harness.core.scenario import Scenario
+    from harness.rounds import RoundLoop
+from harness.core.adaptive import CHECK_BUDGET_GRIDS
 
 # 0 PASS, 1 FAIL, 2 could not run, 3 INCONCLUSIVE (not enough evidence either way), 130 interrupted.
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -30,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                        "invoices on its own (it is named 'integration' in the report)")
         s.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
         s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+        s.add_argument("--max-trials", type=int, metavar="N",
+                       help="trial budget: the grid runs in batches and, while thresholds are undecided, further "
+                            "rounds go to undecided offsets and bisect window edges, never beyond N trials "
+                            f"(check: default {CHECK_BUDGET_GRIDS} x the grid, stops once every threshold is "
+                            "decided; run: default the grid only, in one round)")
         s.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folder")
         s.add_argument("--no-progress", action="store_true", help="no progress bar (CI logs)")
         s.add_argument("--simulate", action="store_true",
@@ -44,10 +54,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="simulated mode: call the mock's handlers directly (default) or through "
                             "httpx + ASGI (slower, same results)")
     c = sub.add_parser("calibrate", help="run a scenario live and simulated, compare both with the race model: "
-                                         "exit 0 when the unguarded curve's intervals cover it in enough bins")
+                                         "exit 0 when the unguarded curve's intervals cover it in enough bins, "
+                                         "3 (inconclusive) when too few bins have the trials to notice a deviation")
     c.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
     c.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
     c.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
+    c.add_argument("--max-trials", type=int, metavar="N",
+                   help="trial budget for adaptive rounds: the grid runs in batches, then more trials go to the "
+                        "unguarded curve's bins too small to detect a deviation from the model, never beyond N "
+                        "(default: the grid only); the simulated run replays the same trials")
     c.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the run folders")
     c.add_argument("--no-simulate", action="store_true", help="live run only")
     c.add_argument("--min-coverage", type=float, default=0.9,
@@ -105,6 +120,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.min_coverage <= 1.0:
         raise RaceHarnessError(f"--min-coverage: expected a fraction in [0, 1]; got {args.min_coverage}")
+    if args.max_trials is not None and args.max_trials < 1:
+        raise RaceHarnessError(f"--max-trials: expected an integer >= 1; got {args.max_trials}")
     scenario = load_scenario(args.scenario).with_overrides(trials_per_offset=args.trials, seed=args.seed)
     if scenario.target.integration is not None:
         raise RaceHarnessError("calibrate: integration scenarios have no race model to calibrate against")
@@ -113,7 +130,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         bar.start()
     try:
         cal = run_calibration(scenario, args.out, simulate=not args.no_simulate, min_coverage=args.min_coverage,
-                              gate_on=args.gate_on, progress=bar.update if bar else None,
+                              gate_on=args.gate_on, progress=bar.update if bar else None, max_trials=args.max_trials,
                               on_phase=lambda msg: print(msg, file=sys.stderr))
     finally:
         if bar:
@@ -139,6 +156,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not res["passed"]:
         print(f"calibration: FAILED ({line})", file=sys.stderr)
         return EXIT_GATE_FAILED
+    if res["verdict"] == "inconclusive":
+        p = res["gated_power"]
+        print(f"calibration: INCONCLUSIVE ({line}; only {p['powered']} of {p['bins']} bins have enough trials "
+              f"to detect a deviation of {p['deviation']:g} from the model with power {p['power']:.0%})",
+              file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     print(f"calibration: passed ({line})")
     return EXIT_OK
 
@@ -173,16 +196,17 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         from harness.sim.run import run_simulated, with_latency
 
         scenario = with_latency(scenario, args.latency)
+    rounds = _round_loop(scenario, args.max_trials, gate)
     bar = None if args.no_progress else _Progress(scenario.n_trials, scenario.guards.names)
     if bar:
         bar.start()
     try:
         if args.simulate:
             run_dir, interrupted = run_simulated(scenario, args.out, progress=bar.update if bar else None,
-                                                 transport=args.sim_transport, workers=args.workers)
+                                                 transport=args.sim_transport, workers=args.workers, rounds=rounds)
         else:
             run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
-                                                handle_sigint=True)
+                                                handle_sigint=True, rounds=rounds)
     finally:
         if bar:
             bar.stop()
@@ -200,6 +224,23 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         print(line)
     print(f"gate: {verdict.upper()}", file=sys.stdout if verdict == "pass" or not gate else sys.stderr)
     return VERDICT_EXIT_CODES[verdict] if gate else EXIT_OK
+
+
+def _round_loop(scenario: Scenario, max_trials: int | None, gate: bool) -> RoundLoop | None:
+    """`check`: batches with early stop, budget default CHECK_BUDGET_GRIDS grids; `run`: the grid in
+    one round unless --max-trials is given (then rounds, no early stop: the budget sharpens the edges)."""
+    from harness.analysis.rounds import threshold_decide
+    from harness.rounds import RoundLoop
+
+    if max_trials is not None and max_trials < 1:
+        raise RaceHarnessError(f"--max-trials: expected an integer >= 1; got {max_trials}")
+    if max_trials is None and gate:  # the scenario's [gate] max_trials is check's budget
+        max_trials = scenario.gate.max_trials
+    if not gate and max_trials is None:
+        return None
+    budget = max_trials if max_trials is not None else CHECK_BUDGET_GRIDS * scenario.n_trials
+    return RoundLoop(scenario, threshold_decide(scenario.thresholds, scenario.gate), max_trials=budget,
+                     early_stop=gate)
 
 
 class _Progress:
@@ -223,7 +264,8 @@ class _Progress:
         self._progress.stop()
 
     def update(self, result: Any, stats: Any) -> None:
-        self._progress.update(self._task, completed=stats.done, description=self._describe(stats.outcomes))
+        self._progress.update(self._task, completed=stats.done, total=max(stats.planned, stats.done),
+                              description=self._describe(stats.outcomes))
 
 
 def _print_simulation(run_dir: Path) -> None:
@@ -238,6 +280,8 @@ def _print_simulation(run_dir: Path) -> None:
 
 
 def _print_summary(summary: dict[str, Any], html: Path) -> None:
+    from harness.core.adaptive import describe_edges
+
     run = summary["run"]
     print(f"{summary['scenario']}: {run['trials']} trials in {run['wall_s']:.1f} s "
           f"({run['trials_per_s']:.1f} trials/s)" if run.get("wall_s") else
@@ -250,6 +294,13 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
             continue
         print(f"  {name:15s} races {g['races']}/{g['trials']} judged  rate {g['rate']:.3f}  "
               f"95% CI [{g['ci_low']:.3f}, {g['ci_high']:.3f}]{counts}")
+    rounds = summary.get("rounds") or {}
+    if rounds.get("rounds"):
+        print(f"  rounds: {rounds['rounds']} ({'+'.join(map(str, rounds['trials_per_round']))} trials, budget "
+              f"{rounds['budget']}){', stopped early: ' + rounds['stop_reason'] if rounds.get('stopped_early') else ''}")
+    for guard, edges in (rounds.get("window_edges") or {}).items():
+        if edges is not None:
+            print(f"  {describe_edges(guard, edges)}")
     for side, st in summary["offset_error_ms"].items():
         if st.get("n"):
             print(f"  offset error ({side}): p50 {st['p50']:.2f} ms  p99 {st['p99']:.2f} ms  max {st['max']:.2f} ms")

@@ -9,20 +9,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy.stats import binom
 
 from harness import calibrate as calibrate_mod
 from harness.analysis.sequential import wilson_interval
 from harness.analysis.stats import RATE_COLUMNS
 from harness.calibrate import CalibrationRun
 from harness.analysis.calibration import (
+    DETECT_POWER,
     calibrate_trials,
     compare_bins,
     compare_trials,
     coverage,
     coverage_of,
+    detection_power,
+    power_decide,
     rate_table_with_models,
+    verdict_sentence,
 )
-from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, main
+from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, main
 from harness.errors import ReportError
 from harness.report import build_report
 from mock_orders_api.delays import Fixed, parse_delay
@@ -151,6 +156,31 @@ def test_calibrate_trials_bins_both_runs_alike_and_compares_trials() -> None:
     assert compare_trials(live, live.iloc[:0]) == {}
 
 
+# --------------------------------------------------------------------------- power
+
+
+def test_detection_power_is_the_binomial_probability_of_excluding_the_model() -> None:
+    # model 0: only 0/n is covered, so power = P(k >= 1 | 0.2) = 1 - 0.8^n (0.8 reached at n = 8)
+    assert detection_power(2, 0.0) == pytest.approx(1 - 0.8 ** 2)
+    assert detection_power(7, 0.0) < DETECT_POWER <= detection_power(8, 0.0) == pytest.approx(1 - 0.8 ** 8)
+    assert detection_power(8, 1.0) == pytest.approx(detection_power(8, 0.0))  # the mirror
+    # model 0.5, n = 20: the interval excludes 0.5 for k <= 5 or k >= 15 (Wilson); the worse side is 0.3/0.7
+    lo, hi = wilson_interval(14, 20), wilson_interval(15, 20)
+    assert lo[0] <= 0.5 < hi[0]
+    assert detection_power(20, 0.5) == pytest.approx(float(binom.sf(14, 20, 0.7) + binom.cdf(5, 20, 0.7)))
+    assert detection_power(0, 0.5) == 0.0
+
+
+def test_small_bins_make_a_covered_calibration_inconclusive() -> None:
+    two = coverage(curve([0, 0, 0, 0, 1, 1, 1, 1, 2, 2], n=2))  # 2 trials per bin: every interval covers the model
+    assert two["passed"] is True and two["verdict"] == "inconclusive"
+    assert two["gated_power"]["powered"] == 0 and len(two["gated_power"]["underpowered"]) == 10
+    assert "INCONCLUSIVE" in verdict_sentence(two) and "deviation of 0.2" in verdict_sentence(two)
+    big = coverage(curve([round(i / 10 * 80) for i in range(10)], n=80))
+    assert big["verdict"] == "pass" and big["gated_power"]["powered"] == 10
+    assert coverage(curve([20] * 10))["verdict"] == "fail"  # not covered: a failure at any n
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -184,24 +214,31 @@ lead_ms = 1000
 
 
 def test_calibrate_command_live_and_simulated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """TINY has 2 trials per offset: every interval covers the model, and none could have noticed a
+    deviation of 0.2 from it, so the calibration is INCONCLUSIVE (exit 3), not passed."""
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY, encoding="utf-8")
-    assert main(["calibrate", str(scenario), "--out", str(tmp_path / "reports"), "--no-progress"]) == EXIT_OK
-    out = capsys.readouterr().out
-    assert "calibration: passed" in out and "none" in out
+    rc = main(["calibrate", str(scenario), "--out", str(tmp_path / "reports"), "--no-progress", "--trials", "2"])
+    captured = capsys.readouterr()
+    assert rc == EXIT_INCONCLUSIVE, captured.err
+    assert "none" in captured.out
+    assert ("calibration: INCONCLUSIVE (none vs model: 100% of bins covered (needed 90%); only 0 of 4 bins have "
+            "enough trials to detect a deviation of 0.2 from the model with power 80%)") in captured.err
     runs = sorted((tmp_path / "reports").iterdir())
     assert len(runs) == 2  # live + simulated
     live = next(r for r in runs if (r / "calibration.json").exists())
     res = json.loads((live / "calibration.json").read_text(encoding="utf-8"))
-    assert res["simulated"] is True and res["passed"] is True
+    assert res["simulated"] is True and res["passed"] is True and res["verdict"] == "inconclusive"
+    assert res["gated_power"]["bins"] == 4 and res["gated_power"]["powered"] == 0
     assert res["guards"]["none"]["live"]["model"] == {"bins": 4, "covered": 4, "fraction": 1.0, "uncovered": []}
     assert res["guards"]["none"]["live_vs_simulated"]["max_abs_diff"] == 0.0
     assert res["trial_agreement"]["none"]["same_outcome"] == 8
     assert (live / "calibration.png").stat().st_size > 0
-    assert "passed" in (live / "calibration.html").read_text(encoding="utf-8")
+    assert "INCONCLUSIVE: the live none curve" in (live / "calibration.html").read_text(encoding="utf-8")
     # the live run's report is rebuilt with a calibration section; the simulated one has none
     summary = json.loads((live / "summary.json").read_text(encoding="utf-8"))
     assert summary["calibration"]["passed"] is True and summary["calibration"]["gated_fraction"] == 1.0
+    assert summary["calibration"]["verdict"] == "inconclusive"
     assert "Calibration against the race model" in (live / "report.html").read_text(encoding="utf-8")
     assert "| none | 4/4 (100%) |" in (live / "report.md").read_text(encoding="utf-8")
     sim = next(r for r in runs if r != live)
@@ -220,7 +257,7 @@ def test_calibrate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     def fake(scn, out, **kw):  # type: ignore[no-untyped-def]
         seen.update(kw)
-        res = coverage(curve([20] * 10), min_coverage=kw["min_coverage"])  # 1/10 bins covered
+        res = coverage(curve([0] + [60] * 9, n=60), min_coverage=kw["min_coverage"])  # 1/10 bins covered
         res["note"] = "simulated mode not available in this version"
         p = tmp_path / "x"
         return CalibrationRun(p, None, res, p / "c.json", p / "c.png", p / "c.html", False)
@@ -231,3 +268,30 @@ def test_calibrate_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "calibration: FAILED" in capsys.readouterr().err
     assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "0.1"]) == EXIT_OK
     assert main(["calibrate", str(scenario), "--no-progress", "--min-coverage", "2"]) == EXIT_ERROR
+
+
+def test_power_decide_leaves_the_small_unguarded_bins_undecided() -> None:
+    decide = power_decide(Fixed(200.0), 150.0, "vulnerable")
+    df = pd.DataFrame([{"guard": "none", "offset_ms": -400.0, "outcome": "clean"}] * 8
+                      + [{"guard": "none", "offset_ms": 60.0, "outcome": "race"}] * 2
+                      + [{"guard": "finished-check", "offset_ms": 60.0, "outcome": "clean"}] * 2)
+    assert decide(df) == (False, [("none", 60.0)])  # model 0 / 1: 8 trials reach power 0.83, 2 do not
+    assert decide(df[df["offset_ms"] == -400.0]) == (True, [])
+
+
+def test_calibrate_rounds_add_trials_and_the_simulated_run_replays_them(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY, encoding="utf-8")
+    rc = main(["calibrate", str(scenario), "--out", str(tmp_path / "reports"), "--no-progress", "--trials", "2",
+               "--max-trials", "24"])
+    err = capsys.readouterr().err
+    assert rc in (EXIT_INCONCLUSIVE, EXIT_OK), err
+    assert "round 3: " in err
+    live = next(r for r in (tmp_path / "reports").iterdir() if (r / "calibration.json").exists())
+    sim = next(r for r in (tmp_path / "reports").iterdir() if r != live)
+    ids = [sorted(pd.read_csv(r / "trials.csv")["trial_id"]) for r in (live, sim)]
+    assert ids[0] == ids[1] and len(ids[0]) == 24
+    meta = [json.loads((r / "run.json").read_text(encoding="utf-8"))["rounds"] for r in (live, sim)]
+    assert meta[0]["trials_per_round"] == meta[1]["trials_per_round"] and sum(meta[0]["trials_per_round"]) == 24
+    assert meta[1]["replayed"] is True

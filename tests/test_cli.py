@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Thresholds the model guarantees for this scenario (fixed D, S = 0, pinned delays).
+GRID_N = len(OFFSETS) * TRIALS_PER_OFFSET * len(GUARDS)
 FC_WINDOW_N = sum(1 for o in OFFSETS if abs(o) >= 50) * TRIALS_PER_OFFSET
 NONE_WINDOW_N = n_in_range(*RACE_WINDOW)
 FC_MAX_UPPER = 0.5
@@ -112,7 +114,8 @@ def test_thresholds_are_attainable_with_this_many_trials() -> None:
 def test_check_passes_when_thresholds_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, scenario_toml(HOLDING))
     out = tmp_path / "out"
-    rc = main(["check", str(path), "--out", str(out), "--no-progress"])
+    # The budget is the grid: these tests count the grid's trials in each window.
+    rc = main(["check", str(path), "--out", str(out), "--no-progress", "--max-trials", str(GRID_N)])
     captured = capsys.readouterr()
     assert rc == EXIT_OK, captured.err
     lines = gate_lines(captured.out)
@@ -139,7 +142,8 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
     ]
     path = write(tmp_path, scenario_toml(thresholds))
     out = tmp_path / "out"
-    rc = main(["check", str(path), "--out", str(out), "--no-progress"])
+    # The budget is the grid: these tests count the grid's trials in each window.
+    rc = main(["check", str(path), "--out", str(out), "--no-progress", "--max-trials", str(GRID_N)])
     captured = capsys.readouterr()
     assert rc == EXIT_GATE_FAILED
     assert "gate: FAIL" in captured.err
@@ -147,11 +151,14 @@ def test_check_fails_with_one_reason_per_failed_threshold(tmp_path: Path, capsys
     assert len(lines) == len(thresholds)  # one line each, in the scenario's order
     none_line, fc_ok_line, fc_bad_line = lines
     assert none_line.startswith("FAIL none: worst bin ") and "a race proves the rate > max 0 " in none_line
-    assert (f"({NONE_WINDOW_N}/{NONE_WINDOW_N} races pooled over 2 bin(s), "
-            f"offset in [{RACE_WINDOW[0]}, {RACE_WINDOW[1]}] ms)") in none_line
+    # check stops at the first batch that decides every threshold: at most the grid's trials.
+    m = re.search(r"\((\d+)/(\d+) races pooled over 2 bin\(s\), offset in \[(\d+), (\d+)\] ms\)", none_line)
+    assert m and m[1] == m[2] and 0 < int(m[1]) <= NONE_WINDOW_N, none_line
+    assert (int(m[3]), int(m[4])) == tuple(RACE_WINDOW)
     assert fc_ok_line.startswith("PASS finished-check: ") and f"<= max {FC_MAX_UPPER:g}" in fc_ok_line
     assert fc_bad_line.startswith("FAIL finished-check: worst bin ") and "< min 0.8" in fc_bad_line
-    assert f"(0/{FC_WINDOW_N} races pooled over 3 bin(s), |offset| >= 50 ms)" in fc_bad_line
+    m = re.search(r"\(0/(\d+) races pooled over 3 bin\(s\), \|offset\| >= 50 ms\)", fc_bad_line)
+    assert m and 0 < int(m[1]) <= FC_WINDOW_N, fc_bad_line
 
     run_dir = only_run_dir(out)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))

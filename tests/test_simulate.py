@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from harness.cli import EXIT_ERROR, EXIT_OK, main
+from harness.core.adaptive import CHECK_BUDGET_GRIDS
 from harness.core.plan import build_plan
 from harness.core.scenario import ScenarioError, load_scenario, parse_scenario
 from harness.live.runner import Runner
@@ -284,7 +285,10 @@ def test_guard_regression_gate_passes_in_simulated_mode(tmp_path: Path, capsys: 
     assert code == EXIT_OK, out
     assert "gate: PASS" in out and out.count("PASS ") == 3  # every threshold, in every bin of its window
     run_dir = only_run_dir(tmp_path)
-    assert len(trials(run_dir)) == load_scenario(GUARD_REGRESSION).n_trials
+    # check runs the grid in batches, then rounds while thresholds are undecided, within its budget
+    grid = load_scenario(GUARD_REGRESSION).n_trials
+    rounds = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["rounds"]
+    assert len(trials(run_dir)) == sum(rounds["trials_per_round"]) <= rounds["budget"] == CHECK_BUDGET_GRIDS * grid
 
 
 def test_a_1000_ms_offset_costs_no_wall_time(tmp_path: Path) -> None:

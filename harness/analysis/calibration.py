@@ -22,7 +22,15 @@ acted − Change acted, from the audit), then averaged over the bin: at the mode
 0 and -settle, both on the grid) the sign of a few-microsecond error decides the outcome.
 
 A bin is covered when `ci_low <= model <= ci_high` (1e-9 tolerance: the model sits exactly on
-0 or 1 where the interval is pinned). Live and simulated runs of the same scenario and seed
+0 or 1 where the interval is pinned).
+
+Coverage alone cannot pass a run whose bins are too small to see anything: 2 trials give an
+interval that covers almost any model. So each gated bin also gets its *power*: the probability
+(scipy.stats.binom, at the bin's n) that its interval excludes the model when the true rate is
+`DETECT_DEVIATION` away from the model rate (the worse of the two sides that are probabilities).
+`verdict` is "fail" when coverage fails (an interval excluding the model is evidence at any n),
+"inconclusive" when coverage holds but fewer than `min_coverage` of the gated bins reach
+`DETECT_POWER`, else "pass". `passed` keeps its meaning: the coverage threshold is met. Live and simulated runs of the same scenario and seed
 play the same plan (same trials, same pinned delays), so they are also compared bin by bin
 and trial by trial.
 """
@@ -30,19 +38,24 @@ and trial by trial.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis.model import model_race_probability
-from harness.analysis.stats import actual_offsets, choose_bin_ms, json_safe, ordered_guards, rate_table
+from harness.analysis.rounds import cell_counts
+from scipy import stats as sps
+
+from harness.analysis.stats import actual_offsets, choose_bin_ms, json_safe, ordered_guards, rate_table, wilson_interval
 from mock_orders_api.delays import DelayDistribution, Fixed
 
 MIN_COVERAGE = 0.90  # the unguarded curve's bins whose interval covers the model, below which calibration fails
 GATED_GUARD = "none"
 _TOL = 1e-9
 MODELS = ("model", "conditional")
+DETECT_DEVIATION = 0.2  # the deviation from the model a calibration bin must be able to notice
+DETECT_POWER = 0.8  # ... with this probability
 
 
 # --------------------------------------------------------------------------- rate tables
@@ -90,6 +103,40 @@ def coverage_of(rates: pd.DataFrame, model_col: str) -> dict[str, Any]:
     n = len(t)
     return {"bins": n, "covered": int(ok.sum()), "fraction": float(ok.sum()) / n if n else None,
             "uncovered": uncovered}
+
+
+def detection_power(n: int, model: float, deviation: float = DETECT_DEVIATION) -> float:
+    """P(the bin's 95% Wilson interval excludes `model`) when the true rate is `model` +- `deviation`,
+    with `n` trials: the smaller over the sides that are probabilities (0 with no trial)."""
+    if n <= 0:
+        return 0.0
+    ks = np.arange(n + 1)
+    excluded = np.array([not (lo - _TOL <= model <= hi + _TOL) for lo, hi in (wilson_interval(int(k), n) for k in ks)])
+    powers = [float(sps.binom.pmf(ks[excluded], n, q).sum()) for q in (model - deviation, model + deviation)
+              if 0.0 <= q <= 1.0]
+    return min(powers) if powers else 0.0
+
+
+def power_of(rates: pd.DataFrame, model_col: str) -> dict[str, Any]:
+    """How many judged bins (as in `coverage_of`) reach DETECT_POWER; the others are listed."""
+    t = rates[(rates["trials"] > 0) & rates[model_col].notna()] if model_col in rates else rates.iloc[:0]
+    weak = [{"offset_ms": float(r.offset_ms), "trials": int(r.trials), "model": float(getattr(r, model_col)),
+             "power": power} for r in t.itertuples()
+            if (power := detection_power(int(r.trials), float(getattr(r, model_col)))) < DETECT_POWER]
+    return {"deviation": DETECT_DEVIATION, "power": DETECT_POWER, "bins": len(t), "powered": len(t) - len(weak),
+            "underpowered": weak}
+
+
+def power_decide(delay: DelayDistribution, settle_ms: float, policy: str,
+                 gated_guard: str = GATED_GUARD) -> Callable[[pd.DataFrame], tuple[bool, list[tuple[str, float]]]]:
+    """The round loop's decision callback for calibrate (`harness.analysis.rounds.Decide`): the gated
+    guard's planned offsets whose bins cannot yet detect DETECT_DEVIATION are undecided; stop when none is."""
+    def _decide(df: pd.DataFrame) -> tuple[bool, list[tuple[str, float]]]:
+        weak = [(g, o) for (g, o), (_, n) in sorted(cell_counts(df).items()) if g == gated_guard
+                and detection_power(n, model_race_probability(o, delay, settle_ms, policy, g)) < DETECT_POWER]
+        return not weak, weak
+
+    return _decide
 
 
 def compare_bins(live: pd.DataFrame, simulated: pd.DataFrame) -> dict[str, Any]:
@@ -150,12 +197,16 @@ def coverage(live: pd.DataFrame, simulated: pd.DataFrame | None = None, *,
     gated = per.get(gated_guard, {}).get("live", {}).get(gate_on, {"fraction": None})
     frac = gated.get("fraction")
     passed = frac is not None and frac >= min_coverage
+    power = power_of(live[live["guard"] == gated_guard], gate_on)
+    powered = power["powered"] >= min_coverage * power["bins"] and power["bins"] > 0
     return json_safe({
         "min_coverage": min_coverage,
         "gated_guard": gated_guard,
         "gated_model": gate_on,
         "gated_fraction": frac,
         "passed": passed,
+        "verdict": "fail" if not passed else "pass" if powered else "inconclusive",
+        "gated_power": power,
         "simulated": simulated is not None,
         "guards": per,
     })
@@ -183,10 +234,18 @@ def coverage_rows(result: Mapping[str, Any]) -> list[list[str]]:
 
 
 def verdict_sentence(result: Mapping[str, Any]) -> str:
-    """One line: passed/FAILED, which curve against which model, coverage vs the threshold."""
+    """One line: passed/FAILED/INCONCLUSIVE, which curve against which model, coverage vs the
+    threshold, and (inconclusive) how many bins could have noticed a deviation."""
     frac = result.get("gated_fraction")
-    return (f"{'passed' if result['passed'] else 'FAILED'}: the live {result['gated_guard']} curve's 95% intervals "
-            f"cover the {result['gated_model']} in {_pct(frac)} of its bins (needed {_pct(result['min_coverage'])})")
+    verdict = result.get("verdict", "pass" if result["passed"] else "fail")
+    line = (f"{ {'pass': 'passed', 'fail': 'FAILED'}.get(verdict, 'INCONCLUSIVE')}: the live {result['gated_guard']} "
+            f"curve's 95% intervals cover the {result['gated_model']} in {_pct(frac)} of its bins "
+            f"(needed {_pct(result['min_coverage'])})")
+    power = result.get("gated_power")
+    if verdict == "inconclusive" and power:
+        line += (f", but only {power['powered']} of {power['bins']} bins have enough trials to detect a deviation "
+                 f"of {power['deviation']:g} from the model with power {power['power']:.0%}")
+    return line
 
 
 def _pct(x: Any) -> str:

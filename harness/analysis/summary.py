@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.analysis.gate import GateReport
 from harness.analysis.model import model_from_run
+from harness.analysis.rounds import rounds_summary
 from harness.analysis.stats import (
     choose_bin_ms,
     guard_cost,
@@ -33,7 +34,7 @@ SUMMARY_SCHEMA_VERSION = 2  # 2: three-verdict gate with per-bin detail and outc
 # the summary also reports each guard's rate outside it.
 WINDOW_MIN_ABS_OFFSET_MS = 50.0
 MAX_DISAGREEMENT_EXAMPLES = 20
-_CALIBRATION_KEYS = ("passed", "gated_guard", "gated_model", "gated_fraction", "min_coverage")
+_CALIBRATION_KEYS = ("passed", "verdict", "gated_power", "gated_guard", "gated_model", "gated_fraction", "min_coverage")
 
 
 def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: float | None) -> dict[str, Any]:
@@ -177,6 +178,7 @@ def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateRe
     if hooks is not None:
         summary["hooks"] = json_safe(hooks)
     summary["change_delay"] = json_safe(change_delay)
+    summary["rounds"] = json_safe(rounds_summary(df, run_meta))
     if calibration is not None:
         summary["calibration"] = {k: calibration.get(k) for k in _CALIBRATION_KEYS}
     return summary

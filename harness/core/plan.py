@@ -13,9 +13,10 @@ delay draw, and only adds or drops whole repetitions at the end.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 from harness.core.scenario import Scenario
 
@@ -34,7 +35,7 @@ class PlannedTrial:
 class Plan:
     scenario_name: str
     seed: int
-    trials: tuple[PlannedTrial, ...]  # in execution order (trials[i].seq == i)
+    trials: tuple[PlannedTrial, ...]  # in execution order (trials[i].seq == trials[0].seq + i; 0 for a whole plan)
     _index: dict[int, PlannedTrial] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,12 +95,53 @@ def _interleave(per_guard: dict[str, list[PlannedTrial]], rng: random.Random) ->
         rng.shuffle(q)
         queues.append(q)
     out: list[PlannedTrial] = []
-    # Every guard has the same number of trials (offsets x repetitions).
-    for block in zip(*queues):
-        b = list(block)
+    # A grid gives every guard the same number of trials; an adaptive round may not, and then
+    # the last blocks hold only the guards that still have trials.
+    for block in itertools.zip_longest(*queues):
+        b = [t for t in block if t is not None]
         rng.shuffle(b)
         out.extend(b)
     return out
+
+
+def grid_batch(scenario: Scenario, plan: Plan, reps: range, round_no: int, first_seq: int) -> Plan:
+    """The grid trials of repetitions `reps`, as one round starting at `first_seq`.
+
+    Ids, seeds and pinned delays are the grid plan's (ids are repetition-major, so a repetition's
+    trials are one id range); the order is re-drawn per round, blocked by guard as in the grid."""
+    per_rep = len(scenario.guards.names) * len(scenario.sweep.offsets_ms)
+    if reps == range(scenario.sweep.trials_per_offset):  # the whole grid in one round: the plan itself
+        return _renumber(plan, plan.trials, first_seq)
+    chosen = [t for t in sorted(plan.trials, key=lambda t: t.trial_id) if t.trial_id // per_rep in reps]
+    per_guard: dict[str, list[PlannedTrial]] = {g: [] for g in scenario.guards.names}
+    for t in chosen:
+        per_guard[t.guard].append(t)
+    order = _interleave(per_guard, random.Random(derive_seed(scenario.seed, "execution_order", "round", round_no)))
+    return _renumber(plan, order, first_seq)
+
+
+def round_plan(scenario: Scenario, cells: Sequence[tuple[str, float]], round_no: int, first_id: int,
+               first_seq: int) -> Plan:
+    """An adaptive round: one trial per entry of `cells` ((guard, offset_ms), repeated for more trials).
+
+    Each trial's seed derives from (scenario seed, round, guard, offset, index within its cell), so
+    the round depends only on the seed and the cells; ids continue after `first_id`."""
+    seen: dict[tuple[str, float], int] = {}
+    per_guard: dict[str, list[PlannedTrial]] = {g: [] for g in scenario.guards.names}
+    for k, (guard, offset) in enumerate(cells):
+        index = seen.get((guard, offset), 0)
+        seen[(guard, offset)] = index + 1
+        tseed = derive_seed(scenario.seed, "round", round_no, guard, f"{offset:g}", index)
+        drawn = (scenario.mock.change_delay.sample(random.Random(derive_seed(tseed, "change_delay")))
+                 if scenario.mock.pin_delays else None)
+        per_guard[guard].append(PlannedTrial(trial_id=first_id + k, seq=-1, guard=guard, offset_ms=offset,
+                                             change_delay_ms=drawn, trial_seed=tseed))
+    order = _interleave(per_guard, random.Random(derive_seed(scenario.seed, "execution_order", "round", round_no)))
+    return Plan(scenario.name, scenario.seed, tuple(replace(t, seq=first_seq + i) for i, t in enumerate(order)))
+
+
+def _renumber(plan: Plan, trials: Sequence[PlannedTrial], first_seq: int) -> Plan:
+    return Plan(plan.scenario_name, plan.seed, tuple(replace(t, seq=first_seq + i) for i, t in enumerate(trials)))
 
 
 def derive_seed(*parts: Any) -> int:
@@ -111,4 +153,4 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-__all__ = ["Plan", "PlannedTrial", "build_plan", "derive_seed"]
+__all__ = ["Plan", "PlannedTrial", "build_plan", "derive_seed", "grid_batch", "round_plan"]

@@ -18,6 +18,7 @@ from harness.core.scenario import Scenario
 from harness.integration.runner import IntegrationRunner
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import open_target
+from harness.rounds import RoundLoop
 from harness.runfolder import RunWriter, new_run_dir, run_meta
 
 
@@ -32,15 +33,18 @@ def use_uvloop() -> None:
 
 
 def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
-                 handle_sigint: bool = False) -> tuple[Path, bool]:
-    """Run every planned trial; returns (run folder, interrupted). The report is not built here."""
+                 handle_sigint: bool = False, rounds: RoundLoop | None = None) -> tuple[Path, bool]:
+    """Run every planned trial (with `rounds`: round after round, harness.rounds); returns
+    (run folder, interrupted). The report is not built here."""
     use_uvloop()
-    return asyncio.run(execute(scenario, build_plan(scenario), out, progress, handle_sigint))
+    return asyncio.run(execute(scenario, build_plan(scenario) if rounds is None else rounds.first(), out, progress,
+                               handle_sigint, rounds))
 
 
 async def execute(scenario: Scenario, plan: Plan, out: Path,
                   progress: Callable[[Any, RunStats], None] | None = None,
-                  handle_sigint: bool = False) -> tuple[Path, bool]:
+                  handle_sigint: bool = False, rounds: RoundLoop | None = None) -> tuple[Path, bool]:
+    """Run `plan` (the first round when `rounds` plans more) into a new run folder."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -64,7 +68,8 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
             print(f"run folder: {run_dir}", file=sys.stderr)
             runner_cls = IntegrationRunner if scenario.target.integration else Runner
             runner = runner_cls(scenario, plan, target.url, writer, credentials=target.credentials,
-                                progress=progress)
+                                progress=progress,
+                                next_round=None if rounds is None else (lambda: rounds.next(run_dir)))
             interrupted = True
             try:
                 stats = await runner.run(stop)
@@ -72,7 +77,9 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
             except asyncio.CancelledError:
                 interrupted = True
             finally:
-                writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s)
+                writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s,
+                             extra=None if rounds is None else {"planned_trials": rounds.planned,
+                                                                "rounds": rounds.record()})
     finally:
         if handle_sigint:
             loop.remove_signal_handler(signal.SIGINT)

@@ -69,6 +69,7 @@ class Runner:
         progress: ProgressFn | None = None,
         configure_mock: bool = True,
         last_byte_sync: bool = True,
+        next_round: Callable[[], Plan | None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.plan = plan
@@ -79,6 +80,9 @@ class Runner:
         self.transport = transport
         self.progress = progress
         self.configure_mock = configure_mock
+        # Adaptive rounds (harness.rounds): called after each round's trials are written; the next
+        # round runs on the same connections and target, until it returns None.
+        self.next_round = next_round
         # Last-byte sync needs real sockets; an in-process transport sends timed requests through httpx.
         self.last_byte_sync = last_byte_sync and transport is None and base_url.startswith("http://")
         self.stats = RunStats(planned=len(plan.trials))
@@ -86,7 +90,7 @@ class Runner:
         self._order_spec = order_spec(scenario)
 
     async def run(self, stop: asyncio.Event | None = None) -> RunStats:
-        """Run every planned trial (or until `stop` is set); returns the counts."""
+        """Run every planned trial, then each `next_round` (or until `stop` is set); returns the counts."""
         stop = stop or asyncio.Event()
         run = self.scenario.run
         started = time.monotonic()
@@ -112,6 +116,13 @@ class Runner:
             stack.callback(gc.unfreeze)
             try:
                 await self._execute(client, stop)
+                while self.next_round is not None and not stop.is_set():
+                    plan = self.next_round()
+                    if plan is None:
+                        break
+                    self.plan = plan
+                    self.stats.planned += len(plan.trials)
+                    await self._execute(client, stop)
             finally:
                 self.stats.wall_s = time.monotonic() - started
                 self.stats.interrupted = stop.is_set() or self.stats.done < self.stats.planned

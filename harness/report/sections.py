@@ -21,6 +21,7 @@ import pandas as pd
 from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdict_sentence
 from harness.analysis.gate import GateReport
 from harness.analysis.summary import WINDOW_MIN_ABS_OFFSET_MS
+from harness.core.adaptive import describe_edges
 
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
 RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5xx, or a late trial) and failed "
@@ -233,6 +234,15 @@ def _run_facts(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tupl
     target = summary.get("target") or {}
     mock = summary.get("mock") or {}
     host = meta.get("host") or {}
+    rounds = summary.get("rounds") or {}
+    played = []
+    if rounds.get("rounds"):
+        played.append(("rounds", f"{rounds['rounds']} ({' + '.join(map(str, rounds['trials_per_round']))} trials; "
+                                 f"budget {fmt(rounds.get('budget'))}"
+                                 + (f"; stopped early: {rounds['stop_reason']}" if rounds.get("stopped_early") else "")
+                                 + ")"))
+    played += [("race window", describe_edges(guard, edges)) for guard, edges in
+               (rounds.get("window_edges") or {}).items() if edges is not None]
     return [
         ("scenario", fmt(summary.get("scenario"))),
         ("seed", fmt(summary.get("seed"))),
@@ -242,6 +252,7 @@ def _run_facts(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tupl
         ("started / finished", f"{fmt(run['started_at'])} / {fmt(run['finished_at'])}"),
         ("trials", f"{run['trials']} of {fmt(run['planned_trials'])} planned, concurrency {fmt(run.get('concurrency'))}"),
         ("wall time", f"{fmt(run['wall_s'], 1)} s ({fmt(run['trials_per_s'], 1)} trials/s)"),
+        *played,
         ("host", f"python {host.get('python', '?')}, {host.get('platform', '?')}, {host.get('cpus', '?')} CPUs"),
     ]
 

@@ -20,6 +20,7 @@ from typing import Any
 from harness.core import history as h
 from harness.core.history import rel_ms
 from harness.core.plan import Plan, build_plan
+from harness.rounds import round_plans
 from harness.core.results import TrialResult
 from harness.core.scenario import Scenario, parse_scenario
 from harness.errors import RaceHarnessError
@@ -49,16 +50,20 @@ class Replay:
     differences: list[tuple[str, str, str]]  # (column, recorded, replayed)
 
 
-def replay_trial(scenario: Scenario, trial_id: int, transport: str = "direct") -> tuple[TrialResult, list[dict[str, Any]],
-                                                                                      dict[str, Any] | None, int | None]:
-    """Run one planned trial alone in simulated mode: (row, history events, audit, t0 virtual ns)."""
+def replay_trial(scenario: Scenario, trial_id: int, transport: str = "direct",
+                 rounds: dict[str, Any] | None = None) -> tuple[TrialResult, list[dict[str, Any]],
+                                                                dict[str, Any] | None, int | None]:
+    """Run one planned trial alone in simulated mode: (row, history events, audit, t0 virtual ns).
+
+    `rounds`: run.json's `rounds` record of a run played in rounds (the trial is looked up in them)."""
     check_simulatable(scenario)
-    plan = build_plan(scenario)
+    plans = round_plans(scenario, rounds) if rounds and rounds.get("plans") else [build_plan(scenario)]
+    plan = Plan(plans[0].scenario_name, plans[0].seed, tuple(t for p in plans for t in p.trials))
     try:
         planned = plan.by_id(trial_id)
     except KeyError:
         raise RaceHarnessError(f"trial {trial_id}: not in the plan of scenario {scenario.name!r} "
-                               f"(ids 0..{len(plan.trials) - 1})") from None
+                               f"({len(plan.trials)} trials)") from None
     single = Plan(scenario_name=plan.scenario_name, seed=plan.seed, trials=(planned,))
 
     async def _one() -> tuple[_MemoryWriter, SimRunner]:
@@ -94,7 +99,7 @@ def replay(run_dir: Path, trial_id: int) -> Replay:
     sim = meta.get("simulate") or {}
     simulated = (meta.get("target") or {}).get("kind") == "simulated"
     transport = sim.get("transport", "direct") if simulated else "direct"
-    result, events, audit, t0 = replay_trial(scenario, trial_id, transport)
+    result, events, audit, t0 = replay_trial(scenario, trial_id, transport, meta.get("rounds"))
     recorded = _recorded_row(run_dir / "trials.csv", trial_id)
     replayed = _as_csv_row(result)
     diffs = [] if recorded is None else [(k, recorded.get(k, ""), v) for k, v in replayed.items()

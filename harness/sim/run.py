@@ -40,6 +40,7 @@ from harness.core.guards import TrialContext
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import credentials_from_env, mock_config
+from harness.rounds import RoundLoop
 from harness.runfolder import RunWriter, new_run_dir, run_meta
 from harness.sim.clock import VirtualClock, run_virtual
 from harness.sim.net import SIM_URL, DirectClient, Latency, SimTransport
@@ -144,51 +145,84 @@ def default_workers(n_trials: int) -> int:
 
 
 def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
-                  transport: str = "direct", workers: int | None = None) -> tuple[Path, bool]:
-    """Run every planned trial in simulated mode; returns (run folder, interrupted). No report here.
+                  transport: str = "direct", workers: int | None = None,
+                  rounds: RoundLoop | None = None) -> tuple[Path, bool]:
+    """Run every planned trial in simulated mode (with `rounds`: round after round, harness.rounds);
+    returns (run folder, interrupted). No report here.
 
-    The trials are split over `workers` processes (default: `default_workers`), each
-    with its own virtual clock and mock: trials are independent, so the rows do not
-    depend on the split, and trials.csv lists them in execution order (`seq`) whatever
-    it was. Each process writes its trials to `parts/<k>/` as they finish; the run
-    folder's files are assembled from them at the end.
+    Each round's trials are split over `workers` processes (default: `default_workers` of the
+    grid), each with its own virtual clock and mock: trials are independent, so the rows do not
+    depend on the split, and trials.csv lists them in execution order (`seq`) whatever it was.
+    Each process writes its trials to `parts/<round>-<k>/` as they finish; they are appended to
+    the run folder's files after each round (the next round is planned from them).
     """
     check_simulatable(scenario)
     if transport not in TRANSPORTS:
         raise RaceHarnessError(f"--sim-transport: expected one of {list(TRANSPORTS)}; got {transport!r}")
-    plan = build_plan(scenario)
-    n = workers if workers is not None else default_workers(len(plan.trials))
+    plan: Plan | None = build_plan(scenario) if rounds is None else rounds.first()
+    assert plan is not None
+    n = workers if workers is not None else default_workers(scenario.n_trials)
     if n < 1:
         raise RaceHarnessError(f"--workers: expected an integer >= 1; got {n}")
-    n = min(n, max(1, len(plan.trials)))
+    n = min(n, max(1, scenario.n_trials))
     run_dir = new_run_dir(out, scenario.name)
     writer = RunWriter(run_dir, _meta(scenario, plan, transport, n))
     print(f"run folder: {run_dir}", file=sys.stderr)
-    parts = [run_dir / "parts" / str(k) for k in range(n)]
-    # Each process runs every n-th trial, with its share of the concurrency.
-    shards = [Plan(plan.scenario_name, plan.seed, plan.trials[k::n]) for k in range(n)]
+    # Each process runs its share with its share of the concurrency.
     part_scenario = replace(scenario, run=replace(scenario.run, concurrency=math.ceil(scenario.run.concurrency / n)))
     started = time.monotonic()
     interrupted = True
+    virtual: list[float] = []
+    total = RunStats(planned=len(plan.trials))  # progress over every round
+
+    def _progress(item: Any, _stats: RunStats) -> None:
+        guard, outcome = (item.guard, item.outcome) if isinstance(item, TrialResult) else item
+        total.done += 1
+        per = total.outcomes.setdefault(guard, {})
+        per[outcome] = per.get(outcome, 0) + 1
+        assert progress is not None
+        progress(item, total)
+
     try:
-        if n == 1:
-            _run_part(part_scenario, shards[0], parts[0], transport, progress)
+        round_no = 0
+        while plan is not None:
+            round_no += 1
+            total.planned = total.done + len(plan.trials)
+            if not _run_round(part_scenario, plan, run_dir / "parts", round_no, min(n, len(plan.trials)), writer,
+                              transport, _progress if progress is not None else None, virtual):
+                break
+            plan = rounds.next(run_dir) if rounds is not None else None
         else:
-            _run_forked(part_scenario, shards, parts, transport, progress)
-        interrupted = False
+            interrupted = False
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        part_meta = [_read_json(part / "run.json") for part in parts]
-        interrupted = interrupted or any(m.get("interrupted", True) or m.get("finished_at") is None
-                                         for m in part_meta)
-        writer.append_parts(parts)
         wall_s = time.monotonic() - started
-        virtual = [m["simulate"]["virtual_s"] for m in part_meta if "virtual_s" in (m.get("simulate") or {})]
-        writer.close(interrupted=interrupted, wall_s=wall_s,
-                     extra={"simulate": {**writer.meta["simulate"], "virtual_s": max(virtual, default=None)}})
+        extra: dict[str, Any] = {"simulate": {**writer.meta["simulate"], "virtual_s": sum(virtual) if virtual else None}}
+        if rounds is not None:
+            extra.update(planned_trials=rounds.planned, rounds=rounds.record())
+        writer.close(interrupted=interrupted, wall_s=wall_s, extra=extra)
         shutil.rmtree(run_dir / "parts", ignore_errors=True)  # merged into the run folder's files
     return run_dir, interrupted
+
+
+def _run_round(scenario: Scenario, plan: Plan, parts_dir: Path, round_no: int, n: int, writer: RunWriter,
+               transport: str, progress: Any, virtual: list[float]) -> bool:
+    """One round over `n` processes (every n-th trial each), merged into `writer`; True if it finished."""
+    parts = [parts_dir / f"{round_no}-{k}" for k in range(n)]
+    shards = [Plan(plan.scenario_name, plan.seed, plan.trials[k::n]) for k in range(n)]
+    try:
+        if n == 1:
+            _run_part(scenario, shards[0], parts[0], transport, progress)
+        else:
+            _run_forked(scenario, shards, parts, transport, progress)
+    finally:
+        part_meta = [_read_json(part / "run.json") for part in parts]
+        writer.append_parts(parts)
+        times = [m["simulate"]["virtual_s"] for m in part_meta if "virtual_s" in (m.get("simulate") or {})]
+        if times:
+            virtual.append(max(times))
+    return not any(m.get("interrupted", True) or m.get("finished_at") is None for m in part_meta)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
