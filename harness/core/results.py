@@ -16,9 +16,12 @@ from typing import Any, Mapping
 
 from harness.core.history import RequestEvent, rel_ms
 from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
+from harness.core.timing import is_late
 
 # trials.csv schema version; bump on any column change (documented in docs/outputs.md).
-TRIALS_SCHEMA_VERSION = 2
+TRIALS_SCHEMA_VERSION = 3
+# Columns added since an older schema, with the value a row of that schema means (readers fill them in).
+ADDED_COLUMNS: dict[str, Any] = {"late": False}  # version 3
 
 
 @dataclass
@@ -57,6 +60,9 @@ class TrialResult:
     guard_cost_ms: float  # invoice_sent - invoice_planned (what the guard waited)
     duration_ms: float  # trial wall time
     error: str  # transport error / guard timeout detail ("" when none)
+    # Timing error above the run's tolerance: kept, not judged (docs/model.md, "Timing quality"). Last
+    # and defaulted: the column schema 3 added, False in older files (ADDED_COLUMNS).
+    late: bool = False
 
     def row(self) -> dict[str, Any]:
         # Every field is a scalar: a shallow dict equals asdict() at a fraction of its cost.
@@ -111,7 +117,7 @@ def _row(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str
         change_delay_ms=nan, change_planned_ms=0.0, invoice_planned_ms=offset_ms,
         change_sent_ms=nan, invoice_sent_ms=nan, change_acted_ms=nan, invoice_acted_ms=nan,
         change_finished_ms=nan, hook_sent_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan,
-        guard_cost_ms=nan,
+        late=False, guard_cost_ms=nan,
     )
     unknown = set(measured) - set(columns)
     if unknown:
@@ -141,6 +147,7 @@ def trial_result(
     t0_ns: int,
     audit: dict[str, Any] | None,
     duration_ms: float,
+    tolerance_ms: float,
     server_offset_ns: int = 0,
 ) -> TrialResult:
     """Judge one trial (client outcome, cross-checked with the audit) into its trials.csv row.
@@ -149,6 +156,11 @@ def trial_result(
     Change's planned send time). The audit's times are on the mock's clock:
     `server_offset_ns` = mock clock - client clock (0 on one host, where both
     read the same monotonic clock).
+
+    `late` (tolerance `tolerance_ms`): an unguarded trial by its server-side
+    offset error (the client-side one when the audit has no times); a guarded
+    trial, whose invoice time its guard decides, by the client-side lateness of
+    the Change's last byte against its planned time t0.
     """
     outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error)
     checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
@@ -163,6 +175,12 @@ def trial_result(
     change_acted = server_rel(a_change.get("actedNs"))
     invoice_acted = server_rel(a_invoice.get("actedNs"))
     unguarded = guard == "none"
+    client_error = invoice_sent - change_sent - offset_ms
+    server_error = invoice_acted - change_acted - offset_ms
+    if unguarded:
+        timing_error = client_error if math.isnan(server_error) else server_error
+    else:
+        timing_error = change_sent  # the Change's planned send time is t0 (0 ms)
     if a_change.get("delayMs") is not None:
         delay = float(a_change["delayMs"])
     else:
@@ -179,8 +197,9 @@ def trial_result(
         change_sent_ms=change_sent, invoice_sent_ms=invoice_sent,
         change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
         change_finished_ms=server_rel(a_change.get("finishedNs")),
-        client_offset_error_ms=(invoice_sent - change_sent - offset_ms) if unguarded else math.nan,
-        server_offset_error_ms=(invoice_acted - change_acted - offset_ms) if unguarded else math.nan,
+        client_offset_error_ms=client_error if unguarded else math.nan,
+        server_offset_error_ms=server_error if unguarded else math.nan,
+        late=is_late(timing_error, tolerance_ms),
         guard_cost_ms=(invoice_sent - offset_ms) if invoice else math.nan,
     )
 
@@ -194,11 +213,12 @@ def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float
 
 def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str, initial_value: int,
                        change: RequestEvent, audit: dict[str, Any] | None, t0_ns: int,
-                       duration_ms: float) -> TrialResult:
+                       duration_ms: float, tolerance_ms: float) -> TrialResult:
     """Integration mode: judge one trial from the mock's audit (the service's own requests are not ours).
 
     `guard` names the service under test; t0 is the handling hook's planned
-    delivery and `offset_ms` is t_change - t_hook."""
+    delivery and `offset_ms` is t_change - t_hook. `late`: the server-side
+    offset error ((Change acted - hook sent) - offset) exceeds `tolerance_ms`."""
     outcome, detail = integration_outcome(change, audit)
     invoices = (audit or {}).get("invoices") or []
     invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
@@ -210,6 +230,7 @@ def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float,
     change_acted = rel_ms(a_change.get("actedNs"), t0_ns)
     invoice_acted = rel_ms(invoice.get("actedNs"), t0_ns)
     delay = a_change.get("delayMs")
+    server_error = (change_acted - hook_sent) - offset_ms
     return _row(
         trial_id=trial_id, seq=seq, guard=guard, offset_ms=offset_ms, order_id=order_id,
         outcome=outcome, checked=checked, duration_ms=duration_ms, error=detail,
@@ -221,12 +242,13 @@ def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float,
         change_sent_ms=change_sent, change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
         change_finished_ms=rel_ms(a_change.get("finishedNs"), t0_ns), hook_sent_ms=hook_sent,
         client_offset_error_ms=change_sent - offset_ms,
-        server_offset_error_ms=(change_acted - hook_sent) - offset_ms,
+        server_offset_error_ms=server_error, late=is_late(server_error, tolerance_ms),
         guard_cost_ms=invoice_acted - hook_sent,  # the service's reaction time to the hook
     )
 
 
 __all__ = [
+    "ADDED_COLUMNS",
     "TRIALS_SCHEMA_VERSION",
     "TrialResult",
     "audit_change",

@@ -72,7 +72,9 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
             except asyncio.CancelledError:
                 interrupted = True
             finally:
-                writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s)
+                writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s,
+                             extra={"timing": runner.stats.timing(scenario.timing_tolerance_ms,
+                                                                  scenario.run.concurrency)})
     finally:
         if handle_sigint:
             loop.remove_signal_handler(signal.SIGINT)

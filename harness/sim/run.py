@@ -186,9 +186,18 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
         wall_s = time.monotonic() - started
         virtual = [m["simulate"]["virtual_s"] for m in part_meta if "virtual_s" in (m.get("simulate") or {})]
         writer.close(interrupted=interrupted, wall_s=wall_s,
-                     extra={"simulate": {**writer.meta["simulate"], "virtual_s": max(virtual, default=None)}})
+                     extra={"simulate": {**writer.meta["simulate"], "virtual_s": max(virtual, default=None)},
+                            "timing": _merged_timing(scenario, [m.get("timing") for m in part_meta])})
         shutil.rmtree(run_dir / "parts", ignore_errors=True)  # merged into the run folder's files
     return run_dir, interrupted
+
+
+def _merged_timing(scenario: Scenario, parts: list[Any]) -> dict[str, Any]:
+    """run.json's `timing` block of a run split over processes: each ran its share of the
+    concurrency with its own controller, so the run's limits are the sums of theirs."""
+    blocks = [t for t in parts if isinstance(t, dict)]
+    return {"tolerance_ms": scenario.timing_tolerance_ms, "late": sum(t["late"] for t in blocks),
+            "concurrency": {k: sum(t["concurrency"][k] for t in blocks) for k in ("max", "settled", "lowest")}}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -223,7 +232,8 @@ async def _execute_part(scenario: Scenario, plan: Plan, part: Path, transport: s
         interrupted = True
     finally:
         writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s,
-                     extra={"simulate": {"virtual_s": (clock.now_ns() - started_ns) / 1e9}})
+                     extra={"simulate": {"virtual_s": (clock.now_ns() - started_ns) / 1e9},
+                            "timing": runner.stats.timing(scenario.timing_tolerance_ms, scenario.run.concurrency)})
 
 
 def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], transport: str, progress: Any) -> None:
