@@ -276,6 +276,8 @@ def finish(
     verdict = gate(summary, figures, max_error_rate, skipped)
     verdict.run_dir = run_dir
     verdict.lines.insert(0, _summary_line(summary, report.paths.html))
+    if summary["timing"]["warning"]:
+        verdict.lines.insert(1, f"warning: {summary['timing']['warning']}")
     return verdict
 
 
