@@ -103,12 +103,17 @@ def _audit(change_acted_ns: int, invoice_acted_ns: int | None) -> dict[str, Any]
             "hooks": [{"state": "handling", "sentNs": 1_000_000_000}]}
 
 
-def _core(guard: str, audit: dict[str, Any] | None, change_sent_ns: int, tolerance_ms: float) -> Any:
+def _core(guard: str, audit: dict[str, Any] | None, change_sent_ns: int, tolerance_ms: float,
+          offset_ms: float = 50.0) -> Any:
     t0 = 1_000_000_000
     change = _event("change", change_sent_ns, {"totalChangeValue": -5000, "delayMs": 100.0})
     invoice = _event("invoice", t0 + 50_000_000, status=409)
-    return trial_result(trial_id=0, seq=0, guard=guard, offset_ms=50.0, order_id="1-01", initial_value=10000,
-                        change=change, invoice=invoice, invoice_value=10000, invoice_number="NF-1", guard_error="",
+    setup = [_event("create_order", t0 - 300_000_000), _event("start_handling", t0 - 250_000_000),
+             _event("get_order", t0 - 200_000_000)]
+    if offset_ms < 0:  # the invoice side's first step: read the value at t0 + offset (on time)
+        setup.append(_event("get_order", t0 + round(offset_ms * 1e6)))
+    return trial_result(trial_id=0, seq=0, guard=guard, offset_ms=offset_ms, order_id="1-01",
+                        initial_value=10000, change=change, invoice=invoice, events=[*setup, change, invoice], invoice_value=10000, invoice_number="NF-1", guard_error="",
                         planned_delay_ms=100.0, t0_ns=t0, audit=audit, duration_ms=1.0, tolerance_ms=tolerance_ms)
 
 
@@ -121,12 +126,15 @@ def test_unguarded_trial_is_late_by_its_server_side_offset_error() -> None:
     assert not _core("none", None, t0, 5.0).late
 
 
-def test_guarded_trial_is_late_by_the_change_last_byte_lateness() -> None:
+def test_guarded_trial_is_late_by_its_first_request_after_setup() -> None:
     t0 = 1_000_000_000
     audit = _audit(change_acted_ns=t0 + 1_000_000, invoice_acted_ns=t0 + 200_000_000)  # the guard waited
     on_time = _core("finished-check", audit, t0 + 2_000_000, 5.0)
     assert not on_time.late and math.isnan(on_time.server_offset_error_ms)
-    assert _core("finished-check", audit, t0 + 7_000_000, 5.0).late
+    assert _core("finished-check", audit, t0 + 7_000_000, 5.0).late  # the Change, first out, left 7 ms late
+    # serialized, offset -80: the invoice side reads the value on time at t0 - 80 ms and holds the
+    # lock; the Change waits for it by design (sent 150 ms after t0) and the trial is on time.
+    assert not _core("serialized", audit, t0 + 150_000_000, 5.0, offset_ms=-80.0).late
 
 
 def test_integration_trial_is_late_by_change_acted_minus_hook_sent() -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from harness.core import history as h
 from harness.core.history import RequestEvent, rel_ms
 from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
 from harness.core.timing import is_late
@@ -148,6 +149,7 @@ def trial_result(
     audit: dict[str, Any] | None,
     duration_ms: float,
     tolerance_ms: float,
+    events: Sequence[RequestEvent],
     server_offset_ns: int = 0,
 ) -> TrialResult:
     """Judge one trial (client outcome, cross-checked with the audit) into its trials.csv row.
@@ -159,8 +161,9 @@ def trial_result(
 
     `late` (tolerance `tolerance_ms`): an unguarded trial by its server-side
     offset error (the client-side one when the audit has no times); a guarded
-    trial, whose invoice time its guard decides, by the client-side lateness of
-    the Change's last byte against its planned time t0.
+    trial, whose invoice time its guard decides, by how late the first request
+    after setup (`events`: the trial's requests) left against the earlier of
+    its two planned times, min(t0, t0 + offset).
     """
     outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error)
     checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
@@ -180,7 +183,7 @@ def trial_result(
     if unguarded:
         timing_error = client_error if math.isnan(server_error) else server_error
     else:
-        timing_error = change_sent  # the Change's planned send time is t0 (0 ms)
+        timing_error = rel_ms(_first_timed_ns(events), t0_ns) - min(0.0, offset_ms)
     if a_change.get("delayMs") is not None:
         delay = float(a_change["delayMs"])
     else:
@@ -202,6 +205,22 @@ def trial_result(
         late=is_late(timing_error, tolerance_ms),
         guard_cost_ms=(invoice_sent - offset_ms) if invoice else math.nan,
     )
+
+
+def _first_timed_ns(events: Sequence[RequestEvent]) -> int | None:
+    """When the trial's first request after setup left: the earliest one that is not the order's
+    creation, its start-handling or the first read of its value (the `handling` trigger). Under a
+    guard that lock-steps the two sides (serialized) the later side waits by design: the first
+    request out is the one the plan alone timed."""
+    setup = {h.CREATE_ORDER, h.START_HANDLING}
+    trigger_seen = False
+    times = []
+    for e in events:
+        if e.kind == h.GET_ORDER and not trigger_seen:
+            trigger_seen = True
+        elif e.kind not in setup and e.kind != h.AUDIT:
+            times.append(e.sent_ns)
+    return min(times, default=None)
 
 
 def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str,

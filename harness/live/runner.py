@@ -278,6 +278,7 @@ class Runner:
             invoice_value=ctx.invoice_value, invoice_number=ctx.invoice_number, guard_error=ctx.guard_error,
             planned_delay_ms=p.change_delay_ms, t0_ns=t0, audit=audit,
             duration_ms=(self.clock.now_ns() - began) / 1e6, tolerance_ms=self.scenario.timing_tolerance_ms,
+            events=ctx.hist.events,
         )
 
     def _failed(self, p: PlannedTrial, hist: h.TrialHistory, t0: int, began: int, order_id: str,

@@ -132,13 +132,13 @@ def judge_record(record: Mapping[str, Any], trial_id: int, audit: dict[str, Any]
               "offset_ms": float(record["offset_ms"]), "order_id": str(record.get("order_id") or "")}
     if record.get("setup_error"):
         return setup_failed_result(**common, duration_ms=duration_ms, error=str(record["setup_error"]))
-    _, change, invoice = timed_events(record)
+    events, change, invoice = timed_events(record)
     return trial_result(
         **common, initial_value=int(record["initial_value"]), change=change, invoice=invoice,
         invoice_value=int(record["invoice_value"]), invoice_number=str(record["invoice_number"]),
         guard_error=str(record.get("guard_error") or ""), planned_delay_ms=record.get("planned_delay_ms"),
         t0_ns=int(record["t0_ns"]), audit=audit, duration_ms=duration_ms, tolerance_ms=tolerance_ms,
-        server_offset_ns=int(record.get("server_offset_ns") or 0),
+        events=events, server_offset_ns=int(record.get("server_offset_ns") or 0),
     )
 
 
