@@ -304,6 +304,14 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
     for side, st in summary["offset_error_ms"].items():
         if st.get("n"):
             print(f"  offset error ({side}): p50 {st['p50']:.2f} ms  p99 {st['p99']:.2f} ms  max {st['max']:.2f} ms")
+    timing = summary.get("timing") or {}
+    concurrency = timing.get("concurrency")
+    if concurrency:
+        slowed = concurrency["lowest"] < concurrency["max"]
+        print(f"  concurrency: settled at {concurrency['settled']} of {concurrency['max']} trials in flight"
+              + (f" (lowest {concurrency['lowest']}: late trials slowed the run)" if slowed else ""))
+    if timing.get("warning"):
+        print(f"warning: {timing['warning']}", file=sys.stderr)
     print(f"report: {html}")
 
 

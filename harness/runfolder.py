@@ -26,6 +26,8 @@ from harness.core.scenario import Scenario
 from harness.errors import ReportError
 
 RUN_SCHEMA_VERSION = 1
+# trials.csv schemas a report reads: version 2 lacks `late` (read as False: harness.core.results.ADDED_COLUMNS).
+READABLE_TRIALS_SCHEMA_VERSIONS = (2, TRIALS_SCHEMA_VERSION)
 
 
 def utc_now() -> str:
@@ -169,7 +171,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     if version != RUN_SCHEMA_VERSION:
         raise ReportError(f"{path}: schema_version {version!r} not supported (this report reads {RUN_SCHEMA_VERSION})")
     trials_version = meta.get("trials_schema_version", TRIALS_SCHEMA_VERSION)
-    if trials_version != TRIALS_SCHEMA_VERSION:
+    if trials_version not in READABLE_TRIALS_SCHEMA_VERSIONS:
         raise ReportError(f"{path}: trials_schema_version {trials_version!r} not supported "
                           f"(this report reads trials.csv version {TRIALS_SCHEMA_VERSION})")
     return meta

@@ -315,7 +315,7 @@ def test_records_are_counted_once_by_order_and_judged_like_the_core() -> None:
              "invoices": [{"invoiceNumber": "NF-1000001-01", "accepted": True, "actedNs": 10_060_500_000}],
              "changes": [{"accepted": True, "delayMs": 200.0, "actedNs": 10_000_300_000,
                           "finishedNs": 10_200_300_000}]}
-    result = judge.judge_record(rec, 0, audit)
+    result = judge.judge_record(rec, 0, audit, 5.0)
     assert (result.outcome, result.audit_verdict, result.agree) == ("race", "race", True)
     assert math.isclose(result.client_offset_error_ms, 0.1)
     assert math.isclose(result.server_offset_error_ms, 0.2)
@@ -324,7 +324,7 @@ def test_records_are_counted_once_by_order_and_judged_like_the_core() -> None:
     shifted = {**rec, "server_offset_ns": 5_000_000_000}
     moved = {**audit, "invoices": [{**audit["invoices"][0], "actedNs": 15_060_500_000}],
              "changes": [{**audit["changes"][0], "actedNs": 15_000_300_000, "finishedNs": 15_200_300_000}]}
-    again = judge.judge_record(shifted, 0, moved)
+    again = judge.judge_record(shifted, 0, moved, 5.0)
     assert math.isclose(again.change_acted_ms, 0.3) and math.isclose(again.server_offset_error_ms, 0.2)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.analysis.sequential import wilson_interval
 from harness.core.names import GUARD_NAMES, outcome_kind
-from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
+from harness.core.results import ADDED_COLUMNS, TRIALS_SCHEMA_VERSION, TrialResult
 from harness.errors import ReportError
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,15 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
 
     header = [h.strip() for h in records[0][1]]
     types = _column_types()
-    missing = [c for c in types if c not in header]
+    # Columns added by a later trials.csv schema are optional: an older file means their old value.
+    defaults = {name: value for name, value in ADDED_COLUMNS.items() if name not in header}
+    missing = [c for c in types if c not in header and c not in defaults]
     if missing:
         raise ReportError(
             f"{path}: malformed header: missing column(s) {missing} "
             f"(trials.csv schema_version {TRIALS_SCHEMA_VERSION} expects {list(types)})"
         )
-    index = {name: header.index(name) for name in types}
+    index = {name: header.index(name) for name in types if name not in defaults}
 
     columns: dict[str, list[Any]] = {name: [] for name in types}
     bad: list[int] = []  # line numbers of unparsable records
@@ -127,7 +129,8 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
         try:
             if len(rec) != len(header):
                 raise ValueError("wrong field count")
-            parsed = {name: _PARSERS.get(t, str)(rec[index[name]]) for name, t in types.items()}
+            parsed = {name: _PARSERS.get(t, str)(rec[index[name]]) if name in index else defaults[name]
+                      for name, t in types.items()}
         except (ValueError, KeyError):
             bad.append(line_no)
             continue

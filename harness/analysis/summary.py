@@ -28,6 +28,7 @@ from harness.analysis.stats import (
 )
 from harness.core.oracle import Outcome
 from harness.core.results import TRIALS_SCHEMA_VERSION
+from harness.core.timing import scenario_tolerance_ms
 
 SUMMARY_SCHEMA_VERSION = 2  # 2: three-verdict gate with per-bin detail and outcome accounting
 # |offset| below this is dominated by timing error (docs/performance.md: ms-level p99), so
@@ -57,6 +58,34 @@ def _model_agreement(df: pd.DataFrame, run_meta: Mapping[str, Any], bin_ms: floa
         "bins": n_bins,
         "fraction": float(covered.sum()) / n_bins if n_bins else None,
         "uncovered_offsets_ms": [float(o) for o in table.loc[~covered, "offset_ms"]],
+    }
+
+
+def timing_warning(late: int, trials: int, p99_ms: float | None, tolerance_ms: float) -> str:
+    """The one-line warning a run with late trials prints (console, summary.json, report)."""
+    p99 = "" if p99_ms is None else (f", server-side p99 {p99_ms:.0f} ms "
+                                     f"{'>' if p99_ms > tolerance_ms else '<='} {tolerance_ms:g} ms tolerance")
+    return f"timing degraded: {late} of {trials} trials late{p99 or f' (tolerance {tolerance_ms:g} ms)'}"
+
+
+def _timing(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """summary.json `timing`: late trials against the run's tolerance, the server-side |offset
+    error| p99, the concurrency the run settled at (run.json `timing`), and the warning line."""
+    recorded = run_meta.get("timing") if isinstance(run_meta.get("timing"), Mapping) else {}
+    scenario = run_meta.get("scenario") if isinstance(run_meta.get("scenario"), Mapping) else {}
+    tolerance = recorded.get("tolerance_ms")  # type: ignore[union-attr]
+    if tolerance is None:  # a run from before the timing block: what its scenario implies
+        tolerance = scenario_tolerance_ms(scenario)  # type: ignore[arg-type]
+    late = int(df["late"].sum()) if not df.empty else 0
+    errors = df["server_offset_error_ms"].abs().dropna() if not df.empty else pd.Series(dtype=float)
+    p99 = float(errors.quantile(0.99)) if len(errors) else None
+    return {
+        "tolerance_ms": float(tolerance),
+        "trials": len(df),
+        "late": late,
+        "server_abs_error_p99_ms": p99,
+        "concurrency": recorded.get("concurrency"),  # type: ignore[union-attr]
+        "warning": timing_warning(late, len(df), p99, float(tolerance)) if late else None,
     }
 
 
@@ -117,6 +146,7 @@ def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
         "rate_bin_ms": bin_ms,
         "guards": guards,
         "offset_error_ms": offset_error_stats(df),
+        "timing": _timing(df, run_meta),
         "disagreements": {"count": len(disagree), "examples": examples},
         "model_agreement": _model_agreement(df, run_meta, bin_ms),
     }
@@ -174,7 +204,8 @@ def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateRe
     if evidence is not None:
         summary["evidence"] = {k: v for k, v in evidence.items() if k != "accepted_invoices"}
         summary["evidence"]["accepted_invoice_values"] = [inv["invoiceValue"] for inv in evidence["accepted_invoices"]]
-    summary["warnings"] = warnings
+    timing = summary["timing"]["warning"]
+    summary["warnings"] = [*warnings, *([timing] if timing else [])]
     if hooks is not None:
         summary["hooks"] = json_safe(hooks)
     summary["change_delay"] = json_safe(change_delay)
@@ -192,4 +223,5 @@ __all__ = [
     "change_delay_stats",
     "hook_stats",
     "summarize",
+    "timing_warning",
 ]

@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from harness.core import history as h
 from harness.core.history import RequestEvent, rel_ms
 from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
+from harness.core.timing import is_late
 
 # trials.csv schema version; bump on any column change (documented in docs/outputs.md).
-TRIALS_SCHEMA_VERSION = 2
+TRIALS_SCHEMA_VERSION = 3
+# Columns added since an older schema, with the value a row of that schema means (readers fill them in).
+ADDED_COLUMNS: dict[str, Any] = {"late": False}  # version 3
 
 
 @dataclass
@@ -57,6 +61,9 @@ class TrialResult:
     guard_cost_ms: float  # invoice_sent - invoice_planned (what the guard waited)
     duration_ms: float  # trial wall time
     error: str  # transport error / guard timeout detail ("" when none)
+    # Timing error above the run's tolerance: kept, not judged (docs/model.md, "Timing quality"). Last
+    # and defaulted: the column schema 3 added, False in older files (ADDED_COLUMNS).
+    late: bool = False
 
     def row(self) -> dict[str, Any]:
         # Every field is a scalar: a shallow dict equals asdict() at a fraction of its cost.
@@ -111,7 +118,7 @@ def _row(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str
         change_delay_ms=nan, change_planned_ms=0.0, invoice_planned_ms=offset_ms,
         change_sent_ms=nan, invoice_sent_ms=nan, change_acted_ms=nan, invoice_acted_ms=nan,
         change_finished_ms=nan, hook_sent_ms=nan, client_offset_error_ms=nan, server_offset_error_ms=nan,
-        guard_cost_ms=nan,
+        late=False, guard_cost_ms=nan,
     )
     unknown = set(measured) - set(columns)
     if unknown:
@@ -141,6 +148,8 @@ def trial_result(
     t0_ns: int,
     audit: dict[str, Any] | None,
     duration_ms: float,
+    tolerance_ms: float,
+    events: Sequence[RequestEvent],
     server_offset_ns: int = 0,
 ) -> TrialResult:
     """Judge one trial (client outcome, cross-checked with the audit) into its trials.csv row.
@@ -149,6 +158,12 @@ def trial_result(
     Change's planned send time). The audit's times are on the mock's clock:
     `server_offset_ns` = mock clock - client clock (0 on one host, where both
     read the same monotonic clock).
+
+    `late` (tolerance `tolerance_ms`): an unguarded trial by its server-side
+    offset error (the client-side one when the audit has no times); a guarded
+    trial, whose invoice time its guard decides, by how late the first request
+    after setup (`events`: the trial's requests) left against the earlier of
+    its two planned times, min(t0, t0 + offset).
     """
     outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error)
     checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
@@ -163,6 +178,12 @@ def trial_result(
     change_acted = server_rel(a_change.get("actedNs"))
     invoice_acted = server_rel(a_invoice.get("actedNs"))
     unguarded = guard == "none"
+    client_error = invoice_sent - change_sent - offset_ms
+    server_error = invoice_acted - change_acted - offset_ms
+    if unguarded:
+        timing_error = client_error if math.isnan(server_error) else server_error
+    else:
+        timing_error = rel_ms(_first_timed_ns(events), t0_ns) - min(0.0, offset_ms)
     if a_change.get("delayMs") is not None:
         delay = float(a_change["delayMs"])
     else:
@@ -179,10 +200,27 @@ def trial_result(
         change_sent_ms=change_sent, invoice_sent_ms=invoice_sent,
         change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
         change_finished_ms=server_rel(a_change.get("finishedNs")),
-        client_offset_error_ms=(invoice_sent - change_sent - offset_ms) if unguarded else math.nan,
-        server_offset_error_ms=(invoice_acted - change_acted - offset_ms) if unguarded else math.nan,
+        client_offset_error_ms=client_error if unguarded else math.nan,
+        server_offset_error_ms=server_error if unguarded else math.nan,
+        late=is_late(timing_error, tolerance_ms),
         guard_cost_ms=(invoice_sent - offset_ms) if invoice else math.nan,
     )
+
+
+def _first_timed_ns(events: Sequence[RequestEvent]) -> int | None:
+    """When the trial's first request after setup left: the earliest one that is not the order's
+    creation, its start-handling or the first read of its value (the `handling` trigger). Under a
+    guard that lock-steps the two sides (serialized) the later side waits by design: the first
+    request out is the one the plan alone timed."""
+    setup = {h.CREATE_ORDER, h.START_HANDLING}
+    trigger_seen = False
+    times = []
+    for e in events:
+        if e.kind == h.GET_ORDER and not trigger_seen:
+            trigger_seen = True
+        elif e.kind not in setup and e.kind != h.AUDIT:
+            times.append(e.sent_ns)
+    return min(times, default=None)
 
 
 def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str,
@@ -194,11 +232,12 @@ def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float
 
 def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str, initial_value: int,
                        change: RequestEvent, audit: dict[str, Any] | None, t0_ns: int,
-                       duration_ms: float) -> TrialResult:
+                       duration_ms: float, tolerance_ms: float) -> TrialResult:
     """Integration mode: judge one trial from the mock's audit (the service's own requests are not ours).
 
     `guard` names the service under test; t0 is the handling hook's planned
-    delivery and `offset_ms` is t_change - t_hook."""
+    delivery and `offset_ms` is t_change - t_hook. `late`: the server-side
+    offset error ((Change acted - hook sent) - offset) exceeds `tolerance_ms`."""
     outcome, detail = integration_outcome(change, audit)
     invoices = (audit or {}).get("invoices") or []
     invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
@@ -210,6 +249,7 @@ def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float,
     change_acted = rel_ms(a_change.get("actedNs"), t0_ns)
     invoice_acted = rel_ms(invoice.get("actedNs"), t0_ns)
     delay = a_change.get("delayMs")
+    server_error = (change_acted - hook_sent) - offset_ms
     return _row(
         trial_id=trial_id, seq=seq, guard=guard, offset_ms=offset_ms, order_id=order_id,
         outcome=outcome, checked=checked, duration_ms=duration_ms, error=detail,
@@ -221,12 +261,13 @@ def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float,
         change_sent_ms=change_sent, change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,
         change_finished_ms=rel_ms(a_change.get("finishedNs"), t0_ns), hook_sent_ms=hook_sent,
         client_offset_error_ms=change_sent - offset_ms,
-        server_offset_error_ms=(change_acted - hook_sent) - offset_ms,
+        server_offset_error_ms=server_error, late=is_late(server_error, tolerance_ms),
         guard_cost_ms=invoice_acted - hook_sent,  # the service's reaction time to the hook
     )
 
 
 __all__ = [
+    "ADDED_COLUMNS",
     "TRIALS_SCHEMA_VERSION",
     "TrialResult",
     "audit_change",

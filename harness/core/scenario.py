@@ -23,6 +23,7 @@ from harness.core.names import GUARD_NAMES
 from harness.core.thresholds import FIELDS as THRESHOLD_FIELDS
 from harness.core.thresholds import POLICY_FIELDS
 from harness.core.thresholds import GatePolicy, Threshold, ThresholdError
+from harness.core.timing import default_tolerance_ms
 from harness.errors import ScenarioError
 from mock_orders_api.config import check_ms, check_policy
 from mock_orders_api.delays import DelayDistribution, parse_delay
@@ -142,6 +143,8 @@ class RunSettings:
     max_retries: int
     start_spread_ms: float
     lead_ms: float
+    # A trial whose timing error exceeds this is `late` (not judged); None: harness.core.timing's default.
+    timing_tolerance_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,14 @@ class Scenario:
     @property
     def n_trials(self) -> int:
         return len(self.sweep.offsets_ms) * self.sweep.trials_per_offset * len(self.guards.names)
+
+    @property
+    def timing_tolerance_ms(self) -> float:
+        """The run's timing tolerance (ms): `[run] timing_tolerance_ms`, else the smaller of 5 ms
+        and a tenth of the smallest gap between swept offsets."""
+        if self.run.timing_tolerance_ms is not None:
+            return self.run.timing_tolerance_ms
+        return default_tolerance_ms(self.sweep.offsets_ms)
 
     @property
     def final_value(self) -> int:
@@ -239,6 +250,9 @@ class Scenario:
                 "max_retries": self.run.max_retries,
                 "start_spread_ms": self.run.start_spread_ms,
                 "lead_ms": self.run.lead_ms,
+                # Only when set: the default follows the sweep (and old run.json files stay as they were).
+                **({"timing_tolerance_ms": self.run.timing_tolerance_ms}
+                   if self.run.timing_tolerance_ms is not None else {}),
             },
             "thresholds": [_threshold_dict(t) for t in self.thresholds],
             "simulate": {"latency": dict(self.simulate.latency.spec())},
@@ -592,6 +606,8 @@ def _parse_run(t: _Table) -> RunSettings:
         max_retries=_int(t.take("max_retries", 2), s, t.path("max_retries"), minimum=0),
         start_spread_ms=_number(t.take("start_spread_ms", 1000), s, t.path("start_spread_ms"), minimum=0),
         lead_ms=_number(t.take("lead_ms", 200), s, t.path("lead_ms"), minimum=0),
+        timing_tolerance_ms=_optional_number(t.take("timing_tolerance_ms", None), s, t.path("timing_tolerance_ms"),
+                                             minimum=0, exclusive=True),
     )
     t.finish()
     return run
@@ -715,6 +731,11 @@ def _number(
     if minimum is not None and (value < minimum or (exclusive and value == minimum)):
         raise _error(source, path, what, value)
     return float(value)
+
+
+def _optional_number(value: Any, source: str, path: str, minimum: float | None = None,
+                     exclusive: bool = False) -> float | None:
+    return None if value is None else _number(value, source, path, minimum, exclusive)
 
 
 def _string(value: Any, source: str, path: str, nonempty: bool = False) -> str:

@@ -76,7 +76,8 @@ class IntegrationRunner(Runner):
         audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change)
         result = integration_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
                                     order_id=order_id, initial_value=initial, change=change, audit=audit,
-                                    t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6)
+                                    t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6,
+                                    tolerance_ms=self.scenario.timing_tolerance_ms)
         return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
 
     async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,

@@ -78,8 +78,10 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
                 interrupted = True
             finally:
                 writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s,
-                             extra=None if rounds is None else {"planned_trials": rounds.planned,
-                                                                "rounds": rounds.record()})
+                             extra={"timing": runner.stats.timing(scenario.timing_tolerance_ms,
+                                                                  scenario.run.concurrency),
+                                    **({} if rounds is None else {"planned_trials": rounds.planned,
+                                                                  "rounds": rounds.record()})})
     finally:
         if handle_sigint:
             loop.remove_signal_handler(signal.SIGINT)

@@ -27,6 +27,7 @@ from harness.core.plan import Plan, PlannedTrial
 from harness.core.results import TrialResult, setup_failed_result, trial_result
 from harness.core.scenario import Scenario
 from harness.core.steps import LOCK, NOW, UNLOCK, Pause, Send, Side, Wait
+from harness.core.timing import ConcurrencyController
 from harness.core.wire import change_body, mock_settings, order_spec
 from harness.errors import TargetError
 from harness.live.client import Credentials, OrdersClient
@@ -45,11 +46,20 @@ class RunStats:
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # guard -> outcome -> count
     interrupted: bool = False
     wall_s: float = 0.0
+    late: int = 0  # trials whose timing error exceeded the tolerance
+    concurrency: int = 0  # trials allowed in flight when the run ended (the controller's limit)
+    lowest_concurrency: int = 0  # the lowest limit the controller set
+
+    def timing(self, tolerance_ms: float, maximum: int) -> dict[str, Any]:
+        """run.json's `timing` block: the tolerance, late trials, and the concurrency the run settled at."""
+        return {"tolerance_ms": tolerance_ms, "late": self.late,
+                "concurrency": {"max": maximum, "settled": self.concurrency, "lowest": self.lowest_concurrency}}
 
     def add(self, result: TrialResult) -> None:
         self.done += 1
         per = self.outcomes.setdefault(result.guard, {})
         per[result.outcome] = per.get(result.outcome, 0) + 1
+        self.late += result.late
 
 
 ProgressFn = Callable[[TrialResult, RunStats], None]
@@ -164,6 +174,12 @@ class Runner:
                         trials: tuple[PlannedTrial, ...] | list[PlannedTrial]) -> None:
         run = self.scenario.run
         slots = asyncio.Semaphore(run.concurrency)
+        # The controller lowers the trials in flight by parking permits of `slots` (held by this
+        # loop, never given to a trial) and raises it by releasing them: with nothing late no
+        # permit is ever parked, and the schedule is exactly the plain semaphore's.
+        pacing = ConcurrencyController(run.concurrency)
+        parked = 0
+        self.stats.concurrency = self.stats.lowest_concurrency = run.concurrency
         gap_ns = round(run.start_spread_ms * 1e6 / run.concurrency)
         lead_ns = round(run.lead_ms * 1e6)
         next_start = self.clock.now_ns()
@@ -174,6 +190,8 @@ class Runner:
                 result, events, audit = await self._trial(client, p, start_ns)
                 self.writer.add(result, events, audit)
                 self.stats.add(result)
+                self.stats.concurrency = pacing.observe(result.late)
+                self.stats.lowest_concurrency = pacing.lowest
                 if self.progress is not None:
                     self.progress(result, self.stats)
             finally:
@@ -181,6 +199,12 @@ class Runner:
 
         try:
             for p in trials:
+                while parked > run.concurrency - pacing.limit:
+                    slots.release()
+                    parked -= 1
+                while parked < run.concurrency - pacing.limit:
+                    await slots.acquire()
+                    parked += 1
                 await slots.acquire()
                 if stop.is_set():
                     slots.release()
@@ -264,7 +288,8 @@ class Runner:
             initial_value=initial, change=ctx.change_event, invoice=ctx.invoice_event,
             invoice_value=ctx.invoice_value, invoice_number=ctx.invoice_number, guard_error=ctx.guard_error,
             planned_delay_ms=p.change_delay_ms, t0_ns=t0, audit=audit,
-            duration_ms=(self.clock.now_ns() - began) / 1e6,
+            duration_ms=(self.clock.now_ns() - began) / 1e6, tolerance_ms=self.scenario.timing_tolerance_ms,
+            events=ctx.hist.events,
         )
 
     def _failed(self, p: PlannedTrial, hist: h.TrialHistory, t0: int, began: int, order_id: str,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from harness.core.names import GUARD_NAMES
 from harness.core.results import TrialResult, setup_failed_result, trial_result
+from harness.core.timing import scenario_tolerance_ms
 from harness.core.thresholds import VERDICT_EXIT_CODES
 from harness.errors import RaceHarnessError
 from harness.load.records import Collector, event_from_dict, timed_events
@@ -123,20 +124,22 @@ def fetch_audits(admin: MockAdmin, order_ids: Sequence[str], *, wait_s: float, b
 # --------------------------------------------------------------------------- judging and writing
 
 
-def judge_record(record: Mapping[str, Any], trial_id: int, audit: dict[str, Any] | None) -> TrialResult:
-    """The trials.csv row of a record: the core's judgement (client outcome cross-checked with the audit)."""
+def judge_record(record: Mapping[str, Any], trial_id: int, audit: dict[str, Any] | None,
+                 tolerance_ms: float) -> TrialResult:
+    """The trials.csv row of a record: the core's judgement (client outcome cross-checked with the audit),
+    `late` against the run's timing tolerance as in the core."""
     duration_ms = (int(record["ended_ns"]) - int(record["began_ns"])) / 1e6
     common = {"trial_id": trial_id, "seq": trial_id, "guard": str(record["guard"]),
               "offset_ms": float(record["offset_ms"]), "order_id": str(record.get("order_id") or "")}
     if record.get("setup_error"):
         return setup_failed_result(**common, duration_ms=duration_ms, error=str(record["setup_error"]))
-    _, change, invoice = timed_events(record)
+    events, change, invoice = timed_events(record)
     return trial_result(
         **common, initial_value=int(record["initial_value"]), change=change, invoice=invoice,
         invoice_value=int(record["invoice_value"]), invoice_number=str(record["invoice_number"]),
         guard_error=str(record.get("guard_error") or ""), planned_delay_ms=record.get("planned_delay_ms"),
-        t0_ns=int(record["t0_ns"]), audit=audit, duration_ms=duration_ms,
-        server_offset_ns=int(record.get("server_offset_ns") or 0),
+        t0_ns=int(record["t0_ns"]), audit=audit, duration_ms=duration_ms, tolerance_ms=tolerance_ms,
+        events=events, server_offset_ns=int(record.get("server_offset_ns") or 0),
     )
 
 
@@ -157,7 +160,7 @@ AuditReader = Callable[[Sequence[str]], Mapping[str, "dict[str, Any] | None"]]
 
 
 def write_run(run_dir: Path, meta: dict[str, Any], records: Iterable[Mapping[str, Any]], audits: AuditReader,
-              wall_s: float, extra: dict[str, Any] | None = None, batch: int = AUDIT_BATCH) -> int:
+              wall_s: float, tolerance_ms: float, extra: dict[str, Any] | None = None, batch: int = AUDIT_BATCH) -> int:
     """Write run.json, trials.csv, history.jsonl and audits.jsonl: the same folder as an asyncio run.
 
     `records` in execution order (trial ids are their positions), judged in
@@ -172,13 +175,14 @@ def write_run(run_dir: Path, meta: dict[str, Any], records: Iterable[Mapping[str
             for record in chunk:
                 order_id = str(record.get("order_id") or "")
                 audit = got.get(order_id) if order_id else None
-                result = judge_record(record, trial_id, audit)
+                result = judge_record(record, trial_id, audit, tolerance_ms)
                 t0 = int(record["t0_ns"])
                 events = [event_from_dict(e).to_json(trial_id, result.guard, t0) for e in record["events"]]
                 writer.add(result, events, audit)
                 trial_id += 1
     finally:
-        writer.close(interrupted=False, wall_s=wall_s, extra=extra)
+        writer.close(interrupted=False, wall_s=wall_s,
+                     extra={**(extra or {}), "timing": {"tolerance_ms": tolerance_ms}})
     return trial_id
 
 
@@ -265,7 +269,7 @@ def finish(
     def audits(order_ids: Sequence[str]) -> Mapping[str, dict[str, Any] | None]:
         return fetch_audits(admin, order_ids, wait_s=max(0.0, stop - time.monotonic()))
 
-    write_run(run_dir, meta, collector.ordered(), audits, wall_s, extra)
+    write_run(run_dir, meta, collector.ordered(), audits, wall_s, scenario_tolerance_ms(scen), extra)
 
     from harness.report import build_report  # pandas + matplotlib: only where a report is written
 
@@ -274,6 +278,8 @@ def finish(
     verdict = gate(summary, figures, max_error_rate, skipped)
     verdict.run_dir = run_dir
     verdict.lines.insert(0, _summary_line(summary, report.paths.html))
+    if summary["timing"]["warning"]:
+        verdict.lines.insert(1, f"warning: {summary['timing']['warning']}")
     return verdict
 
 

@@ -194,6 +194,19 @@ def _offset_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     return headers, rows
 
 
+def _timing_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """Late trials against the tolerance and the concurrency the run settled at (summary.json `timing`)."""
+    t = summary.get("timing") or {}
+    tolerance = t.get("tolerance_ms")
+    rows = [["timing tolerance", "–" if tolerance is None else f"{tolerance:g} ms"],
+            ["late trials (not judged)", f"{fmt(t.get('late'))} of {fmt(t.get('trials'))}"],
+            ["server-side |offset error| p99", f"{fmt(t.get('server_abs_error_p99_ms'), 2)} ms"]]
+    c = t.get("concurrency")
+    if c:
+        rows.append(["trials in flight", f"settled at {c['settled']} of {c['max']} (lowest {c['lowest']})"])
+    return rows
+
+
 def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     def key(ev: Mapping[str, Any]) -> float:
         s = ev.get("sent_ms")
@@ -357,7 +370,7 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
         _gate(gate),
         _rates(summary, rates, rates_name, pngs),
         _evidence(evidence, evidence_row, history, pngs),
-        Section("Timing precision", (Table(*_offset_rows(summary)),
+        Section("Timing precision", (Table(["", ""], _timing_rows(summary)), Table(*_offset_rows(summary)),
                                      Image(pngs["offset_error"], "offset error histogram"),
                                      Image(pngs["change_delay"], "effective Change delay over the run"))),
         Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),

@@ -173,6 +173,7 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
     started = time.monotonic()
     interrupted = True
     virtual: list[float] = []
+    timings: list[Any] = []  # per round: each process's run.json `timing` block
     total = RunStats(planned=len(plan.trials))  # progress over every round
 
     def _progress(item: Any, _stats: RunStats) -> None:
@@ -189,7 +190,7 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
             round_no += 1
             total.planned = total.done + len(plan.trials)
             if not _run_round(part_scenario, plan, run_dir / "parts", round_no, min(n, len(plan.trials)), writer,
-                              transport, _progress if progress is not None else None, virtual):
+                              transport, _progress if progress is not None else None, virtual, timings):
                 break
             plan = rounds.next(run_dir) if rounds is not None else None
         else:
@@ -198,7 +199,8 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
         interrupted = True
     finally:
         wall_s = time.monotonic() - started
-        extra: dict[str, Any] = {"simulate": {**writer.meta["simulate"], "virtual_s": sum(virtual) if virtual else None}}
+        extra: dict[str, Any] = {"simulate": {**writer.meta["simulate"], "virtual_s": sum(virtual) if virtual else None},
+                                 "timing": _merged_timing(scenario, timings)}
         if rounds is not None:
             extra.update(planned_trials=rounds.planned, rounds=rounds.record())
         writer.close(interrupted=interrupted, wall_s=wall_s, extra=extra)
@@ -207,7 +209,7 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
 
 
 def _run_round(scenario: Scenario, plan: Plan, parts_dir: Path, round_no: int, n: int, writer: RunWriter,
-               transport: str, progress: Any, virtual: list[float]) -> bool:
+               transport: str, progress: Any, virtual: list[float], timings: list[Any]) -> bool:
     """One round over `n` processes (every n-th trial each), merged into `writer`; True if it finished."""
     parts = [parts_dir / f"{round_no}-{k}" for k in range(n)]
     shards = [Plan(plan.scenario_name, plan.seed, plan.trials[k::n]) for k in range(n)]
@@ -222,7 +224,27 @@ def _run_round(scenario: Scenario, plan: Plan, parts_dir: Path, round_no: int, n
         times = [m["simulate"]["virtual_s"] for m in part_meta if "virtual_s" in (m.get("simulate") or {})]
         if times:
             virtual.append(max(times))
+        timings.append([m.get("timing") for m in part_meta])
     return not any(m.get("interrupted", True) or m.get("finished_at") is None for m in part_meta)
+
+
+def _merged_timing(scenario: Scenario, rounds: list[list[Any]]) -> dict[str, Any]:
+    """run.json's `timing` block of a run split over processes and rounds: in a round each process ran
+    its share of the concurrency with its own controller, so the round's limits are the sums of
+    theirs; over the rounds, late trials add up, `settled` is the last round's, `lowest` the least."""
+    per_round = []
+    for parts in rounds:
+        blocks = [t for t in parts if isinstance(t, dict)]
+        if blocks:
+            per_round.append({"late": sum(t["late"] for t in blocks),
+                              "concurrency": {k: sum(t["concurrency"][k] for t in blocks)
+                                              for k in ("max", "settled", "lowest")}})
+    if not per_round:
+        return {"tolerance_ms": scenario.timing_tolerance_ms, "late": 0, "concurrency": None}
+    return {"tolerance_ms": scenario.timing_tolerance_ms, "late": sum(r["late"] for r in per_round),
+            "concurrency": {"max": max(r["concurrency"]["max"] for r in per_round),
+                            "settled": per_round[-1]["concurrency"]["settled"],
+                            "lowest": min(r["concurrency"]["lowest"] for r in per_round)}}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -257,7 +279,8 @@ async def _execute_part(scenario: Scenario, plan: Plan, part: Path, transport: s
         interrupted = True
     finally:
         writer.close(interrupted=interrupted, wall_s=runner.stats.wall_s,
-                     extra={"simulate": {"virtual_s": (clock.now_ns() - started_ns) / 1e9}})
+                     extra={"simulate": {"virtual_s": (clock.now_ns() - started_ns) / 1e9},
+                            "timing": runner.stats.timing(scenario.timing_tolerance_ms, scenario.run.concurrency)})
 
 
 def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], transport: str, progress: Any) -> None:
