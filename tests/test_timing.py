@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from harness.analysis.stats import load_trials
-from harness.cli import EXIT_OK, main
+from harness.cli import EXIT_INCONCLUSIVE, EXIT_OK, main
 from harness.core.history import RequestEvent
 from harness.core.results import TRIALS_SCHEMA_VERSION, integration_result, trial_result
 from harness.core.scenario import ScenarioError, parse_scenario
@@ -206,6 +206,29 @@ def test_wide_latency_gives_late_trials_the_warning_and_a_lower_concurrency(
     assert conc == timing["concurrency"] and conc["max"] == 40
     assert 1 <= conc["lowest"] < conc["max"] and conc["lowest"] <= conc["settled"] <= conc["max"]
     assert f"concurrency: settled at {conc['settled']} of 40 trials in flight" in out
+
+
+def test_late_trials_make_the_gate_inconclusive_not_a_pass(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Late trials are not judged: above 5% of a guard's trials the verdict is INCONCLUSIVE (exit 3)
+    even though every threshold passes on the judged trials."""
+    text = GUARD_REGRESSION.read_text(encoding="utf-8")
+    text = text[:text.index("[[thresholds]]")] + (
+        '[[thresholds]]\nguard = "serialized"\nmax_upper = 0.5\nmin_abs_offset_ms = 50\n')
+    scenario = tmp_path / "late.toml"
+    scenario.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(["check", str(scenario), "--simulate", "--no-progress", "--workers", "1", "--out", str(out),
+               "--trials", "10", "--max-trials", "210", "--latency", "uniform:0,40"])
+    err = capsys.readouterr().err
+    assert rc == EXIT_INCONCLUSIVE, err
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    gate = json.loads((run_dir / "summary.json").read_text())["gate"]
+    assert gate["verdict"] == "inconclusive"
+    assert [t["verdict"] for t in gate["thresholds"]] == ["pass"]
+    late_none = sum(r["late"] == "True" for r in _rows(run_dir) if r["guard"] == "none")
+    assert gate["outcomes"]["none"]["not_judged"] >= late_none > 0
+    assert any(r.startswith("INCONCLUSIVE none: ") and "not judged" in r for r in gate["reasons"]), gate["reasons"]
 
 
 def test_quiet_run_has_no_late_trial_and_keeps_its_concurrency(
