@@ -25,6 +25,8 @@ from harness.analysis.summary import WINDOW_MIN_ABS_OFFSET_MS
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
 RATES_NOTE = ("Rates exclude indeterminate trials (a timeout or 5xx: the trial may or may not have raced). "
               "Intervals are 95% Wilson score intervals.")
+COMPARISONS_NOTE = ("Race rate of none minus the guard's, over the planned offsets both were tried at, with "
+                    "Newcombe's 95% interval; judged trials only (no indeterminate, late or failed trials).")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -286,6 +288,17 @@ def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, png
     ))
 
 
+def _comparisons(summary: Mapping[str, Any]) -> Section:
+    rows = [[c["guard"], c["window"]["text"], str(c["offsets"]), f"{c['baseline_races']}/{c['baseline_trials']}",
+             f"{c['guard_races']}/{c['guard_trials']}", f"{fmt(c['difference'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"]
+            for c in summary["comparisons"]]
+    return Section("Guards compared with the unguarded baseline", (
+        Text.of(COMPARISONS_NOTE),
+        Table(["guard", "window", "shared offsets", "races (none)", "races (guard)", "difference [95% CI]"], rows),
+        *(Text.of(c["sentence"]) for c in summary["comparisons"]),
+    ))
+
+
 def _evidence(ev: Mapping[str, Any] | None, row: pd.Series | None, history: Sequence[Mapping[str, Any]],
               pngs: Mapping[str, Path]) -> Section:
     blocks: list[Block] = []
@@ -340,6 +353,8 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
                                      Image(pngs["change_delay"], "effective Change delay over the run"))),
         Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),
     ]
+    if summary.get("comparisons"):
+        sections.append(_comparisons(summary))
     if calibration is not None:
         sections.append(_calibration(calibration, run_dir))
     sections.append(_disagreements(summary))
