@@ -287,3 +287,32 @@ def test_a_guard_timing_out_inside_a_simulated_run_is_a_guard_timeout_trial(tmp_
     assert all("40" in str(d) or "timeout" in str(d).lower() for d in fc["error"])
     # The unguarded trials in the same run are unaffected: Change first with D = 2 s > offset -> race.
     assert set(df[df["guard"] == "none"]["outcome"]) == {Outcome.RACE.value}
+
+
+def test_coverage_rows_and_sentence_put_each_number_in_its_column() -> None:
+    from harness.analysis.calibration import coverage_rows, verdict_sentence
+    from tests.test_calibration import ON_MODEL, rates
+
+    live = rates([("none", 100.0 * i, 20, k, i / 10) for i, k in enumerate(ON_MODEL)], conditional=[0.5] * 10)
+    sim_races = ON_MODEL[:9] + [0]
+    sim = rates([("none", 100.0 * i, 20, k, i / 10) for i, k in enumerate(sim_races)], conditional=[0.45] * 10)
+    result = coverage(live, sim)
+    result["trial_agreement"] = {"none": {"trials": 200, "same_outcome": 190, "fraction": 0.95}}
+    (row,) = coverage_rows(result)
+    assert row[:3] == ["none", "10/10 (100%)", "5/10 (50%)"]
+    assert row[3] == "9/10 (90%)" and row[4] != row[2]
+    assert row[5:] == ["0.090 / 0.900", "9/10", "190/200"]
+    assert verdict_sentence(result) == ("passed: the live none curve's 95% intervals cover the model in 100% of its "
+                                        "bins (needed 90%)")
+    alone = coverage(live, gate_on="conditional")
+    assert coverage_rows(alone) == [["none", "10/10 (100%)", "5/10 (50%)", "–", "–", "–", "–", "–"]]
+    assert verdict_sentence(alone) == ("FAILED: the live none curve's 95% intervals cover the conditional in 50% of "
+                                       "its bins (needed 90%)")
+    assert verdict_sentence(coverage(_rates([]))).endswith("cover the model in – of its bins (needed 90%)")
+
+
+def test_uniform_with_no_spread_and_the_normal_spec() -> None:
+    assert Uniform(100.0, 100.0).sf(100.0) == 0.0
+    assert Uniform(100.0, 100.0).sf(99.9) == 1.0
+    assert Uniform(100.0, 500.0).sf(100.0) == 1.0
+    assert Normal(400.0, 120.0).spec() == {"kind": "normal", "mean_ms": 400.0, "sd_ms": 120.0}
