@@ -300,7 +300,7 @@ def test_coverage_rows_and_sentence_put_each_number_in_its_column() -> None:
     result["trial_agreement"] = {"none": {"trials": 200, "same_outcome": 190, "fraction": 0.95}}
     (row,) = coverage_rows(result)
     assert row[:3] == ["none", "10/10 (100%)", "5/10 (50%)"]
-    assert row[3] == "9/10 (90%)" and row[4] != row[2]
+    assert row[3:5] == ["9/10 (90%)", "4/10 (40%)"]
     assert row[5:] == ["0.090 / 0.900", "9/10", "190/200"]
     assert verdict_sentence(result) == ("passed: the live none curve's 95% intervals cover the model in 100% of its "
                                         "bins (needed 90%)")
@@ -316,3 +316,79 @@ def test_uniform_with_no_spread_and_the_normal_spec() -> None:
     assert Uniform(100.0, 100.0).sf(99.9) == 1.0
     assert Uniform(100.0, 500.0).sf(100.0) == 1.0
     assert Normal(400.0, 120.0).spec() == {"kind": "normal", "mean_ms": 400.0, "sd_ms": 120.0}
+
+
+def _spread_trials(seed: int) -> pd.DataFrame:
+    """80 distinct offsets, one trial each (so rates are binned), races drawn from the model."""
+    rng = random.Random(seed)
+    dist = Uniform(0.0, 400.0)
+    rows = []
+    for i in range(80):
+        off = -200.0 + 7.5 * i
+        p = model_race_probability(off, dist, 100.0, "vulnerable", "none")
+        rows.append((i + 1, "none", off, "race" if rng.random() < p else "clean", rng.uniform(0.0, 400.0)))
+    return pd.DataFrame(rows, columns=["trial_id", "guard", "offset_ms", "outcome", "change_delay_ms"])
+
+
+def test_calibrate_trials_is_coverage_of_both_binned_tables() -> None:
+    from harness.analysis.calibration import calibrate_trials, compare_trials
+    from harness.analysis.stats import choose_bin_ms, json_safe
+
+    live, sim = _spread_trials(1), _spread_trials(2)
+    meta = {"mock": {"policy": "vulnerable", "delay": "uniform:0,400", "settle_ms": 100.0}}
+    bin_ms = choose_bin_ms(live)
+    assert bin_ms is not None
+    res, lt, st = calibrate_trials(live, sim, meta, min_coverage=0.5, gate_on="conditional")
+    want_live = rate_table_with_models(live, Uniform(0.0, 400.0), 100.0, "vulnerable", bin_ms)
+    want_sim = rate_table_with_models(sim, Uniform(0.0, 400.0), 100.0, "vulnerable", bin_ms)
+    pd.testing.assert_frame_equal(lt, want_live)
+    assert st is not None
+    pd.testing.assert_frame_equal(st, want_sim)
+    want = coverage(want_live, want_sim, min_coverage=0.5, gate_on="conditional")
+    want["rate_bin_ms"] = bin_ms
+    want["trial_agreement"] = compare_trials(live, sim)
+    assert res == json_safe(want)
+    assert res["min_coverage"] == 0.5 and res["gated_model"] == "conditional" and res["rate_bin_ms"] == bin_ms
+    alone, _, none = calibrate_trials(live, None, meta)
+    assert none is None and alone["trial_agreement"] == {} and alone["simulated"] is False
+
+
+def test_compare_bins_and_trials_known_answers() -> None:
+    from harness.analysis.calibration import compare_bins, compare_trials
+
+    a = _rates([(0.0, 10, 5, 0.5), (10.0, 1, 1, 1.0), (20.0, 0, 0, 0.5), (30.0, 10, 0, 0.0)])
+    b = _rates([(0.0, 10, 10, 0.5), (10.0, 1, 0, 1.0), (20.0, 4, 2, 0.5), (40.0, 10, 0, 0.0)])
+    got = compare_bins(a, b)
+    assert got["bins"] == 2  # 20 has no live trial, 30/40 are not shared
+    assert [p["offset_ms"] for p in got["per_bin"]] == [0.0, 10.0]
+    assert [p["diff"] for p in got["per_bin"]] == [-0.5, 1.0]
+    # Wilson(5/10) = [0.237, 0.763] vs Wilson(10/10) = [0.722, 1]: overlap; 1/1 = [0.207, 1] vs 0/1 = [0, 0.793]
+    assert [p["overlap"] for p in got["per_bin"]] == [True, True]
+    assert (got["mean_abs_diff"], got["max_abs_diff"], got["intervals_overlap"]) == (0.75, 1.0, 2)
+    far = compare_bins(_rates([(0.0, 30, 30, 1.0)]), _rates([(0.0, 30, 0, 0.0)]))
+    assert far["per_bin"][0]["overlap"] is False and far["intervals_overlap"] == 0
+    far_rev = compare_bins(_rates([(0.0, 30, 0, 0.0)]), _rates([(0.0, 30, 30, 1.0)]))
+    assert far_rev["per_bin"][0]["overlap"] is False
+    empty = compare_bins(_rates([(0.0, 0, 0, 0.5)]), _rates([(0.0, 3, 1, 0.5)]))
+    assert (empty["bins"], empty["mean_abs_diff"], empty["max_abs_diff"]) == (0, None, None)
+    t = pd.DataFrame({"trial_id": [1, 2, 3], "guard": ["none", "none", "serialized"],
+                      "outcome": ["race", "clean", "clean"]})
+    assert compare_trials(t, t.assign(outcome=["race", "race", "clean"])) == {
+        "none": {"trials": 2, "same_outcome": 1, "fraction": 0.5},
+        "serialized": {"trials": 1, "same_outcome": 1, "fraction": 1.0}}
+    assert compare_trials(t.iloc[:0], t) == {} and compare_trials(t, t.iloc[:0]) == {}
+
+
+def test_coverage_of_edges() -> None:
+    assert coverage_of(_rates([]), "model") == {"bins": 0, "covered": 0, "fraction": None, "uncovered": []}
+    assert coverage_of(_rates([(0.0, 1, 0, 0.0)]), "nope") == {"bins": 0, "covered": 0, "fraction": None,
+                                                              "uncovered": []}
+    one = coverage_of(_rates([(0.0, 1, 1, 0.0), (5.0, 1, 0, 0.0)]), "model")  # single-trial bins are judged
+    assert (one["bins"], one["covered"]) == (2, 1)
+    assert one["uncovered"] == [{"offset_ms": 0.0, "rate": 1.0, "ci_low": pytest.approx(wilson_interval(1, 1)[0]),
+                                 "ci_high": 1.0, "model": 0.0, "trials": 1}]
+    low, high = wilson_interval(3, 10)
+    edges = _rates([(0.0, 10, 3, low), (1.0, 10, 3, high)])  # the model exactly on either bound is covered
+    assert coverage_of(edges, "model")["covered"] == 2
+    no_gated = coverage(_rates([(0.0, 10, 3, 0.3)]).assign(guard="serialized"))
+    assert (no_gated["gated_fraction"], no_gated["passed"]) == (None, False)
