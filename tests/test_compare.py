@@ -104,3 +104,10 @@ def test_summary_carries_the_comparisons() -> None:
         {"guard": "finished-check", "max_upper": 0.05, "offset_range_ms": [0, 200]}]}})
     assert [c["window"]["text"] for c in summary["comparisons"]] == ["offset in [0, 200] ms", "|offset| >= 50 ms"]
     assert summary["comparisons"][0]["sentence"].startswith("finished-check removes 1.00 [")
+
+
+def test_no_difference_is_said_to_remove_nothing() -> None:
+    df = frame({("none", 100.0): ["race", "clean"], ("serialized", 100.0): ["clean", "race"]})
+    (c,) = compare_guards(df, [STANDARD])
+    low, high = statsmodels_newcombe(1, 2, 1, 2)
+    assert c["sentence"] == f"serialized removes 0.00 [{low:.2f}, {high:.2f}] of races at |offset| >= 50 ms"

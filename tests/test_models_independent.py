@@ -262,6 +262,8 @@ class TestOracleGuardTimeoutAndIndeterminate:
             (Outcome.GUARD_TIMEOUT, "no invoice was sent")
 
     def test_indeterminate_reason_names_the_request(self) -> None:
+        assert client_outcome(change_event(change_value=None), invoice_event(), INITIAL, INITIAL, "") == \
+            (Outcome.INDETERMINATE, "change response has no totalChangeValue")
         outcome, why = client_outcome(change_event(), invoice_event(status=503), INITIAL, INITIAL, "")
         assert (outcome, why) == (Outcome.INDETERMINATE, "invoice: HTTP 503")
         outcome, why = client_outcome(change_event(responded=False, error="ReadTimeout"), invoice_event(),
@@ -316,6 +318,7 @@ def test_uniform_with_no_spread_and_the_normal_spec() -> None:
     assert Uniform(100.0, 100.0).sf(99.9) == 1.0
     assert Uniform(100.0, 500.0).sf(100.0) == 1.0
     assert Normal(400.0, 120.0).spec() == {"kind": "normal", "mean_ms": 400.0, "sd_ms": 120.0}
+    assert Fixed(5.0).spec() == {"kind": "fixed", "ms": 5.0}
 
 
 def _spread_trials(seed: int) -> pd.DataFrame:

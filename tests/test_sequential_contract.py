@@ -186,3 +186,19 @@ def test_fixed_design_defaults_and_the_search_edges() -> None:
     with pytest.raises(ValueError, match="no fixed design up to 623 trials"):
         fixed_sample_size(0.05, max_trials=n - 1)
     assert fixed_sample_size(0.05, max_trials=n) == (624, 22)
+
+
+def test_counts_and_newcombe_arguments() -> None:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    from harness.analysis.sequential import newcombe_diff_interval
+
+    with pytest.raises(ValueError, match=r"^need 0 <= races <= trials; got 3/2$"):
+        decide(3, 2, 0.05)
+    with pytest.raises(ValueError, match=r"^alpha must be in \(0, 1\); got 0.0$"):
+        newcombe_diff_interval(1, 2, 1, 2, alpha=0.0)
+    with pytest.raises(ValueError, match=r"^newcombe_diff_interval: both samples need trials$"):
+        newcombe_diff_interval(0, 0, 1, 2)
+    low, high = confint_proportions_2indep(7, 20, 2, 25, method="newcomb", compare="diff", alpha=0.2)
+    assert newcombe_diff_interval(7, 20, 2, 25, alpha=0.2) == (pytest.approx(low, abs=1e-12),
+                                                              pytest.approx(high, abs=1e-12))
