@@ -395,3 +395,39 @@ def test_coverage_of_edges() -> None:
     assert coverage_of(edges, "model")["covered"] == 2
     no_gated = coverage(_rates([(0.0, 10, 3, 0.3)]).assign(guard="serialized"))
     assert (no_gated["gated_fraction"], no_gated["passed"]) == (None, False)
+
+
+def test_calibration_edge_inputs() -> None:
+    from harness.analysis.calibration import calibrate_trials, compare_bins
+    from mock_orders_api.errors import ConfigError
+
+    empty = pd.DataFrame(columns=["trial_id", "guard", "offset_ms", "outcome", "change_delay_ms"])
+    assert list(rate_table_with_models(empty, Fixed(1.0), 0.0, "vulnerable", 10.0).columns) == \
+        RATE_COLUMNS + ["model", "conditional"]
+    no_delay = pd.DataFrame({"trial_id": [1], "guard": ["none"], "offset_ms": [100.0], "outcome": ["race"]})
+    t = rate_table_with_models(no_delay, Fixed(200.0), 0.0, "vulnerable")
+    assert t.loc[0, "model"] == 1.0 and math.isnan(t.loc[0, "conditional"])
+    binned = _spread_trials(3)
+    table = rate_table_with_models(binned, Uniform(0.0, 400.0), 100.0, "vulnerable", 100.0)
+    assert list(table["offset_ms"]) == [-150.0, -50.0, 50.0, 150.0, 250.0, 350.0]  # bin centres
+    # The tolerance edges themselves are covered (computed exactly as coverage_of does).
+    edge = _rates([(0.0, 10, 3, 0.0), (1.0, 10, 3, 0.0)])
+    edge.loc[0, "model"] = edge.loc[0, "ci_low"] - 1e-9
+    edge.loc[1, "model"] = edge.loc[1, "ci_high"] + 1e-9
+    assert coverage_of(edge, "model")["covered"] == 2
+    # Interval overlap at exactly the tolerance counts, both ways round.
+    a, b = _rates([(0.0, 10, 3, 0.0)]), _rates([(0.0, 10, 3, 0.0)])
+    b.loc[0, "ci_high"] = 0.25
+    a.loc[0, "ci_low"] = 0.25 + 1e-9
+    assert compare_bins(a, b)["per_bin"][0]["overlap"] is True
+    assert compare_bins(b, a)["per_bin"][0]["overlap"] is True
+    assert compare_bins(_rates([(0.0, 3, 1, 0.5)]), _rates([(0.0, 0, 0, 0.5)]))["bins"] == 0
+    # A guard measured only in the simulated run still gets its entry.
+    both = coverage(_rates([(0.0, 10, 3, 0.3)]), _rates([(0.0, 10, 3, 0.3)]).assign(guard="serialized"))
+    assert list(both["guards"]) == ["none", "serialized"]
+    with pytest.raises(ConfigError, match="run.json mock.delay"):
+        calibrate_trials(binned, None, {"mock": {"delay": "bogus:1", "policy": "vulnerable"}})
+    near = pd.DataFrame({"trial_id": [1], "guard": ["none"], "offset_ms": [-0.5], "outcome": ["clean"],
+                         "change_delay_ms": [10.0]})
+    res, live, _ = calibrate_trials(near, None, {"mock": {"delay": "fixed:10", "policy": "vulnerable"}})
+    assert live.loc[0, "model"] == 0.0  # no settle_ms recorded: no settle window
