@@ -271,6 +271,24 @@ class TestOracleGuardTimeoutAndIndeterminate:
         assert (outcome, why) == (Outcome.INDETERMINATE, "change: ReadTimeout")
 
 
+def test_integration_outcome_reasons_are_exact() -> None:
+    from harness.core.oracle import integration_outcome
+
+    inv = [{"invoiceNumber": "NF-1", "accepted": True}]
+    assert integration_outcome(change_event(status=503), None) == (Outcome.INDETERMINATE, "change: HTTP 503")
+    assert integration_outcome(change_event(responded=False, error="ReadTimeout"), None) == \
+        (Outcome.INDETERMINATE, "change: ReadTimeout")
+    assert integration_outcome(change_event(), None) == (Outcome.INDETERMINATE, "no audit from the target")
+    assert integration_outcome(change_event(), {"verdict": "clean", "invoices": []}) == \
+        (Outcome.NO_INVOICE, "the service sent no invoice in time")
+    assert integration_outcome(change_event(), {"verdict": "pending", "invoices": inv}) == \
+        (Outcome.INDETERMINATE, "a Change had not finished when the trial ended")
+    assert integration_outcome(change_event(), {"verdict": "race", "invoices": inv}) == (Outcome.RACE, "")
+    assert integration_outcome(change_event(), {"verdict": "clean", "invoices": [{"accepted": False}]}) == \
+        (Outcome.INVOICE_REFUSED, "")
+    assert integration_outcome(change_event(), {"verdict": "clean", "invoices": inv}) == (Outcome.CLEAN, "")
+
+
 # --------------------------------------------------------------------------- a guard timing out inside a run
 
 
