@@ -111,3 +111,13 @@ def test_no_difference_is_said_to_remove_nothing() -> None:
     (c,) = compare_guards(df, [STANDARD])
     low, high = statsmodels_newcombe(1, 2, 1, 2)
     assert c["sentence"] == f"serialized removes 0.00 [{low:.2f}, {high:.2f}] of races at |offset| >= 50 ms"
+
+
+def test_window_bounds_are_inclusive_and_combine() -> None:
+    offsets = pd.Series([-60.0, -50.0, -49.9, 0.0, 49.9, 50.0, 100.0, 200.0, 200.1])
+    assert list(offsets[Window(50.0).mask(offsets)]) == [-60.0, -50.0, 50.0, 100.0, 200.0, 200.1]
+    assert list(offsets[Window(0.0, (-50.0, 100.0)).mask(offsets)]) == [-50.0, -49.9, 0.0, 49.9, 50.0, 100.0]
+    assert list(offsets[Window(50.0, (-50.0, 100.0)).mask(offsets)]) == [-50.0, 50.0, 100.0]
+    meta = {"scenario": {"thresholds": [{"guard": "none", "bogus": 1},
+                                        {"guard": "none", "max_upper": 0.5, "min_abs_offset_ms": 10}]}}
+    assert windows_from_run(meta, STANDARD) == [Window(10.0), STANDARD]

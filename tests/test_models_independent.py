@@ -117,7 +117,7 @@ def test_model_from_run_uses_the_recorded_normal_delay() -> None:
     assert model(-100.0, "none") == 1.0
     assert model(-100.0, "serialized") == 0.0
     no_settle = model_from_run({"mock": {"delay": "normal:400,100", "policy": "vulnerable"}})
-    assert no_settle is not None and no_settle(-100.0, "none") == 0.0
+    assert no_settle is not None and no_settle(-100.0, "none") == no_settle(-0.5, "none") == 0.0
     assert model_from_run({"mock": {"delay": "nonsense:1"}}) is None
     assert model_from_run({"mock": {"delay": "fixed:1", "settle_ms": "x"}}) is None
     assert model_from_run({"mock": "not a table"}) is None
