@@ -1,6 +1,6 @@
 """summary.json: the whole document, built here in one place (SUMMARY_SCHEMA_VERSION; fields in docs/outputs.md).
 
-`summarize` turns the trials into rates, timing and model agreement;
+`summarize` turns the trials into rates, timing, model agreement and paired guard comparisons;
 `build_summary` adds what the report gathered beside them (gate results, the
 evidence trial, warnings, hook delivery and Change delay statistics, the
 calibration verdict). Everything returned is JSON-safe: "no data" values are
@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from harness.analysis.compare import Window, compare_guards, windows_from_run
 from harness.analysis.gate import GateReport
 from harness.analysis.model import model_from_run
 from harness.analysis.rounds import rounds_summary
@@ -149,6 +150,7 @@ def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
         "timing": _timing(df, run_meta),
         "disagreements": {"count": len(disagree), "examples": examples},
         "model_agreement": _model_agreement(df, run_meta, bin_ms),
+        "comparisons": compare_guards(df, windows_from_run(run_meta, Window(WINDOW_MIN_ABS_OFFSET_MS))),
     }
     return json_safe(summary)
 

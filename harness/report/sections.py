@@ -30,6 +30,8 @@ RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5
 GATE_NOTE = ("Each threshold holds for the worst offset bin of its window, decided by an anytime-valid sequential "
              "test (docs/model.md). Every trial is accounted: failed trials fail the gate beyond the scenario's "
              "max_failed; not-judged trials above its max_not_judged_fraction make it inconclusive.")
+COMPARISONS_NOTE = ("Race rate of none minus the guard's, over the planned offsets both were tried at, with "
+                    "Newcombe's 95% interval; judged trials only (no indeterminate, late or failed trials).")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -321,6 +323,17 @@ def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, png
     ))
 
 
+def _comparisons(summary: Mapping[str, Any]) -> Section:
+    rows = [[c["guard"], c["window"]["text"], str(c["offsets"]), f"{c['baseline_races']}/{c['baseline_trials']}",
+             f"{c['guard_races']}/{c['guard_trials']}", f"{fmt(c['difference'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"]
+            for c in summary["comparisons"]]
+    return Section("Guards compared with the unguarded baseline", (
+        Text.of(COMPARISONS_NOTE),
+        Table(["guard", "window", "shared offsets", "races (none)", "races (guard)", "difference [95% CI]"], rows),
+        *(Text.of(c["sentence"]) for c in summary["comparisons"]),
+    ))
+
+
 def _evidence(ev: Mapping[str, Any] | None, row: pd.Series | None, history: Sequence[Mapping[str, Any]],
               pngs: Mapping[str, Path]) -> Section:
     blocks: list[Block] = []
@@ -375,6 +388,8 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
                                      Image(pngs["change_delay"], "effective Change delay over the run"))),
         Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),
     ]
+    if summary.get("comparisons"):
+        sections.append(_comparisons(summary))
     if calibration is not None:
         sections.append(_calibration(calibration, run_dir))
     sections.append(_disagreements(summary))
