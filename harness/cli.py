@@ -111,6 +111,7 @@ def _report(run_dir: Path) -> int:
 
     report = build_report(run_dir)
     _print_summary(report.summary, report.paths.html)
+    _print_findings(report.summary)
     return EXIT_OK
 
 
@@ -216,12 +217,14 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     if args.simulate:
         _print_simulation(run_dir)
     if interrupted:
+        _print_findings(summary)
         print(f"interrupted: kept {summary['run']['trials']} finished trials in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     # `run` is the QA reproduction command: it shows the same verdict lines but keeps exit 0.
     verdict = summary["gate"]["verdict"]
     for line in summary["gate"]["results"]:
         print(line)
+    _print_findings(summary)
     print(f"gate: {verdict.upper()}", file=sys.stdout if verdict == "pass" or not gate else sys.stderr)
     return VERDICT_EXIT_CODES[verdict] if gate else EXIT_OK
 
@@ -277,6 +280,13 @@ def _print_simulation(run_dir: Path) -> None:
           f"{meta.get('wall_s') or 0:.2f} s wall, "
           f"{sim.get('workers')} process(es), {sim.get('transport')} transport, latency "
           + ", ".join(f"{k}={v}" for k, v in latency.items()))
+
+
+def _print_findings(summary: dict[str, Any]) -> None:
+    """The findings last, so a CI log's tail says what the run showed."""
+    print("findings:")
+    for sentence in summary.get("findings") or []:
+        print(f"  - {sentence}")
 
 
 def _print_summary(summary: dict[str, Any], html: Path) -> None:
