@@ -29,6 +29,11 @@ _MARKERS = {"none": "o", "finished-check": "s", "serialized": "^"}
 _DPI = 100
 
 
+def guard_color(guard: str) -> str:
+    """The guard's colour in every figure (built-in guards fixed; others from the same palette)."""
+    return _color(guard, [])
+
+
 def _color(guard: str, others: list[str]) -> str:
     if guard in _COLORS:
         return _COLORS[guard]
@@ -43,7 +48,7 @@ def _new(figsize: tuple[float, float] = (9.0, 5.0)) -> tuple[Figure, Any]:
     return fig, fig.subplots()
 
 
-def _save(fig: Figure, out: Path | str) -> Path:
+def save_figure(fig: Figure, out: Path | str) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -116,7 +121,7 @@ def plot_race_rate(rate_table: pd.DataFrame, models: Mapping[str, ModelSpec], ou
     if data.empty:
         _no_data(axes[0], "no determinate trials")
         axes[0].set_title("Race rate vs offset")
-        return _save(fig, out)
+        return save_figure(fig, out)
     x_min, x_max = float(data["offset_ms"].min()), float(data["offset_ms"].max())
     n_max = float(data["trials"].max())
     uniform = data["trials"].nunique() == 1
@@ -155,7 +160,7 @@ def plot_race_rate(rate_table: pd.DataFrame, models: Mapping[str, ModelSpec], ou
         ax.legend(loc="upper left", fontsize=7)
     axes[-1].set_xlabel(offset_label)
     fig.suptitle("Race rate (accepted invoice > final value) vs offset, one panel per guard", fontsize=10)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callable[[float, str], float] | None,
@@ -192,7 +197,7 @@ def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callab
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("planned offset t_invoice − t_change (ms)")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 # --------------------------------------------------------------------------- timeline
@@ -218,7 +223,7 @@ def plot_timeline(
     if trial_row is None:
         _no_data(ax, "no race observed: nothing to show")
         ax.set_title("Timeline of a raced trial")
-        return _save(fig, out)
+        return save_figure(fig, out)
     row = dict(trial_row)
     audit = audit or {}
 
@@ -301,7 +306,7 @@ def plot_timeline(
         f"{row.get('outcome')}"
     )
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 # --------------------------------------------------------------------------- timing / cost
@@ -320,7 +325,7 @@ def plot_offset_error(df: pd.DataFrame, out: Path | str) -> Path:
     ax.set_title("Offset error: |actual − planned offset| (unguarded trials)")
     if not values:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     combined = np.concatenate(values)
     hi = float(combined.max())
     edges = np.linspace(0.0, hi if hi > 0 else 1.0, 41)
@@ -332,7 +337,7 @@ def plot_offset_error(df: pd.DataFrame, out: Path | str) -> Path:
     ax.set_ylabel("trials")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
@@ -348,14 +353,14 @@ def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
                 labels.append(f"{guard}\n(n={v.size})")
     if not data:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     ax.boxplot(data, showfliers=True)
     # Labels set on the axis: boxplot's own keyword was renamed in matplotlib 3.9 (labels -> tick_labels).
     ax.set_xticks(range(1, len(data) + 1), labels)
     ax.set_xlabel("guard")
     ax.set_ylabel("guard cost (ms)")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
@@ -378,7 +383,7 @@ def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str)
     ax.set_title("Effective Change delay over the run (processing + queue wait)")
     if not points:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     t = [p[0] for p in points]
     processing = [p[1] for p in points]
     effective = [p[1] + p[2] for p in points]
@@ -388,4 +393,4 @@ def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str)
     ax.set_ylabel("delay (ms)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, out)
+    return save_figure(fig, out)
