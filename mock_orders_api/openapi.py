@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document and the Swagger UI page, built from the routes' own operations.
 
 The page works offline: its JavaScript and CSS are served from `SWAGGER_UI_DIR`, the Swagger UI
-distribution the `swagger-ui-bundle` package ships in its wheel (mounted at `ASSETS_PATH`), never
+distribution the `swagger-ui-py` package ships in its wheel (Swagger UI 5: reads OpenAPI 3.1) (mounted at `ASSETS_PATH`), never
 from a CDN."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from swagger_ui_bundle import swagger_ui_path
+import swagger_ui
 
 from mock_orders_api import wire
 from mock_orders_api.routes import ApiRoute
 
 TITLE = "Mock VTEX Orders API (race harness)"
-SWAGGER_UI_DIR = Path(swagger_ui_path)
+SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 ASSETS_PATH = "/docs/assets"
 _DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
                 "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "

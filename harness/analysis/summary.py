@@ -242,7 +242,7 @@ def _window(edges: Mapping[str, Any] | None) -> str:
 _VERDICT_WORDS = {
     "pass": "every threshold of the scenario holds",
     "fail": "a threshold is violated",
-    "inconclusive": "not enough evidence yet to decide every threshold (more trials would settle it)",
+    "inconclusive": "not enough evidence yet to decide every threshold: more trials would settle it",
 }
 
 
@@ -287,13 +287,17 @@ def findings(summary: Mapping[str, Any], *, worst_over_cents: int | None) -> lis
     if not gate.get("thresholds") and not gate.get("reasons"):
         out.append(f"Gate {verdict.upper()}: the scenario sets no thresholds.")
     else:
-        why = [t["reason"] for t in gate.get("thresholds") or [] if t.get("verdict") == verdict and verdict != "pass"]
+        by_verdict: dict[str, list[str]] = {}
+        for t in gate.get("thresholds") or []:
+            by_verdict.setdefault(str(t.get("verdict")), []).append(str(t.get("guard")))
+        # The first threshold with the run's verdict, without its verdict word or pooled counts.
+        why = [str(t["reason"]).removeprefix(f"{verdict.upper()} ").split(" (")[0]
+               for t in gate.get("thresholds") or [] if t.get("verdict") == verdict and verdict != "pass"]
         why += list(gate.get("reasons") or [])
-        # Each reason starts with its verdict word, which the sentence already says.
-        why = [w.removeprefix(f"{verdict.upper()} ") for w in why]
-        more = f" (and {len(why) - 1} more)" if len(why) > 1 else ""
-        detail = f": {why[0]}{more}" if why else ""
-        out.append(f"Gate {verdict.upper()}, {_VERDICT_WORDS.get(verdict, verdict)}{detail}.")
+        parts = [f"{', '.join(gs)} {v.upper()}" for v, gs in by_verdict.items()]
+        detail = f" ({why[0]})" if why else ""
+        out.append(f"Gate {verdict.upper()}, {_VERDICT_WORDS.get(verdict, verdict)}{detail}"
+                   + (f"; per threshold: {'; '.join(parts)}" if parts else "") + ".")
     warnings = []
     timing = (summary.get("timing") or {}).get("warning")
     if timing:

@@ -133,10 +133,19 @@ def _plot(runs: Sequence[TrendRun], out: Path) -> Path:
             y = [g["rate"] for _, g in pts]
             err = [[g["rate"] - g["ci_low"] for _, g in pts], [g["ci_high"] - g["rate"] for _, g in pts]]
             ax.errorbar(x, y, yerr=err, fmt="o-", color=color, capsize=3, label="race rate (95% Wilson interval)")
-        for r in _threshold_rows(runs[-1]):
-            if r["guard"] == guard and r["limit"] is not None:
-                ax.axhline(r["limit"], color="#333333", linestyle=":", linewidth=1,
-                           label=f"threshold {'max' if r['side'] == 'upper' else 'min'} {r['limit']:g}")
+        # The gate judges each threshold's worst bin: its anytime-valid bound against the limit.
+        keys = dict.fromkeys(r["key"] for run in runs for r in _threshold_rows(run) if r["guard"] == guard)
+        for key, marker in zip(keys, "v^<>"):
+            pts_b = [(i, r) for i, run in enumerate(runs) for r in _threshold_rows(run)
+                     if r["key"] == key and r["bound"] is not None]
+            if not pts_b:
+                continue
+            limit, side = pts_b[-1][1]["limit"], pts_b[-1][1]["side"]
+            ax.plot([i for i, _ in pts_b], [r["bound"] for _, r in pts_b], linestyle="none", marker=marker,
+                    color="#333333", markerfacecolor="none", label=f"worst bin's anytime 95% {side} bound")
+            if limit is not None:
+                ax.axhline(limit, color="#333333", linestyle=":", linewidth=1,
+                           label=f"threshold {'max' if side == 'upper' else 'min'} {limit:g}")
         ax.set_ylim(-0.05, 1.05)
         ax.set_ylabel("race rate")
         ax.set_title(guard, fontsize=9, loc="left")
