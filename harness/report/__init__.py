@@ -1,5 +1,6 @@
 """Build a run folder's report: summary.json, rates.csv, plots, report.html,
-report.md and junit.xml, from run.json + trials.csv + history.jsonl + audits.jsonl.
+report.md, junit.xml and, for the evidence trial, reproduce.sh + test_reproduce.py,
+from run.json + trials.csv + history.jsonl + audits.jsonl.
 
 Output is deterministic for the same inputs (no clock reads, no PNG software
 stamp, stable ordering), works on an interrupted run (partial trials.csv,
@@ -26,6 +27,7 @@ from harness.errors import ReportError
 from harness.report import html, markdown, plots
 from harness.report.evidence import JsonlStats, audits, build_evidence, change_delays, pick_evidence, scan_jsonl
 from harness.report.junit import junit_xml
+from harness.report.reproducer import write_reproducer
 from harness.report.sections import build_document
 from harness.runfolder import read_run_json
 
@@ -155,6 +157,7 @@ def build_report(run_dir: Path | str) -> Report:
         "change_delay": _change_delay_png(delays, run_dir / "change_delay.png"),
     }
 
+    write_reproducer(run_dir, meta, row.to_dict() if row is not None else None, history)
     summary_path = run_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     rates_path = run_dir / "rates.csv"
