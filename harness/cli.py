@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
                                        "its timeline")
     rp.add_argument("run_dir", type=Path)
     rp.add_argument("trial_id", type=int)
+    t = sub.add_parser("trend", help="the gate's numbers across runs (CI artifacts): trend.html + trend.png")
+    t.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run folders, or folders holding them")
+    t.add_argument("--out", type=Path, default=Path("."), help="folder for trend.html and trend.png (default .)")
+    t.add_argument("--label", help="label for runs whose run.json recorded no `git describe`")
     sub.add_parser("scenarios", help="list the built-in scenarios (run them by name) with their purpose")
     s = sub.add_parser("serve", help="serve the mock Orders API")
     add_serve_arguments(s)
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "report":
             return _report(args.run_dir)
+        if args.command == "trend":
+            return _trend(args.dirs, args.out, args.label)
         if args.command == "replay":
             return _replay(args.run_dir, args.trial_id)
         if args.command == "calibrate":
@@ -111,6 +117,19 @@ def _report(run_dir: Path) -> int:
 
     report = build_report(run_dir)
     _print_summary(report.summary, report.paths.html)
+    _print_findings(report.summary)
+    return EXIT_OK
+
+
+def _trend(dirs: list[Path], out: Path, label: str | None) -> int:
+    from harness.report.trend import build_trend
+
+    trend = build_trend(dirs, out, label=label)
+    for run in trend.runs:
+        print(f"  {run.label:30s} {run.started_at:26s} gate {run.verdict.upper()}")
+    for line in trend.regressions:
+        print(f"regression: {line}", file=sys.stderr)
+    print(f"trend: {trend.html}")
     return EXIT_OK
 
 
@@ -216,12 +235,14 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     if args.simulate:
         _print_simulation(run_dir)
     if interrupted:
+        _print_findings(summary)
         print(f"interrupted: kept {summary['run']['trials']} finished trials in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     # `run` is the QA reproduction command: it shows the same verdict lines but keeps exit 0.
     verdict = summary["gate"]["verdict"]
     for line in summary["gate"]["results"]:
         print(line)
+    _print_findings(summary)
     print(f"gate: {verdict.upper()}", file=sys.stdout if verdict == "pass" or not gate else sys.stderr)
     return VERDICT_EXIT_CODES[verdict] if gate else EXIT_OK
 
@@ -277,6 +298,13 @@ def _print_simulation(run_dir: Path) -> None:
           f"{meta.get('wall_s') or 0:.2f} s wall, "
           f"{sim.get('workers')} process(es), {sim.get('transport')} transport, latency "
           + ", ".join(f"{k}={v}" for k, v in latency.items()))
+
+
+def _print_findings(summary: dict[str, Any]) -> None:
+    """The findings last, so a CI log's tail says what the run showed."""
+    print("findings:")
+    for sentence in summary.get("findings") or []:
+        print(f"  - {sentence}")
 
 
 def _print_summary(summary: dict[str, Any], html: Path) -> None:

@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,8 +47,21 @@ def run_meta(scenario: Scenario, *, target_kind: str, target_url: str | None, pl
                  "settle_ms": scenario.mock.settle_ms},
         "planned_trials": planned_trials,
         "concurrency": concurrency,
+        "git": git_describe(Path.cwd()),
         **extra,
     }
+
+
+def git_describe(cwd: Path) -> dict[str, str] | None:
+    """`git describe --always --dirty` of the checkout `cwd` is in (the code under test, in CI), so
+    `race-harness trend` can label runs by commit; None outside a git checkout or without git."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=cwd, capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    describe = done.stdout.strip()
+    return {"describe": describe} if done.returncode == 0 and describe else None
 
 
 def new_run_dir(reports: Path, scenario_name: str) -> Path:

@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from mock_orders_api import openapi
 from mock_orders_api.config import MockConfig
@@ -73,7 +74,8 @@ def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time
 
     app = Starlette(
         routes=[*ROUTES, Route("/openapi.json", _openapi, methods=["GET"], include_in_schema=False),
-                Route("/docs", _docs, methods=["GET"], include_in_schema=False)],
+                Route("/docs", _docs, methods=["GET"], include_in_schema=False),
+                Mount(openapi.ASSETS_PATH, StaticFiles(directory=openapi.SWAGGER_UI_DIR), name="docs-assets")],
         middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=_lifespan,

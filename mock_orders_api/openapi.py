@@ -1,15 +1,24 @@
-"""The OpenAPI 3.1 document and the Swagger UI page, built from the routes' own operations."""
+"""The OpenAPI 3.1 document and the Swagger UI page, built from the routes' own operations.
+
+The page works offline: its JavaScript and CSS are served from `SWAGGER_UI_DIR`, the Swagger UI
+distribution the `swagger-ui-py` package ships in its wheel (Swagger UI 5: reads OpenAPI 3.1) (mounted at `ASSETS_PATH`), never
+from a CDN."""
 
 from __future__ import annotations
 
 import http
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+import swagger_ui
 
 from mock_orders_api import wire
 from mock_orders_api.routes import ApiRoute
 
 TITLE = "Mock VTEX Orders API (race harness)"
+SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
+ASSETS_PATH = "/docs/assets"
 _DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
                 "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "
                 "journal under /_mock.")
@@ -48,15 +57,18 @@ def document(routes: Iterable[ApiRoute]) -> dict[str, Any]:
 
 
 def swagger_html(openapi_url: str) -> str:
+    """The /docs page: Swagger UI from the local assets, reading `openapi_url`."""
     return f"""<!DOCTYPE html>
 <html>
 <head>
-<link type="text/css" rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<meta charset="utf-8">
+<link type="text/css" rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css">
+<link rel="icon" type="image/png" href="{ASSETS_PATH}/favicon-32x32.png">
 <title>{TITLE} - Swagger UI</title>
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
 <script>
 const ui = SwaggerUIBundle({{url: '{openapi_url}', dom_id: '#swagger-ui', deepLinking: true,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],

@@ -223,7 +223,9 @@ def test_html_evidence_and_escaping(built: tuple[ReportPaths, list[TrialResult]]
     assert f"{FINAL / 100:,.2f}" in page and f"{INITIAL / 100:,.2f}" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "Synthetic &lt;b&gt;run&lt;/b&gt; &amp; friends" in page
-    assert page.count("data:image/png;base64,") == 5
+    # A fixed delay and no queue: the Change-delay figure would be one flat line, so it is left out.
+    assert page.count("data:image/png;base64,") == 4 and paths.change_delay_png is None
+    assert not (paths.run_dir / "change_delay.png").exists()
     md = paths.markdown.read_text()
     assert "(race_rate.png)" in md and f'"invoiceValue": "{INITIAL}"' in md
     assert "<script>" not in md and "<b>" not in md
@@ -300,3 +302,51 @@ def test_evidence_falls_back_to_history_without_audit_or_model(tmp_path: Path) -
     assert s["evidence"]["over_by"] == t.invoiced_total - t.final_value
     assert s["model_agreement"]["covered"] is None and "note" in s["model_agreement"]
     assert "Race model not evaluated" in paths.html.read_text()
+
+
+def test_findings_open_the_report_and_the_summary(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    s = json.loads(paths.summary.read_text())
+    findings = s["findings"]
+    assert 3 <= len(findings) <= 5
+    assert findings[0].startswith("Ticket reproduced: ") and "cents" in findings[0]
+    assert any(f.startswith(f"Gate {s['gate']['verdict'].upper()}") for f in findings)
+    page = paths.html.read_text()
+    assert page.index('id="findings"') < page.index("<table>")  # before the run's metadata
+    md = paths.markdown.read_text()
+    assert md.index("## Findings") < md.index("| scenario |")
+
+
+def test_every_figure_also_at_2x(built: tuple[ReportPaths, list[TrialResult]]) -> None:
+    paths, _ = built
+    from matplotlib.image import imread
+
+    for png in (paths.race_rate_png, paths.timeline_png, paths.offset_error_png, paths.guard_cost_png):
+        hi = png.with_name(f"{png.stem}@2x.png")
+        assert imread(str(hi)).shape[1] == 2 * imread(str(png)).shape[1]
+
+
+def test_findings_sentences() -> None:
+    from harness.analysis.summary import findings
+
+    summary = {
+        "guards": {"none": {"trials": 40, "races": 12, "ci_high": 0.45},
+                   "finished-check": {"trials": 40, "races": 3, "ci_high": 0.2},
+                   "serialized": {"trials": 40, "races": 0, "ci_high": 0.088}},
+        "rounds": {"window_edges": {"none": {"low": 0, "high": 300, "edge_ms": 10},
+                                    "finished-check": {"low": -150, "high": -10, "edge_ms": 10}, "serialized": None}},
+        "gate": {"verdict": "fail", "reasons": [], "outcomes": {"none": {"not_judged": 2, "failed": 1}},
+                 "thresholds": [{"guard": "finished-check", "verdict": "fail",
+                                 "reason": "FAIL finished-check: worst bin -100 ms 3/4 races (3/40 pooled)"}]},
+        "timing": {"warning": "timing degraded: 5 of 120 trials late"},
+        "run": {"interrupted": True, "finished_at": None, "trials": 120, "planned_trials": 200},
+    }
+    out = findings(summary, worst_over_cents=5000)
+    assert out[0] == ("Ticket reproduced: 12 of 40 judged unguarded (none) invoices were accepted above the "
+                      "order's final total at offsets 0 … 300 ms, edges ±10 ms; the worst accepted invoice "
+                      "exceeded the final total by 50.00 (5000 cents).")
+    assert "finished-check leaves a window: 3 of 40 raced at offsets -150 … -10 ms" in out[1]
+    assert "serialized closes the race (0 of 40 raced, 95% upper bound 0.088)" in out[1]
+    assert out[2].startswith("Gate FAIL, a threshold is violated (finished-check: worst bin -100 ms 3/4 races)")
+    assert out[3] == ("Warning: timing degraded: 5 of 120 trials late; 2 trial(s) not judged and 1 failed, left out "
+                      "of the rates; the run was interrupted after 120 of 200 planned trials.")

@@ -3,7 +3,8 @@
 `summarize` turns the trials into rates, timing, model agreement and paired guard comparisons;
 `build_summary` adds what the report gathered beside them (gate results, the
 evidence trial, warnings, hook delivery and Change delay statistics, the
-calibration verdict). Everything returned is JSON-safe: "no data" values are
+calibration verdict) and, last, `findings`: 3-5 plain sentences computed from
+all of that, which the report, report.md and `run`'s console open with. Everything returned is JSON-safe: "no data" values are
 None. No file I/O here: `harness.report` reads the run folder and writes the file.
 """
 
@@ -21,6 +22,7 @@ from harness.analysis.stats import (
     choose_bin_ms,
     guard_cost,
     json_safe,
+    kinds,
     offset_error_stats,
     ordered_guards,
     quantiles,
@@ -214,7 +216,106 @@ def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateRe
     summary["rounds"] = json_safe(rounds_summary(df, run_meta))
     if calibration is not None:
         summary["calibration"] = {k: calibration.get(k) for k in _CALIBRATION_KEYS}
+    summary["findings"] = findings(summary, worst_over_cents=_worst_over(df))
     return summary
+
+
+def _worst_over(df: pd.DataFrame) -> int | None:
+    """The largest amount (cents) a raced trial's accepted invoices exceeded its order's final value by."""
+    if df.empty:
+        return None
+    raced = df[kinds(df) == "race"]  # judged races only: a late trial ran at another offset
+    over = (pd.to_numeric(raced["invoiced_total"], errors="coerce")
+            - pd.to_numeric(raced["final_value"], errors="coerce")).dropna()
+    return int(over.max()) if len(over) and over.max() > 0 else None
+
+
+def _cents(cents: int) -> str:
+    return f"{cents / 100:,.2f} ({cents} cents)"
+
+
+def _window(edges: Mapping[str, Any] | None) -> str:
+    if not edges:
+        return ""
+    edge = f", edges ±{edges['edge_ms']:g} ms" if edges.get("edge_ms") is not None else ""
+    return f" at offsets {edges['low']:g} … {edges['high']:g} ms{edge}"
+
+
+_VERDICT_WORDS = {
+    "pass": "every threshold of the scenario holds",
+    "fail": "a threshold is violated",
+    "inconclusive": "not enough evidence yet to decide every threshold: more trials would settle it",
+}
+
+
+def findings(summary: Mapping[str, Any], *, worst_over_cents: int | None) -> list[str]:
+    """3-5 plain sentences from a built summary: reproduced or not (races, worst over-invoice),
+    per guard where it closes the race or leaves a window (the measured `rounds.window_edges`),
+    the gate verdict in words with its reasons, and warnings (timing, trials not judged or
+    failed, an interrupted run). Pure: the same summary gives the same sentences."""
+    guards: Mapping[str, Any] = summary.get("guards") or {}
+    edges: Mapping[str, Any] = (summary.get("rounds") or {}).get("window_edges") or {}
+    out: list[str] = []
+    # The unguarded integration is the reproduction; a scenario without one (integration mode:
+    # the team's own service) reproduces if any of its guards raced.
+    subject = ["none"] if "none" in guards else list(guards)
+    races = sum(int(guards[g]["races"] or 0) for g in subject)
+    judged = sum(int(guards[g]["trials"] or 0) for g in subject)
+    who = "unguarded (none)" if subject == ["none"] else " / ".join(subject)
+    if races:
+        worst = f"; the worst accepted invoice exceeded the final total by {_cents(worst_over_cents)}" \
+            if worst_over_cents else ""
+        where = _window(edges.get("none")) if subject == ["none"] else ""
+        out.append(f"Ticket reproduced: {races} of {judged} judged {who} invoices were accepted above the order's "
+                   f"final total{where}{worst}.")
+    elif judged:
+        out.append(f"Not reproduced: none of {judged} judged {who} invoices was accepted above the order's final "
+                   "total.")
+    else:
+        out.append("Nothing to judge: no trial of this run could be judged.")
+    parts = []
+    for guard, g in guards.items():
+        if guard in subject or not g["trials"]:
+            continue
+        if g["races"]:
+            parts.append(f"{guard} leaves a window: {g['races']} of {g['trials']} raced{_window(edges.get(guard))}")
+        else:
+            parts.append(f"{guard} closes the race (0 of {g['trials']} raced, 95% upper bound "
+                         f"{g['ci_high']:.3f})")
+    if parts:
+        out.append("; ".join(parts) + ".")
+    gate = summary.get("gate") or {}
+    verdict = str(gate.get("verdict", "inconclusive"))
+    if not gate.get("thresholds") and not gate.get("reasons"):
+        out.append(f"Gate {verdict.upper()}: the scenario sets no thresholds.")
+    else:
+        by_verdict: dict[str, list[str]] = {}
+        for t in gate.get("thresholds") or []:
+            by_verdict.setdefault(str(t.get("verdict")), []).append(str(t.get("guard")))
+        # The first threshold with the run's verdict, without its verdict word or pooled counts.
+        why = [str(t["reason"]).removeprefix(f"{verdict.upper()} ").split(" (")[0]
+               for t in gate.get("thresholds") or [] if t.get("verdict") == verdict and verdict != "pass"]
+        why += list(gate.get("reasons") or [])
+        parts = [f"{', '.join(gs)} {v.upper()}" for v, gs in by_verdict.items()]
+        detail = f" ({why[0]})" if why else ""
+        out.append(f"Gate {verdict.upper()}, {_VERDICT_WORDS.get(verdict, verdict)}{detail}"
+                   + (f"; per threshold: {'; '.join(parts)}" if parts else "") + ".")
+    warnings = []
+    timing = (summary.get("timing") or {}).get("warning")
+    if timing:
+        warnings.append(timing)
+    outcomes: Mapping[str, Mapping[str, int]] = gate.get("outcomes") or {}
+    not_judged = sum(int(c.get("not_judged", 0)) for c in outcomes.values())
+    failed = sum(int(c.get("failed", 0)) for c in outcomes.values())
+    if not_judged or failed:
+        warnings.append(f"{not_judged} trial(s) not judged and {failed} failed, left out of the rates")
+    run = summary.get("run") or {}
+    if run.get("interrupted") or run.get("finished_at") is None:
+        warnings.append(f"the run was interrupted after {run.get('trials')} of {run.get('planned_trials')} "
+                        "planned trials")
+    if warnings:
+        out.append("Warning: " + "; ".join(warnings) + ".")
+    return out
 
 
 __all__ = [
@@ -223,6 +324,7 @@ __all__ = [
     "WINDOW_MIN_ABS_OFFSET_MS",
     "build_summary",
     "change_delay_stats",
+    "findings",
     "hook_stats",
     "summarize",
     "timing_warning",

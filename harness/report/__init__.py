@@ -1,5 +1,6 @@
 """Build a run folder's report: summary.json, rates.csv, plots, report.html,
-report.md and junit.xml, from run.json + trials.csv + history.jsonl + audits.jsonl.
+report.md, junit.xml and, for the evidence trial, reproduce.sh + test_reproduce.py,
+from run.json + trials.csv + history.jsonl + audits.jsonl.
 
 Output is deterministic for the same inputs (no clock reads, no PNG software
 stamp, stable ordering), works on an interrupted run (partial trials.csv,
@@ -26,6 +27,7 @@ from harness.errors import ReportError
 from harness.report import html, markdown, plots
 from harness.report.evidence import JsonlStats, audits, build_evidence, change_delays, pick_evidence, scan_jsonl
 from harness.report.junit import junit_xml
+from harness.report.reproducer import write_reproducer
 from harness.report.sections import build_document
 from harness.runfolder import read_run_json
 
@@ -42,7 +44,7 @@ class ReportPaths:
     timeline_png: Path
     offset_error_png: Path
     guard_cost_png: Path
-    change_delay_png: Path
+    change_delay_png: Path | None  # written only when informative (a queue or a delay distribution)
     html: Path
     markdown: Path
     junit: Path
@@ -143,22 +145,26 @@ def build_report(run_dir: Path | str) -> Report:
     )
     rates = rate_table(df, summary["rate_bin_ms"], model_from_run(meta))
 
-    pngs = {
-        "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
-                                          run_dir / "race_rate.png"),
+    pngs: dict[str, Path | None] = {
+        "race_rate": plots.plot_race_rate(rates, _race_models_for_plot(rates, meta, summary["rate_bin_ms"]),
+                                          run_dir / "race_rate.png",
+                                          window_edges=(summary.get("rounds") or {}).get("window_edges"),
+                                          offset_label=_offset_label(integration)),
         "timeline": plots.plot_timeline(row.to_dict() if row is not None else None, history, audit,
                                         run_dir / "timeline.png"),
         "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),
         "guard_cost": plots.plot_guard_cost(df, run_dir / "guard_cost.png"),
-        "change_delay": plots.plot_change_delay(delays, run_dir / "change_delay.png"),
+        "change_delay": _change_delay_png(delays, run_dir / "change_delay.png"),
     }
 
+    write_reproducer(run_dir, meta, row.to_dict() if row is not None else None, history)
     summary_path = run_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     rates_path = run_dir / "rates.csv"
     rates.to_csv(rates_path, index=False, lineterminator="\n")
 
-    doc = build_document(summary=summary, meta=meta, run_dir=run_dir, pngs=pngs, rates=rates,
+    doc = build_document(summary=summary, meta=meta, run_dir=run_dir,
+                         pngs={name: png for name, png in pngs.items() if png is not None}, rates=rates,
                          rates_name=rates_path.name, gate=results, evidence=evidence, evidence_row=row,
                          history=history, calibration=calibration)
     html_path = run_dir / "report.html"
@@ -169,23 +175,50 @@ def build_report(run_dir: Path | str) -> Report:
     junit_path.write_bytes(junit_xml(results, summary))
 
     paths = ReportPaths(
-        run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=pngs["race_rate"],
-        timeline_png=pngs["timeline"], offset_error_png=pngs["offset_error"], guard_cost_png=pngs["guard_cost"],
+        run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=_written(pngs["race_rate"]),
+        timeline_png=_written(pngs["timeline"]), offset_error_png=_written(pngs["offset_error"]),
+        guard_cost_png=_written(pngs["guard_cost"]),
         change_delay_png=pngs["change_delay"], html=html_path, markdown=md_path, junit=junit_path,
         gate_verdict=results.verdict,
     )
     return Report(paths, summary)
 
 
-def _race_model_for_plot(rates: pd.DataFrame, meta: Mapping[str, Any], bin_ms: float | None) -> plots.ModelSpec:
+def _written(path: Path | None) -> Path:
+    assert path is not None  # only the Change-delay figure is optional
+    return path
+
+
+def _offset_label(integration: Any) -> str:
+    """The mode's offset definition (docs/model.md, docs/integration.md) for the x axis."""
+    if integration:
+        return "planned offset t_change − t_hook (ms)"
+    return "planned offset t_invoice − t_change (ms)"
+
+
+def _change_delay_png(delays: list[tuple[float, float, float]], out: Path) -> Path | None:
+    """The Change-delay figure when it says something; else none (and no stale one from an earlier build)."""
+    if plots.change_delay_informative(delays):
+        return plots.plot_change_delay(delays, out)
+    out.unlink(missing_ok=True)
+    plots.hidpi_path(out).unlink(missing_ok=True)
+    return None
+
+
+def _race_models_for_plot(rates: pd.DataFrame, meta: Mapping[str, Any],
+                          bin_ms: float | None) -> dict[str, plots.ModelSpec]:
     model = model_from_run(meta)
-    if model is None or rates.empty or not (rates["guard"] == "none").any():
-        return None
-    if bin_ms is not None:
-        # Offsets were binned: the expected rate of a bin is an average, so plot those points.
-        none = rates[(rates["guard"] == "none") & rates["model"].notna()]
-        return list(zip(none["offset_ms"].tolist(), none["model"].tolist()))
-    return lambda offset: model(offset, "none")
+    if model is None or rates.empty:
+        return {}
+    out: dict[str, plots.ModelSpec] = {}
+    for guard in rates["guard"].unique():
+        if bin_ms is not None:
+            # Offsets were binned: the expected rate of a bin is an average, so plot those points.
+            sub = rates[(rates["guard"] == guard) & rates["model"].notna()]
+            out[guard] = list(zip(sub["offset_ms"].tolist(), sub["model"].tolist())) or None
+        else:
+            out[guard] = lambda offset, g=str(guard): model(offset, g)
+    return out
 
 
 __all__ = ["Report", "ReportPaths", "build_report"]

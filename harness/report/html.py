@@ -32,6 +32,8 @@ th{background:#f3f3f3}pre{background:#f7f7f7;border:1px solid #ddd;padding:.75re
 .pass{color:#11772d;font-weight:bold}.fail{color:#b00020;font-weight:bold}.inconclusive{color:#a60;font-weight:bold}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5rem 1rem}.evidence{border-left:4px solid #b00020;padding-left:1rem}
 img{max-width:100%;border:1px solid #eee}
+.findings{border:2px solid #333;border-radius:6px;padding:.5rem 1.25rem;margin:1rem 0;font-size:1.05rem;background:#fafafa}
+.findings li{margin:.35rem 0}.findings h2{margin:.25rem 0;font-size:1.2rem}
 """
 
 
@@ -92,6 +94,9 @@ def render(doc: Document) -> str:
     """The whole page."""
     out = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_h(doc.title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{_h(doc.title)}</h1>"]
+    if doc.findings:
+        out.append('<section class="findings" id="findings"><h2>Findings</h2><ul>'
+                   + "".join(f"<li>{_h(f)}</li>" for f in doc.findings) + "</ul></section>")
     if doc.description:
         out.append(f"<p>{_h(doc.description)}</p>")
     if doc.interrupted is not None:

@@ -84,6 +84,8 @@ def _section(s: Section) -> list[str]:
 def render(doc: Document) -> str:
     """The whole document."""
     out = [f"# {_text(doc.title)}", ""]
+    if doc.findings:
+        out += ["## Findings", "", *[f"- {_text(f)}" for f in doc.findings], ""]
     if doc.description:
         out += [_text(doc.description), ""]
     if doc.interrupted is not None:

@@ -22,10 +22,16 @@ from harness.analysis.stats import ordered_guards
 
 ModelSpec = Callable[[float], float] | Sequence[tuple[float, float]] | None
 
-_COLORS = {"none": "#d62728", "finished-check": "#1f77b4", "serialized": "#2ca02c"}
-_OTHER_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# Okabe-Ito: told apart under the common colour-vision deficiencies.
+_COLORS = {"none": "#D55E00", "finished-check": "#0072B2", "serialized": "#009E73"}
+_OTHER_COLORS = ["#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 _MARKERS = {"none": "o", "finished-check": "s", "serialized": "^"}
 _DPI = 100
+
+
+def guard_color(guard: str) -> str:
+    """The guard's colour in every figure (built-in guards fixed; others from the same palette)."""
+    return _color(guard, [])
 
 
 def _color(guard: str, others: list[str]) -> str:
@@ -42,13 +48,19 @@ def _new(figsize: tuple[float, float] = (9.0, 5.0)) -> tuple[Figure, Any]:
     return fig, fig.subplots()
 
 
-def _save(fig: Figure, out: Path | str) -> Path:
+def save_figure(fig: Figure, out: Path | str) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    # No "Software" stamp: identical inputs then give byte-identical files.
+    # No "Software" stamp: identical inputs then give byte-identical files. NAME@2x.png: for slides.
     fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
+    fig.savefig(hidpi_path(path), dpi=2 * _DPI, format="png", metadata={"Software": None})
     return path
+
+
+def hidpi_path(path: Path) -> Path:
+    """The 2x copy every figure is also written as: race_rate.png -> race_rate@2x.png."""
+    return path.with_name(f"{path.stem}@2x{path.suffix}")
 
 
 def _no_data(ax: Any, message: str = "no data") -> None:
@@ -91,45 +103,64 @@ def _model_points(model: ModelSpec, x_min: float, x_max: float, knots: Iterable[
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
-def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str) -> Path:
-    """Measured race rate vs planned offset per guard, with 95% Wilson bands,
-    and the race model (dashed) for the unguarded integration.
-
-    `model` is a function offset_ms -> probability (drawn on a dense grid), a
-    sequence of (offset_ms, probability) points, or None.
+def plot_race_rate(rate_table: pd.DataFrame, models: Mapping[str, ModelSpec], out: Path | str, *,
+                   window_edges: Mapping[str, Mapping[str, Any] | None] | None = None,
+                   offset_label: str = "planned offset t_invoice − t_change (ms)") -> Path:
+    """Race rate vs offset as small multiples: one panel per guard, shared axes, so intervals of
+    different guards can never merge. Each point is a measured rate with its 95% Wilson interval
+    as an error bar, its marker area growing with the judged trials behind it (the count is
+    written when points differ); `models[guard]` (a function offset_ms -> probability, or
+    (offset_ms, probability) points, or None) is drawn dashed; a guard's measured race window
+    (`window_edges`, summary.json `rounds.window_edges`) is shaded and labelled.
     """
-    fig, ax = _new()
     data = rate_table[rate_table["trials"] > 0] if not rate_table.empty else rate_table
+    guards = ordered_guards(data["guard"]) if not data.empty else []
+    fig = Figure(figsize=(9.0, 1.0 + 2.1 * max(len(guards), 1)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(len(guards), 1), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     if data.empty:
-        _no_data(ax, "no determinate trials")
-        ax.set_title("Race rate vs offset")
-        return _save(fig, out)
+        _no_data(axes[0], "no determinate trials")
+        axes[0].set_title("Race rate vs offset")
+        return save_figure(fig, out)
+    x_min, x_max = float(data["offset_ms"].min()), float(data["offset_ms"].max())
+    n_max = float(data["trials"].max())
+    uniform = data["trials"].nunique() == 1
     others: list[str] = []
-    for guard in ordered_guards(data["guard"]):
+    for ax, guard in zip(axes, guards):
         sub = data[data["guard"] == guard].sort_values("offset_ms")
         color = _color(guard, others)
         x = sub["offset_ms"].to_numpy(dtype=float)
-        # Guards that all sit at 0 overlap: an outlined band and distinct markers keep each visible.
-        ax.fill_between(x, sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float),
-                        facecolor=color, alpha=0.12, edgecolor=color, linewidth=0.6)
-        ax.plot(x, sub["rate"].to_numpy(dtype=float), marker=_MARKERS.get(guard, "D"), markersize=5,
-                markerfacecolor="none", color=color, label=f"{guard} (measured, n={int(sub['trials'].sum())})")
-        if len(sub) == 1:  # a one-point band is invisible
-            r = sub.iloc[0]
-            ax.errorbar(x, [r["rate"]], yerr=[[r["rate"] - r["ci_low"]], [r["ci_high"] - r["rate"]]],
-                        color=color, capsize=4)
-    x_min, x_max = float(data["offset_ms"].min()), float(data["offset_ms"].max())
-    mx, my = _model_points(model, x_min, x_max, data["offset_ms"].tolist())
-    if mx.size:
-        ax.plot(mx, my, linestyle="--", color=_COLORS["none"], linewidth=1.2, alpha=0.9, label="none (race model)")
-    ax.axvline(0.0, color="#999999", linewidth=0.8)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("planned offset t_invoice − t_change (ms)")
-    ax.set_ylabel("race rate (accepted invoice > final value)")
-    ax.set_title("Race rate vs offset (bands: 95% Wilson interval)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    return _save(fig, out)
+        y = sub["rate"].to_numpy(dtype=float)
+        n = sub["trials"].to_numpy(dtype=float)
+        err = [y - sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float) - y]
+        edges = (window_edges or {}).get(guard)
+        if edges:
+            ax.axvspan(edges["low"], edges["high"], color=color, alpha=0.10, linewidth=0)
+            ax.text((edges["low"] + edges["high"]) / 2, 1.2, f"measured race window {edges['low']:g} … {edges['high']:g} ms",
+                    ha="center", va="top", fontsize=8, color="#333333",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        ax.errorbar(x, y, yerr=err, fmt="none", ecolor=color, elinewidth=0.9, capsize=2, alpha=0.8)
+        ax.scatter(x, y, s=8 + 40 * n / n_max, color=color, marker=_MARKERS.get(guard, "D"), zorder=3,
+                   label="measured (95% Wilson interval)")
+        if not uniform:
+            for xi, yi, ni in zip(x, y, n):
+                ax.annotate(f"{int(ni)}", (xi, yi), xytext=(0, 5), textcoords="offset points", fontsize=6,
+                            ha="center", color="#555555")
+        mx, my = _model_points(models.get(guard), x_min, x_max, data["offset_ms"].tolist())
+        if mx.size and np.isfinite(my).any():
+            ax.plot(mx, my, linestyle="--", color="#333333", linewidth=1.1, label="race model")
+        ax.axvline(0.0, color="#999999", linewidth=0.8)
+        ax.set_ylim(-0.05, 1.25)
+        ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_ylabel("race rate")
+        per_point = f"{int(n[0])} trials per point" if uniform else "point size and label: trials per point"
+        ax.set_title(f"{guard}: {int(sub['races'].sum())}/{int(n.sum())} judged trials raced ({per_point})",
+                     fontsize=9, loc="left")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+    axes[-1].set_xlabel(offset_label)
+    fig.suptitle("Race rate (accepted invoice > final value) vs offset, one panel per guard", fontsize=10)
+    return save_figure(fig, out)
 
 
 def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callable[[float, str], float] | None,
@@ -166,7 +197,7 @@ def plot_calibration(live: pd.DataFrame, sim: pd.DataFrame | None, model: Callab
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("planned offset t_invoice − t_change (ms)")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 # --------------------------------------------------------------------------- timeline
@@ -192,7 +223,7 @@ def plot_timeline(
     if trial_row is None:
         _no_data(ax, "no race observed: nothing to show")
         ax.set_title("Timeline of a raced trial")
-        return _save(fig, out)
+        return save_figure(fig, out)
     row = dict(trial_row)
     audit = audit or {}
 
@@ -275,7 +306,7 @@ def plot_timeline(
         f"{row.get('outcome')}"
     )
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 # --------------------------------------------------------------------------- timing / cost
@@ -294,7 +325,7 @@ def plot_offset_error(df: pd.DataFrame, out: Path | str) -> Path:
     ax.set_title("Offset error: |actual − planned offset| (unguarded trials)")
     if not values:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     combined = np.concatenate(values)
     hi = float(combined.max())
     edges = np.linspace(0.0, hi if hi > 0 else 1.0, 41)
@@ -306,7 +337,7 @@ def plot_offset_error(df: pd.DataFrame, out: Path | str) -> Path:
     ax.set_ylabel("trials")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
@@ -322,14 +353,23 @@ def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
                 labels.append(f"{guard}\n(n={v.size})")
     if not data:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     ax.boxplot(data, showfliers=True)
     # Labels set on the axis: boxplot's own keyword was renamed in matplotlib 3.9 (labels -> tick_labels).
     ax.set_xticks(range(1, len(data) + 1), labels)
     ax.set_xlabel("guard")
     ax.set_ylabel("guard cost (ms)")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, out)
+    return save_figure(fig, out)
+
+
+def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
+    """Whether the Change-delay figure says something: some Change queued, or the drawn delays vary
+    (a distribution). A fixed delay without a queue would plot one flat line."""
+    if not points:
+        return False
+    processing = [p[1] for p in points]
+    return any(p[2] > 0.5 for p in points) or max(processing) - min(processing) > 0.5
 
 
 def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str) -> Path:
@@ -343,14 +383,14 @@ def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str)
     ax.set_title("Effective Change delay over the run (processing + queue wait)")
     if not points:
         _no_data(ax)
-        return _save(fig, out)
+        return save_figure(fig, out)
     t = [p[0] for p in points]
     processing = [p[1] for p in points]
     effective = [p[1] + p[2] for p in points]
-    ax.scatter(t, effective, s=8, alpha=0.6, label="effective = processing + queue wait")
-    ax.scatter(t, processing, s=6, alpha=0.4, marker="x", label="processing (drawn delay)")
+    ax.scatter(t, effective, s=8, alpha=0.6, color="#0072B2", label="effective = processing + queue wait")
+    ax.scatter(t, processing, s=10, alpha=0.8, marker="x", color="#D55E00", label="processing (drawn delay)")
     ax.set_xlabel("time since the run's first Change (s)")
     ax.set_ylabel("delay (ms)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, out)
+    return save_figure(fig, out)

@@ -133,7 +133,10 @@ class Interrupted:
 
 @dataclass(frozen=True)
 class Document:
+    """`findings`: summary.json's plain sentences, which both renderers put first."""
+
     title: str
+    findings: tuple[str, ...]
     description: str | None
     interrupted: Interrupted | None
     warnings: tuple[str, ...]
@@ -385,7 +388,8 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
         _evidence(evidence, evidence_row, history, pngs),
         Section("Timing precision", (Table(["", ""], _timing_rows(summary)), Table(*_offset_rows(summary)),
                                      Image(pngs["offset_error"], "offset error histogram"),
-                                     Image(pngs["change_delay"], "effective Change delay over the run"))),
+                                     *([Image(pngs["change_delay"], "effective Change delay over the run")]
+                                       if "change_delay" in pngs else []))),
         Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),
     ]
     if summary.get("comparisons"):
@@ -395,6 +399,7 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
     sections.append(_disagreements(summary))
     return Document(
         title=f"Race report: {summary.get('scenario') or run_dir.name}",
+        findings=tuple(summary.get("findings") or ()),
         description=(meta.get("scenario") or {}).get("description") or None,
         interrupted=Interrupted(summary["run"]["trials"], fmt(summary["run"]["planned_trials"])) if interrupted else None,
         warnings=tuple(summary["warnings"]),
