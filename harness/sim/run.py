@@ -46,6 +46,7 @@ from harness.sim.clock import VirtualClock, run_virtual
 from harness.sim.net import SIM_URL, DirectClient, Latency, SimTransport
 from mock_orders_api.delays import parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.lifeline import die_with_parent
 from mock_orders_api.dates import DATE_SOURCE, virtual_dates
 
 TRANSPORTS = ("direct", "asgi")
@@ -315,7 +316,7 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
     except BaseException:
         for proc in procs:
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # they ignore SIGTERM; their finished trials are flushed in their parts
             proc.join()
         raise
     failed = [p for p in procs if p.exitcode != 0]
@@ -325,7 +326,11 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
 
 
 def _worker(scenario: Scenario, plan: Plan, part: Path, transport: str, queue: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (see _run_forked)
+    # The parent decides (see _run_forked): Ctrl-C or SIGTERM sent to the whole process group must
+    # not cut a worker's trial short; and a worker dies with the parent (mock_orders_api.lifeline).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(os.getppid())
     def progress(result: TrialResult, stats: RunStats) -> None:
         queue.put((result.guard, result.outcome))
 
