@@ -73,7 +73,8 @@ def test_hook_url_flag_drives_an_already_running_integration(tmp_path: Path) -> 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["guards"]["integration"]["trials"] == len(df)
     assert summary["gate"]["outcomes"]["integration"]["failed"] == 0
-    assert summary["gate"]["verdict"] == "pass"
+    # PASS; on a busy machine late trials are not judged and may leave the gate INCONCLUSIVE, never FAIL.
+    assert summary["gate"]["verdict"] == "pass" or (summary["gate"]["verdict"] == "inconclusive" and df.late.any())
 
 
 # Accepts every hook (200) and never invoices: the integration failing its own job.
