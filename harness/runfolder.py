@@ -151,7 +151,7 @@ class RunWriter:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[f.write(view) or 0:]
+                    view = view[f.write(view):]
             except OSError as err:
                 for g, end in zip(files, self._ends):
                     with contextlib.suppress(OSError):
