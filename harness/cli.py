@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import io
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.builtin_scenarios import DEFAULT_SCENARIO, builtin_purposes
 from harness.core.thresholds import VERDICT_EXIT_CODES
@@ -88,28 +95,84 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit code; never a traceback for Ctrl-C, SIGTERM, a full disk or a closed pipe."""
     args = _parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeSafe(stdout)  # type: ignore[assignment]
+    sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (CI cancellation, `timeout`) is one Ctrl-C; the live run handles both itself.
+        sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        if args.command == "serve":
-            from mock_orders_api.__main__ import run_serve
-
-            return run_serve(args)
-        if args.command == "scenarios":
-            for name, purpose in builtin_purposes():
-                print(f"{name:<24} {purpose}")
-            return EXIT_OK
-        if args.command == "report":
-            return _report(args.run_dir)
-        if args.command == "trend":
-            return _trend(args.dirs, args.out, args.label)
-        if args.command == "replay":
-            return _replay(args.run_dir, args.trial_id)
-        if args.command == "calibrate":
-            return _calibrate(args)
-        return _run(args, gate=args.command == "check")
+        return _command(args)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except RaceHarnessError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as err:  # a file outside the run folder's writer (the report's files, say)
+        print(f"error: {err.filename or 'I/O'}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # a bug: shown, but it must not read as a gate verdict (exit 1 = FAIL)
+        traceback.print_exc()
+        print("error: internal error (traceback above): the command could not finish", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+        sys.stdout.flush()
+        sys.stdout = stdout
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from mock_orders_api.__main__ import run_serve
+
+        return run_serve(args)
+    if args.command == "scenarios":
+        for name, purpose in builtin_purposes():
+            print(f"{name:<24} {purpose}")
+        return EXIT_OK
+    if args.command == "report":
+        return _report(args.run_dir)
+    if args.command == "trend":
+        return _trend(args.dirs, args.out, args.label)
+    if args.command == "replay":
+        return _replay(args.run_dir, args.trial_id)
+    if args.command == "calibrate":
+        return _calibrate(args)
+    return _run(args, gate=args.command == "check")
+
+
+class _ClosedPipeSafe:
+    """stdout that outlives its reader (`race-harness ... | head`): once the pipe is closed, output
+    goes to /dev/null and the command finishes with its own exit code, no BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # the buffered rest is flushed there, at exit too
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _report(run_dir: Path) -> int:

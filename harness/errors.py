@@ -17,4 +17,9 @@ class ReportError(RaceHarnessError):
     """A run folder cannot be read back (missing or malformed trials.csv / run.json)."""
 
 
-__all__ = ["RaceHarnessError", "ConfigError", "ScenarioError", "TargetError", "ReportError"]
+class StorageError(RaceHarnessError):
+    """A run folder file could not be written (disk full, read-only, permission, I/O error):
+    the run stops; the message names the file and the error."""
+
+
+__all__ = ["RaceHarnessError", "ConfigError", "ScenarioError", "TargetError", "ReportError", "StorageError"]

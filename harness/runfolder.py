@@ -10,21 +10,24 @@ trial ends, so an interrupted or crashed run keeps everything it measured and
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import io
 import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from harness.core.results import TRIALS_SCHEMA_VERSION, TrialResult
 from harness.core.scenario import Scenario
-from harness.errors import ReportError
+from harness.errors import ReportError, StorageError
 
 RUN_SCHEMA_VERSION = 1
 # trials.csv schemas a report reads: version 2 lacks `late` (read as False: harness.core.results.ADDED_COLUMNS).
@@ -71,7 +74,10 @@ def new_run_dir(reports: Path, scenario_name: str) -> Path:
     while path.exists():
         n += 1
         path = reports / f"{scenario_name}-{stamp}-{n}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:
+        raise StorageError(f"cannot create the run folder {path}: {_describe(err)}") from None
     return path
 
 
@@ -99,7 +105,14 @@ def _dumps(x: Any) -> str:
 
 
 class RunWriter:
-    """Appends trials to the folder; a context manager so files close on any exit."""
+    """Appends trials to the folder; a context manager so files close on any exit.
+
+    A failed write (disk full, read-only file system, permission, I/O error) raises StorageError
+    naming the file, and every later write raises it again: the run stops. What was written stays
+    consistent: a trial's history and audit lines are written before its trials.csv row, and a
+    trial whose writes did not all succeed is cut off all three files again (truncated back to the
+    previous trial's end), so every row's evidence is on disk and no half line is left.
+    """
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path = path
@@ -113,61 +126,123 @@ class RunWriter:
             "host": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
             **meta,
         }
+        self.failed: StorageError | None = None
         self._write_meta()
-        self._trials: TextIO = open(path / "trials.csv", "w", newline="", encoding="utf-8")
-        self._csv = csv.writer(self._trials)
-        self._csv.writerow(TrialResult.columns())
-        self._history: TextIO = open(path / "history.jsonl", "w", encoding="utf-8")
-        self._audits: TextIO = open(path / "audits.jsonl", "w", encoding="utf-8")
+        # Unbuffered binary files: a trial is one write per file, and what a failed write left
+        # behind is known exactly (the `_ends` of the last whole trial).
+        self._history = self._open("history.jsonl")
+        self._audits = self._open("audits.jsonl")
+        self._trials = self._open("trials.csv")
+        self._ends = [0, 0, 0]
+        self._row = io.StringIO()
+        self._csv = csv.writer(self._row)
+        self._append([b"", b"", self._csv_bytes([TrialResult.columns()])])
         self.count = 0
+
+    def _open(self, name: str) -> BinaryIO:
+        try:
+            return open(self.path / name, "wb", buffering=0)
+        except OSError as err:
+            raise self._fault(self.path / name, err) from None
+
+    def _fault(self, path: Path, err: OSError) -> StorageError:
+        self.failed = self.failed or StorageError(f"cannot write {path}: {_describe(err)}; the run stopped "
+                                                  f"(trials written before are kept, consistent)")
+        return self.failed
+
+    def _csv_bytes(self, rows: list[list[Any]]) -> bytes:
+        self._row.seek(0)
+        self._row.truncate()
+        self._csv.writerows(rows)
+        return self._row.getvalue().encode("utf-8")
+
+    def _append(self, chunks: list[bytes]) -> None:
+        """Append chunks to history, audits and trials.csv, in that order, all or nothing."""
+        if self.failed is not None:
+            raise self.failed
+        files = (self._history, self._audits, self._trials)
+        for f, data in zip(files, chunks):
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[f.write(view):]
+            except OSError as err:
+                for g, end in zip(files, self._ends):
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(g.fileno(), end)
+                        g.seek(end)
+                raise self._fault(self.path / Path(f.name).name, err) from None
+        self._ends = [end + len(data) for end, data in zip(self._ends, chunks)]
 
     def _write_meta(self) -> None:
         tmp = self.path / "run.json.tmp"
-        tmp.write_text(json.dumps(_jsonable(self.meta), indent=2), encoding="utf-8")
-        tmp.replace(self.path / "run.json")  # atomic: a crash never leaves half a run.json
+        try:
+            tmp.write_text(json.dumps(_jsonable(self.meta), indent=2), encoding="utf-8")
+            tmp.replace(self.path / "run.json")  # atomic: a crash never leaves half a run.json
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise self._fault(self.path / "run.json", err) from None
 
     def add(self, result: TrialResult, events: list[dict[str, Any]], audit: dict[str, Any] | None) -> None:
-        self._history.write("".join([f"{_dumps(event)}\n" for event in events]))
-        self._audits.write(_dumps({"trial_id": result.trial_id, "order_id": result.order_id, "audit": audit}) + "\n")
-        self._csv.writerow(result.values())
         # history and audit first: a row in trials.csv promises its evidence is on disk.
-        self._history.flush()
-        self._audits.flush()
-        self._trials.flush()
+        self._append(["".join([f"{_dumps(event)}\n" for event in events]).encode("utf-8"),
+                      (_dumps({"trial_id": result.trial_id, "order_id": result.order_id, "audit": audit})
+                       + "\n").encode("utf-8"),
+                      self._csv_bytes([result.values()])])
         self.count += 1
 
     def append_parts(self, parts: list[Path]) -> None:
         """Append the trials other writers wrote to part folders (a run split over processes):
         history and audits part after part, trials.csv rows in execution order (`seq`)."""
-        self._history.flush()
-        self._audits.flush()
-        for name in ("history.jsonl", "audits.jsonl"):
-            with (self.path / name).open("ab") as out:  # bytes: no decoding and re-encoding
-                for part in parts:
-                    if (part / name).exists():
-                        with (part / name).open("rb") as src:
-                            shutil.copyfileobj(src, out, 1 << 20)
         columns = TrialResult.columns()
         seq = columns.index("seq")
         rows: list[list[str]] = []
         for part in parts:
             if (part / "trials.csv").exists():
-                with (part / "trials.csv").open(newline="", encoding="utf-8") as fh:
+                with (part / "trials.csv").open(newline="", encoding="utf-8", errors="replace") as fh:
                     reader = csv.reader(fh)
                     next(reader, None)  # the header: parts are written with the same columns
                     # A row cut short (its writer was killed mid-line) has missing fields: left out.
                     rows.extend(r for r in reader if len(r) == len(columns))
         rows.sort(key=lambda r: int(r[seq]))
-        self._csv.writerows(rows)
-        self._trials.flush()
+        # Bytes, not decoded and re-encoded; one chunk per file keeps the all-or-nothing rule.
+        self._append([b"".join((part / name).read_bytes() for part in parts if (part / name).exists())
+                      for name in ("history.jsonl", "audits.jsonl")] + [self._csv_bytes(rows)])
         self.count += len(rows)
 
     def close(self, interrupted: bool, wall_s: float, extra: dict[str, Any] | None = None) -> None:
+        """Close the files and finish run.json; after a storage fault, as far as the disk lets it
+        (the fault was raised already, so nothing is raised again)."""
         for f in (self._history, self._audits, self._trials):
-            f.close()
-        self.meta.update({"finished_at": utc_now(), "interrupted": interrupted, "wall_s": wall_s,
-                          "trials_written": self.count, **(extra or {})})
+            with contextlib.suppress(OSError):
+                f.close()
+        self.meta.update({"finished_at": utc_now(), "interrupted": interrupted or self.failed is not None,
+                          "wall_s": wall_s, "trials_written": self.count, **(extra or {})})
+        if self.failed is not None:
+            self.meta["error"] = str(self.failed)
+            with contextlib.suppress(StorageError):
+                self._write_meta()
+            return
         self._write_meta()
+
+
+def check_writable(out: Path) -> None:
+    """`--out` exists (it is created) and a file can be written in it: checked before a run
+    starts anything, so an unwritable folder costs no run and leaves no empty run folder."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise StorageError(f"cannot write to --out {out}: {_describe(err)}; choose a writable folder "
+                           f"with --out") from None
+
+
+def _describe(err: OSError) -> str:
+    """"No space left on device (ENOSPC)"."""
+    name = errno.errorcode.get(err.errno or 0)
+    return f"{err.strerror or err}" + (f" ({name})" if name else "")
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any]:

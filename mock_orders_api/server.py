@@ -6,6 +6,7 @@ port 0 (a free port) works and the caller knows the port with no race.
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -16,12 +17,14 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.requests import ClientDisconnect
 
 from mock_orders_api import child_env
 from mock_orders_api.app import create_app
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import RaceHarnessError
 from mock_orders_api.gc_pacer import GcPacer
+from mock_orders_api.lifeline import spawn
 from mock_orders_api.wire import ADMIN_TOKEN_HEADER
 
 _UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
@@ -57,10 +60,23 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
     mock = app.state.mock
     pacer.busy = lambda: bool(server.server_state.tasks) or mock.timers_armed() > 0
     pacer.install()
+    logging.getLogger("uvicorn.error").addFilter(_not_a_disconnect)
     try:
         server.run(sockets=[sock])
     finally:
         pacer.uninstall()
+
+
+def _not_a_disconnect(record: logging.LogRecord) -> bool:
+    """A client that hung up mid-request (a harness stopped by Ctrl-C) is not a server error:
+    uvicorn's "Exception in ASGI application" record of a ClientDisconnect is dropped."""
+    exc = record.exc_info[1] if record.exc_info else None
+    while exc is not None:
+        if isinstance(exc, ClientDisconnect):
+            return False
+        group = getattr(exc, "exceptions", None)  # an ExceptionGroup from a task group
+        exc = group[0] if group and len(group) == 1 else exc.__cause__ or exc.__context__
+    return True
 
 
 def wait_healthy(url: str, timeout_s: float = 15.0, headers: dict[str, str] | None = None,
@@ -143,7 +159,9 @@ class MockProcess:
                 env.pop(name, None)
             else:
                 env[name] = value
-        self._proc = subprocess.Popen(args, pass_fds=(self._sock.fileno(),), env=env)
+        # Own session and parent-death signal (mock_orders_api.lifeline): a Ctrl-C at the terminal
+        # is the parent's to handle, and a killed parent leaves no mock holding the port.
+        self._proc = spawn(args, pass_fds=(self._sock.fileno(),), env=env)
         try:
             wait_healthy(self.url, headers=_admin_headers(cfg), alive=self._proc)
         except BaseException:

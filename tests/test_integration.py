@@ -36,13 +36,14 @@ def test_reference_scenario_naive_races_guarded_does_not(tmp_path: Path) -> None
     guarded, naive = window[window.guard == "guarded"], window[window.guard == "naive"]
     assert not (guarded.outcome == "race").any()
     # The Change is still processing when the hook arrives (shortest delay 200 ms > 150 ms): naive races.
-    near = naive[naive.offset_ms.isin([-150.0, -50.0])]
+    near = naive[naive.offset_ms.isin([-150.0, -50.0]) & ~naive.late]
     assert (near.outcome == "race").all()
     # A Change after the naive invoice finds the order invoiced.
     assert (naive[naive.offset_ms > 0].outcome == "change_refused").all()
     # Every handling hook was delivered and the Change went out at its offset from it.
     assert df.hook_sent_ms.notna().all()
-    assert (df.server_offset_error_ms.abs() < 50).all()
+    # A Change sent off its offset (a busy machine) is the harness's to notice: flagged late, not judged.
+    assert ((df.server_offset_error_ms.abs() < 50) | df.late).all()
 
 
 def test_hook_url_flag_drives_an_already_running_integration(tmp_path: Path) -> None:
@@ -72,7 +73,8 @@ def test_hook_url_flag_drives_an_already_running_integration(tmp_path: Path) -> 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["guards"]["integration"]["trials"] == len(df)
     assert summary["gate"]["outcomes"]["integration"]["failed"] == 0
-    assert summary["gate"]["verdict"] == "pass"
+    # PASS; on a busy machine late trials are not judged and may leave the gate INCONCLUSIVE, never FAIL.
+    assert summary["gate"]["verdict"] == "pass" or (summary["gate"]["verdict"] == "inconclusive" and df.late.any())
 
 
 # Accepts every hook (200) and never invoices: the integration failing its own job.

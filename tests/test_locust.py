@@ -174,11 +174,14 @@ def test_headless_run_counts_races_and_writes_the_report(mock: MockProcess, tmp_
     before = orders_on(mock)
     rc, out = run_locust([*headless(mock, scenario, tmp_path, 12, "5s"), "--csv", str(tmp_path / "locust"),
                           "--html", str(tmp_path / "locust.html")], tmp_path / "locust.log")
-    assert rc == 0, out[-3000:]
+    assert rc in (0, 3), out[-3000:]
     run_dir = only_run_dir(tmp_path / "reports")
     summary, rows = check_run_folder(run_dir, orders_on(mock) - before)
-    assert summary["gate"]["passed"] is True
-    assert "gate: PASS" in out and "PASS finished-check: worst bin " in out
+    if rc == 3:  # a busy machine: late trials are not judged and may leave the gate INCONCLUSIVE, never FAIL
+        assert summary["gate"]["verdict"] == "inconclusive" and summary["timing"]["late"] > 0, summary["gate"]
+    else:
+        assert summary["gate"]["passed"] is True and "gate: PASS" in out
+    assert "PASS finished-check: worst bin " in out
     # Locust's own outputs, with the live per-guard outcome rows and the background reader's requests.
     assert (tmp_path / "locust.html").is_file()
     with (tmp_path / "locust_stats.csv").open(encoding="utf-8") as fh:

@@ -76,6 +76,18 @@ def _column_types() -> dict[str, str]:
     return {f.name: (f.type if isinstance(f.type, str) else f.type.__name__) for f in fields(TrialResult)}
 
 
+def _decode_cut(data: bytes) -> str:
+    """UTF-8, where a file cut mid-write may end inside a multi-byte character: that incomplete
+    character is dropped (its row lacks its newline, so it is skipped as cut); elsewhere, invalid
+    UTF-8 is corruption and raises UnicodeDecodeError."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.reason != "unexpected end of data":
+            raise
+        return data[:err.start].decode("utf-8")
+
+
 def load_trials(run_dir: Path | str) -> pd.DataFrame:
     """Read `run_dir/trials.csv` into a typed DataFrame (one row per finished trial).
 
@@ -87,8 +99,7 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
     """
     path = Path(run_dir) / "trials.csv"
     try:
-        with path.open(encoding="utf-8", newline="") as fh:  # newline="": the csv module handles line ends
-            text = fh.read()
+        text = _decode_cut(path.read_bytes())  # not universal newlines: the csv module handles line ends
     except FileNotFoundError:
         raise ReportError(f"{path}: missing (the run recorded no trials file)") from None
     except (OSError, UnicodeDecodeError) as exc:

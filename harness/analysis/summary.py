@@ -140,7 +140,8 @@ def summarize(df: pd.DataFrame, run_meta: Mapping[str, Any]) -> dict[str, Any]:
             "planned_trials": run_meta.get("planned_trials"),
             "trials": n_total,
             "trials_per_s": n_total / wall if isinstance(wall, (int, float)) and wall > 0 else None,
-            "interrupted": bool(run_meta.get("interrupted", False)),
+            # a killed run never finished run.json: interrupted too (as the report says)
+            "interrupted": bool(run_meta.get("interrupted", False)) or run_meta.get("finished_at") is None,
             "concurrency": run_meta.get("concurrency"),
             "skipped_trial_lines": int(df.attrs.get("skipped_lines", 0)),
         },

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from harness.core.scenario import Service
 from harness.errors import TargetError
 from mock_orders_api import child_env
+from mock_orders_api.lifeline import spawn
 from mock_orders_api.server import stop_process
 
 # How long a service may take to listen (and to accept the mock's hook configuration).
@@ -37,7 +38,8 @@ async def running(service: Service, api_url: str) -> AsyncIterator[str]:
     values = {"python": sys.executable, "port": port, "api_url": api_url}
     argv = [arg.format(**values) for arg in service.command]
     hook_url = service.hook_url.replace("{port}", port)
-    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL)
+    # Own session, killed with the harness (mock_orders_api.lifeline): Ctrl-C is the harness's to handle.
+    proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL)
     try:
         await _wait_listening(hook_url, proc, service.name)
         yield hook_url

@@ -19,7 +19,7 @@ from harness.integration.runner import IntegrationRunner
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import open_target
 from harness.rounds import RoundLoop
-from harness.runfolder import RunWriter, new_run_dir, run_meta
+from harness.runfolder import RunWriter, check_writable, new_run_dir, run_meta
 
 
 def use_uvloop() -> None:
@@ -34,7 +34,8 @@ def use_uvloop() -> None:
 
 def run_scenario(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
                  handle_sigint: bool = False, rounds: RoundLoop | None = None) -> tuple[Path, bool]:
-    """Run every planned trial (with `rounds`: round after round, harness.rounds); returns
+    """Run every planned trial (`handle_sigint`: the first SIGINT or SIGTERM lets the trials in flight
+    finish and stops, a second abandons them: they are not written) (with `rounds`: round after round, harness.rounds); returns
     (run folder, interrupted). The report is not built here."""
     use_uvloop()
     return asyncio.run(execute(scenario, build_plan(scenario) if rounds is None else rounds.first(), out, progress,
@@ -49,7 +50,7 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
 
-    def _on_sigint() -> None:
+    def _on_signal() -> None:
         if stop.is_set():  # second Ctrl-C: stop waiting for trials in flight
             assert main_task is not None
             main_task.cancel()
@@ -57,9 +58,12 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
             print("\nstopping: finishing trials in flight (Ctrl-C again to abandon them)", file=sys.stderr)
             stop.set()
 
-    if handle_sigint:
-        loop.add_signal_handler(signal.SIGINT, _on_sigint)
+    # SIGTERM (CI cancellation, `timeout`) is one Ctrl-C: the trials in flight finish, run.json is finished.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if handle_sigint else {}
+    for sig in previous:
+        loop.add_signal_handler(sig, _on_signal)
     try:
+        check_writable(out)
         with open_target(scenario) as target:
             run_dir = new_run_dir(out, scenario.name)
             writer = RunWriter(run_dir, run_meta(scenario, target_kind=target.kind, target_url=target.url,
@@ -83,6 +87,7 @@ async def execute(scenario: Scenario, plan: Plan, out: Path,
                                     **({} if rounds is None else {"planned_trials": rounds.planned,
                                                                   "rounds": rounds.record()})})
     finally:
-        if handle_sigint:
-            loop.remove_signal_handler(signal.SIGINT)
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)  # remove_signal_handler leaves SIGTERM at its default: death
     return run_dir, interrupted

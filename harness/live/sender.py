@@ -31,6 +31,7 @@ import h11
 from harness.core.steps import decode_body
 from harness.errors import TargetError
 from mock_orders_api import child_env
+from mock_orders_api.lifeline import spawn
 
 _PREPARE_AHEAD_NS = 1_000_000_000  # connect and write the prefix up to this long before the deadline
 _SPIN_NS = 300_000  # the firing process busy-waits only the last 0.3 ms
@@ -61,7 +62,8 @@ class Firer:
     def __init__(self) -> None:
         self._requests, child_requests = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._replies, child_replies = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._proc = subprocess.Popen(
+        # Own session, killed with this process (mock_orders_api.lifeline): Ctrl-C is the harness's.
+        self._proc = spawn(
             [sys.executable, "-m", "harness.live.sender", str(child_requests.fileno()), str(child_replies.fileno())],
             pass_fds=(child_requests.fileno(), child_replies.fileno()),
             env=child_env(),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass
 from typing import Iterator
+from urllib.parse import urlsplit
 
 from harness.core.scenario import Scenario
 from harness.errors import TargetError
@@ -51,7 +53,9 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
     creds = credentials_from_env(scenario)
     if scenario.target.kind == "url":
         assert scenario.target.url is not None
-        yield OpenTarget("url", scenario.target.url.rstrip("/"), creds)
+        url = scenario.target.url.rstrip("/")
+        _check_reachable(url)
+        yield OpenTarget("url", url, creds)
         return
     config = mock_config(scenario, creds)
     try:
@@ -60,6 +64,19 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
                 yield OpenTarget("embedded", proc.url, creds)
     except ServerError as err:
         raise TargetError(f"embedded mock: {err}") from None
+
+
+def _check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """A TCP connection to the target's host and port (before any run folder exists)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetError(f"--target-url {url!r}: expected an http:// or https:// URL with a host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        raise TargetError(f"cannot reach the target {url} ({err}): start the server there or fix --target-url "
+                          f"(without --target-url the harness starts its own mock)") from None
 
 
 @contextlib.contextmanager

