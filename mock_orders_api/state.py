@@ -18,7 +18,7 @@ from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound
 from mock_orders_api.journal import Journal
 from mock_orders_api.timers import LoopTimers
-from mock_orders_api.domain.model import Order
+from mock_orders_api.domain.model import CHANGE_CANCELED, CHANGE_DONE, Order
 from mock_orders_api.domain.store import OrderStore
 
 
@@ -39,6 +39,7 @@ class MockState:
         self.store = OrderStore()
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
+        self._outcome_rng = random.Random(f"{config.seed}:outcome")
         self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
@@ -100,6 +101,7 @@ class MockState:
         self.journal.clear()
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
+        self._outcome_rng = random.Random(f"{self.config.seed}:outcome")
         self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
     def new_ids(self, order: Order, kind: str) -> Callable[[], str] | None:
@@ -117,6 +119,22 @@ class MockState:
             return self.rng
         seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
         return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
+    def change_outcome(self, order: Order, pinned: str | None) -> str:
+        """How a Change about to be accepted ends: pinned, else a draw with `change_cancel_rate`.
+
+        Drawn from its own seeded stream (per order and Change), so enabling cancellations
+        leaves every delay draw, and so a reproduction's curve, unchanged."""
+        if pinned is not None:
+            return pinned
+        rate = self.config.change_cancel_rate
+        if rate <= 0:
+            return CHANGE_DONE
+        n = len(order.changes) + len(order.refused_changes)
+        key = f"{self.config.seed}:{order.order_id}:outcome:{n}" if self.deterministic else None
+        rng = (random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")) if key
+               else self._outcome_rng)
+        return CHANGE_CANCELED if rng.random() < rate else CHANGE_DONE
 
     def pending_changes(self) -> int:
         return sum(len(o.unfinished_changes()) for o in self.store)

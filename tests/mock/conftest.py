@@ -22,6 +22,7 @@ from mock_orders_api.wire import ADMIN_TOKEN_HEADER as _ADMIN_TOKEN_HEADER
 from mock_orders_api.wire import APP_KEY_HEADER as _APP_KEY_HEADER
 from mock_orders_api.wire import APP_TOKEN_HEADER as _APP_TOKEN_HEADER
 from mock_orders_api.wire import CHANGE_DELAY_HEADER as _CHANGE_DELAY_HEADER
+from mock_orders_api.wire import CHANGE_OUTCOME_HEADER as _CHANGE_OUTCOME_HEADER
 
 
 # A default order: 2 x 5000 + 1 x 3000 items, 1000 shipping, 500 tax (cents).
@@ -108,9 +109,12 @@ class MockApi:
     async def change(self, order_id: str, *, remove: list[dict[str, _Any]] | None = None,
                      add: list[dict[str, _Any]] | None = None, discount: int = 0, increment: int = 0,
                      reason: str = "partial cancellation", delay_ms: float | None = None,
-                     endpoint: str = "order-system", request_id: str | None = None) -> _httpx.Response:
-        """Send a Change through either public endpoint; `delay_ms` pins its delay via the header."""
+                     endpoint: str = "order-system", request_id: str | None = None,
+                     outcome: str | None = None) -> _httpx.Response:
+        """Send a Change through either public endpoint; `delay_ms` / `outcome` pin its delay / end via headers."""
         headers = dict(self.vtex_headers)
+        if outcome is not None:
+            headers[_CHANGE_OUTCOME_HEADER] = outcome
         if delay_ms is not None:
             headers[_CHANGE_DELAY_HEADER] = repr(float(delay_ms))
         if endpoint == "order-system":

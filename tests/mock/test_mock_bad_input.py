@@ -108,15 +108,15 @@ CASES = [
     Case("chg-remove-too-many", "PATCH", CHG, 400, "cannot remove", json=rm(quantity=3)),
     Case("chg-new-item-without-price", "PATCH", CHG, 400, "change.add[0]",
          json={"reason": "x", "add": {"items": [{"id": "sku-new", "quantity": 1}]}}),
-    Case("chg-value-below-zero", "PATCH", CHG, 400, "negative", "InvalidChange",
+    Case("chg-value-below-zero", "PATCH", CHG, 400, "negative", "CHK0034",
          json={"reason": "x", "manualDiscountValue": 10**9}),
     Case("chg-delay-header-text", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "soon"}),
     Case("chg-delay-header-negative", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "-5"}),
     Case("chg-delay-header-nan", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "nan"}),
     # --- Change: state -----------------------------------------------------------------------------
     Case("chg-unknown-order", "PATCH", CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound", json=rm()),
-    Case("chg-canceled-order", "PATCH", CHG, 409, "canceled", "OrderCanceled", json=rm(), order="canceled"),
-    Case("chg-not-handling-yet", "PATCH", CHG, 409, "ready-for-handling", "OrderStatusNotChangeable", json=rm(),
+    Case("chg-canceled-order", "PATCH", CHG, 409, "canceled", "SalesOrderSystem008", json=rm(), order="canceled"),
+    Case("chg-not-handling-yet", "PATCH", CHG, 409, "ready-for-handling", "CHK0124", json=rm(),
          order="ready"),
     # --- older oms Change endpoint -------------------------------------------------------------------
     Case("oms-chg-text-discount", "POST", OMS_CHG, 400, "change.discountValue",
@@ -132,7 +132,7 @@ CASES = [
     # --- reads and transitions -----------------------------------------------------------------------
     Case("get-unknown-order", "GET", f"/api/oms/pvt/orders/{MISSING}", 404, MISSING, "OrderNotFound"),
     Case("history-unknown-order", "GET", CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound"),
-    Case("detail-unknown-change", "GET", CHG + "/no-such-change", 404, "no-such-change", "ChangeNotFound"),
+    Case("detail-unknown-change", "GET", CHG + "/no-such-change", 404, "no-such-change", "CHK0289"),
     Case("start-unknown-order", "POST", f"/api/oms/pvt/orders/{MISSING}/start-handling", 404, MISSING),
     Case("start-twice", "POST", "/api/oms/pvt/orders/{oid}/start-handling", 409, "handling", "InvalidStatus"),
     Case("cancel-unknown-order", "POST", f"/api/oms/pvt/orders/{MISSING}/cancel", 404, MISSING),
@@ -203,9 +203,10 @@ async def _order_in_state(api: Any, state: str) -> str:
     if state == "canceled":
         assert (await api.cancel(oid)).status_code == 200
         return oid  # type: ignore[no-any-return]
-    # handling, with history: a partial invoice and a Change that stays pending through the test
-    assert (await api.invoice(oid, 1000, number="NFe-1")).status_code == 200
+    # handling, with history: a Change that stays pending through the test, and a partial invoice
+    # (in that order: VTEX refuses a Change after an invoice, SalesOrderSystem046)
     assert (await api.change(oid, discount=100, delay_ms=60_000)).status_code == 202
+    assert (await api.invoice(oid, 1000, number="NFe-1")).status_code == 200
     return oid  # type: ignore[no-any-return]
 
 
