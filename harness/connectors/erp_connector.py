@@ -383,7 +383,9 @@ class ErpConnector:
         return InvoiceResult(order_id, "accepted", value=value, receipt=receipt_id)
 
     async def _wait_changes_finished(self, order_id: str) -> bool:
-        """Poll the Change history until every request is `finished` (the ticket's workaround).
+        """Poll the Change history until every request is `finished` (the ticket's workaround) or
+        `canceled` (VTEX's canceled Change keeps `finished: false` for ever, HC-ADAPT: waiting for
+        `finished` alone would give up on the order).
 
         False when the bound runs out. It cannot see a Change not sent yet: that
         residual window is what the harness measures.
@@ -396,8 +398,10 @@ class ErpConnector:
                     requests = history.get("requests") if isinstance(history, Mapping) else None
                     if not isinstance(requests, list):
                         raise ApiError(f"GET {path}: expected {{'requests': [...]}}, got {history!r:.200}")
-                    # A request without a boolean `finished` counts as unfinished: invoicing early is the bug.
-                    if all(isinstance(r, Mapping) and r.get("finished") is True for r in requests):
+                    # A request without a boolean `finished` (and not canceled) counts as in progress:
+                    # invoicing early is the bug.
+                    if all(isinstance(r, Mapping) and (r.get("finished") is True or r.get("status") == "canceled")
+                           for r in requests):
                         return True
                     await asyncio.sleep(self.poll_interval_s)
         except TimeoutError:

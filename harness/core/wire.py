@@ -68,13 +68,18 @@ def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | 
 # --------------------------------------------------------------------------- guard decisions
 
 
-def all_changes_finished(history: Any) -> bool:
-    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is `finished`.
+def all_changes_terminal(history: Any) -> bool:
+    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is over: `finished`
+    (done), or `canceled`.
 
-    A body that is not such an object cannot show that they are: False (the guard keeps polling)."""
+    A canceled Change reports `finished: false` for ever (HC-ADAPT, VTEX's "adapting your integration
+    for order modifications"), so waiting for `finished: true` alone would wait until the guard's
+    bound and fail the trial (`guard_timeout`). A body that is not such an object cannot show that
+    they are over: False (the guard keeps polling)."""
     if not isinstance(history, Mapping):
         return False
-    return all(isinstance(r, Mapping) and r.get("finished") for r in history.get("requests") or [])
+    return all(isinstance(r, Mapping) and (r.get("finished") is True or r.get("status") == "canceled")
+               for r in history.get("requests") or [])
 
 
 def remaining_value(order: Mapping[str, Any]) -> int:
@@ -91,7 +96,7 @@ def invoice_settled(order: Any) -> bool:
 
 __all__ = [
     "SETTLED_STATUSES",
-    "all_changes_finished",
+    "all_changes_terminal",
     "change_body",
     "invoice_body",
     "invoice_settled",
