@@ -12,6 +12,8 @@ from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
 
 Policy = Literal["vulnerable", "strict"]
+# KI-1348894's two symptoms of the invoice-first window (see domain/invoices.settle).
+INVOICE_FIRST_OUTCOMES: tuple[str, ...] = ("over-invoice", "stuck")
 POLICIES: tuple[str, ...] = ("vulnerable", "strict")
 
 
@@ -42,6 +44,9 @@ class MockConfig:
     # Probability that an accepted Change ends `canceled` instead of `done` (seeded draw; the
     # X-Mock-Change-Outcome header pins it per request). VTEX cancels Changes that fail (HC-ADAPT).
     change_cancel_rate: float = 0.0
+    # What the vulnerable invoice-first window ends in: "over-invoice" (`invoiced` above the final
+    # value) or "stuck" (`payment-approved` with a valid invoice): KI-1348894's two symptoms.
+    invoice_first: str = "over-invoice"
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -58,6 +63,7 @@ class MockConfig:
             "hook_delay_ms": self.hook_delay_ms,
             "change_workers": self.change_workers,
             "change_cancel_rate": self.change_cancel_rate,
+            "invoice_first": self.invoice_first,
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
@@ -104,6 +110,11 @@ class MockConfig:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
         if "change_workers" in patch:
             changes["change_workers"] = check_workers(patch["change_workers"], f"{where}.change_workers")
+        if "invoice_first" in patch:
+            if patch["invoice_first"] not in INVOICE_FIRST_OUTCOMES:
+                raise ConfigError(f"{where}.invoice_first: expected one of {list(INVOICE_FIRST_OUTCOMES)}; "
+                                  f"got {patch['invoice_first']!r}")
+            changes["invoice_first"] = patch["invoice_first"]
         if "change_cancel_rate" in patch:
             changes["change_cancel_rate"] = check_probability(patch["change_cancel_rate"],
                                                               f"{where}.change_cancel_rate")
@@ -127,7 +138,7 @@ class MockConfig:
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
         for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers",
-                     "change_cancel_rate"):
+                     "change_cancel_rate", "invoice_first"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
@@ -189,7 +200,7 @@ def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms", "change_workers", "change_cancel_rate")
+                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
 MAX_HOOK_RETRIES = 20
 

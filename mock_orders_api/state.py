@@ -60,7 +60,7 @@ class MockState:
                 self._arm_pool()
         elif changes.advance(order, now_ns):
             self.schedule(order)
-        invoices.settle(order, now_ns)
+        invoices.settle(order, now_ns, self.config.invoice_first)
 
     def schedule(self, order: Order) -> None:
         change_due = self.pool.next_due_ns() if self.pool is not None else changes.next_due_ns(order)

@@ -253,6 +253,8 @@ def register(
     )
     record.log(CHANGE_WAITING_ACK)
     order.changes.append(record)
+    if order.status == INVOICE:
+        order.change_while_settling = True
     if autostart:
         _start_next(order, now_ns)
     return record

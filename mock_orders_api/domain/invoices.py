@@ -19,6 +19,7 @@ from mock_orders_api.domain.model import (
     HANDLING,
     INVOICE,
     INVOICED,
+    PAYMENT_APPROVED,
     READY_FOR_HANDLING,
     WAITING_FOR_FULFILLMENT,
     InvoiceRecord,
@@ -164,13 +165,19 @@ def _validate(order: Order, spec: InvoiceSpec, policy: str) -> int:
     return value
 
 
-def settle(order: Order, now_ns: int) -> bool:
-    """Finish the settle window if it is over; True when the order became `invoiced`."""
+def settle(order: Order, now_ns: int, invoice_first: str = "over-invoice") -> bool:
+    """Finish the settle window if it is over; True when the order left `invoice`.
+
+    `invoice_first` is what the invoice-first window (a Change accepted while the invoice settles)
+    ends in: "over-invoice", `invoiced` above the final value (KI-1348894, first symptom), or
+    "stuck", `payment-approved` with the valid invoice, never `invoiced` (KI-1348894, second symptom).
+    """
     if order.settle_due_ns is None or now_ns < order.settle_due_ns:
         return False
     due = order.settle_due_ns
     order.settle_due_ns = None
     if order.status == INVOICE:
-        order.set_status(INVOICED, due)
+        stuck = invoice_first == "stuck" and order.change_while_settling
+        order.set_status(PAYMENT_APPROVED if stuck else INVOICED, due)
         return True
     return False

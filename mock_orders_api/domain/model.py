@@ -23,6 +23,8 @@ WAITING_FOR_FULFILLMENT = "waiting-for-fulfillment"
 INVOICE = "invoice"  # "verifying invoice": the settle window S
 INVOICED = "invoiced"
 CANCELED = "canceled"
+# KI-1348894's second symptom: an order that settles back here, with a valid invoice, instead of `invoiced`.
+PAYMENT_APPROVED = "payment-approved"
 INITIAL_STATUSES = (READY_FOR_HANDLING, HANDLING, WAITING_FOR_FULFILLMENT)
 
 # A Change request's statuses (HC-ADAPT "adapting your integration for order modifications";
@@ -306,6 +308,7 @@ class Order:
     refused_changes: list[RefusedChange] = field(default_factory=list)
     invoices: list[InvoiceRecord] = field(default_factory=list)  # accepted and refused
     settle_due_ns: int | None = None
+    change_while_settling: bool = False  # a Change was accepted in the invoice-first window (status `invoice`)
     status_history: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
@@ -418,6 +421,7 @@ _STATUS_DESCRIPTIONS = {
     INVOICE: "Verificando Envio",
     INVOICED: "Faturado",
     CANCELED: "Cancelado",
+    PAYMENT_APPROVED: "Pagamento Aprovado",
 }
 
 

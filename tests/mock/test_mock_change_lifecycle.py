@@ -114,3 +114,32 @@ async def test_status_allowing_no_change_chk0124(make_api, assert_error, policy)
     api = make_api(MockConfig(policy=policy))
     oid = (await api.create_order(ITEMS))["orderId"]  # ready-for-handling
     assert_error(await api.change(oid, remove=[REMOVED]), 409, code="CHK0124")
+
+
+@pytest.mark.parametrize("invoice_first, settled", [("over-invoice", "invoiced"), ("stuck", "payment-approved")])
+async def test_invoice_first_window_ends_in_either_symptom_of_the_ticket(make_api, poll, invoice_first,
+                                                                          settled) -> None:
+    """KI-1348894: an invoice above the final total, or an order stuck in payment-approved with a valid invoice."""
+    api = make_api(MockConfig(policy="vulnerable", settle_ms=150.0))
+    await api.set_config(invoice_first=invoice_first)
+    order = await api.handling_order(ITEMS)
+    oid, v0 = order["orderId"], order["value"]
+    assert (await api.invoice(oid, v0)).status_code == 200
+    assert (await api.change(oid, remove=[REMOVED], delay_ms=10)).status_code == 202  # inside S
+
+    async def _settled():
+        return (await api.order(oid))["status"] != "invoice" or None
+    await poll(_settled, timeout_s=5)
+    await api.wait_all_finished(oid, timeout_s=5)
+    view = await api.order(oid)
+    assert view["status"] == settled and len(view["packageAttachment"]["packages"]) == 1
+    assert (await api.audit(oid))["verdict"] == "race"
+
+
+async def test_stuck_option_leaves_an_invoice_without_a_change_invoiced(make_api) -> None:
+    api = make_api(MockConfig(policy="vulnerable"))
+    await api.set_config(invoice_first="stuck")
+    order = await api.handling_order(ITEMS)
+    assert (await api.invoice(order["orderId"], order["value"])).status_code == 200
+    assert (await api.order(order["orderId"]))["status"] == "invoiced"
+    assert (await api.client.patch("/_mock/config", json={"invoice_first": "never"})).status_code == 400
