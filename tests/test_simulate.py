@@ -165,7 +165,8 @@ def test_deterministic_mock_ids_derive_from_the_order() -> None:
             change = (await c.patch("/api/order-system/orders/42-01/changes",
                                     json={"reason": "cut", "remove": {"items": [{"id": "1", "quantity": 1}]}})).json()
             invoice = (await c.post("/api/orders/pvt/document/42-01/invoices", json={
-                "type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "NF-1", "invoiceValue": 1000})).json()
+                "type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "NF-1", "invoiceValue": 1000,
+                "items": [{"itemIndex": 0, "price": 1000, "quantity": 1}]})).json()
         return [change["requestId"], change["workflowId"], str(change["delayMs"]), invoice["receipt"]]
 
     first, second = run_virtual(one_run()), run_virtual(one_run())

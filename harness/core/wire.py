@@ -49,19 +49,22 @@ def mock_settings(scenario: Scenario) -> dict[str, Any]:
     return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
 
 
-def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
+def invoice_body(invoice_number: str, value: int) -> dict[str, Any]:
+    """An invoice notification for the ticket's route, the PII one (PII-SPEC `POST
+    /api/orders/pvt/document/{orderId}/invoices`): `issuedDate` YYYY-MM-DD, an integer `invoiceValue`
+    in cents, `items[]` of {itemIndex, price (line total), quantity} (required). A trial invoices its
+    whole value as one line on the order's first item: the mock checks the value, not the split."""
     return {
         "type": "Output",
-        "issuanceDate": iso_now(),  # the wall clock; a simulated run's virtual one (reproducible)
+        "issuedDate": iso_now()[:10],  # the wall clock; a simulated run's virtual one (reproducible)
         "invoiceNumber": invoice_number,
-        "invoiceValue": str(value),
+        "invoiceValue": value,
         "invoiceKey": None,
         "invoiceUrl": None,
         "courier": "",
         "trackingNumber": "",
         "trackingUrl": "",
-        "items": items or [],
+        "items": [{"itemIndex": 0, "price": value, "quantity": 1}],
     }
 
 

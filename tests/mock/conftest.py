@@ -145,8 +145,14 @@ class MockApi:
     async def invoice(self, order_id: str, value: int | str, *, number: str = "NFe-1", type: str = "Output",
                       path: str = "document", **extra: _Any) -> _httpx.Response:
         """Send an invoice notification through the ticket path ("document") or the oms path."""
-        body = {"type": type, "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": number,
-                "invoiceValue": value, **extra}
+        # each route's documented body (PII-SPEC InvoiceNotification2 / SPEC InvoiceNotification)
+        if path == "document":
+            body = {"type": type, "issuedDate": "2026-01-09", "invoiceNumber": number,
+                    "invoiceValue": int(value), "items": [{"itemIndex": 0, "price": int(value), "quantity": 1}],
+                    **extra}
+        else:
+            body = {"type": type, "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": number,
+                    "invoiceValue": value, "items": [{"id": "any", "price": int(value), "quantity": 1}], **extra}
         url = (f"/api/orders/pvt/document/{order_id}/invoices" if path == "document"
                else f"/api/oms/pvt/orders/{order_id}/invoice")
         assert path in ("document", "oms"), path

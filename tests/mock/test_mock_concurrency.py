@@ -130,12 +130,18 @@ async def test_concurrent_identical_invoice_retries_count_once(make_api, kind) -
     api = make_api(MockConfig(), kind=kind)
     order = await api.handling_order()
     oid, value = order["orderId"], order["value"]
-    rs = await asyncio.gather(*[api.invoice(oid, value, number="same") for _ in range(20)])
+    # OMS route: every re-send is accepted with a new receipt, and counts once (SPEC)
+    rs = await asyncio.gather(*[api.invoice(oid, value, number="same", path="oms") for _ in range(20)])
     assert {r.status_code for r in rs} == {200}
-    assert len({r.json()["receipt"] for r in rs}) == 1
+    assert len({r.json()["receipt"] for r in rs}) == 20
     audit = await api.audit(oid)
     assert audit["invoicedTotal"] == value
     assert len(audit["invoices"]) == 1 and audit["status"] == "invoiced"
+    # PII route: the number cannot be reused (PII-SPEC); exactly one of the concurrent sends lands
+    oid2 = (await api.handling_order())["orderId"]
+    rs = await asyncio.gather(*[api.invoice(oid2, value, number="same") for _ in range(20)])
+    assert sorted(r.status_code for r in rs) == [200] + [409] * 19
+    assert (await api.audit(oid2))["invoicedTotal"] == value
 
 
 async def test_concurrent_requests_across_orders_stay_separate(make_api) -> None:

@@ -223,7 +223,7 @@ def _trial(policy: str, offset_ns: int, delay_ms: float, settle_ms: float) -> st
                                  endpoint="order-system", account="t")
             else:
                 spec_i = invoices.parse_body({"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1",
-                                              "invoiceValue": v0})
+                                              "invoiceValue": v0, "items": [{"id": "sku-1", "price": 1, "quantity": 1}]})
                 invoices.post_invoice(order, spec_i, policy=policy, settle_ms=settle_ms, arrival_ns=t, now_ns=t)
         except ApiError as err:
             outcome[what] = f"{what}_refused:{err.status}"
