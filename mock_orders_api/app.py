@@ -24,7 +24,7 @@ from mock_orders_api.state import MockState
 
 
 def error_response(err: ApiError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status)
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
 async def _api_error(request: Request, err: Exception) -> Response:

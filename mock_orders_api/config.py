@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.ratelimit import parse_limits
 
 Policy = Literal["vulnerable", "strict"]
 # KI-1348894's two symptoms of the invoice-first window (see domain/invoices.settle).
@@ -47,6 +48,9 @@ class MockConfig:
     # What the vulnerable invoice-first window ends in: "over-invoice" (`invoiced` above the final
     # value) or "stuck" (`payment-approved` with a valid invoice): KI-1348894's two symptoms.
     invoice_first: str = "over-invoice"
+    # Per-route token buckets, requests per second by short route name (ratelimit.ROUTE_NAMES);
+    # empty = off (the default: a reproduction measures a race, not throttling).
+    rate_limits: dict[str, float] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -64,6 +68,7 @@ class MockConfig:
             "change_workers": self.change_workers,
             "change_cancel_rate": self.change_cancel_rate,
             "invoice_first": self.invoice_first,
+            "rate_limits": {route: f"{rate:g}/s" for route, rate in self.rate_limits.items()},
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
@@ -110,6 +115,8 @@ class MockConfig:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
         if "change_workers" in patch:
             changes["change_workers"] = check_workers(patch["change_workers"], f"{where}.change_workers")
+        if "rate_limits" in patch:
+            changes["rate_limits"] = parse_limits(patch["rate_limits"], f"{where}.rate_limits")
         if "invoice_first" in patch:
             if patch["invoice_first"] not in INVOICE_FIRST_OUTCOMES:
                 raise ConfigError(f"{where}.invoice_first: expected one of {list(INVOICE_FIRST_OUTCOMES)}; "
@@ -138,7 +145,7 @@ class MockConfig:
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
         for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers",
-                     "change_cancel_rate", "invoice_first"):
+                     "change_cancel_rate", "invoice_first", "rate_limits"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
@@ -200,7 +207,7 @@ def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first")
+                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
 MAX_HOOK_RETRIES = 20
 

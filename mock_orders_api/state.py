@@ -15,7 +15,8 @@ from typing import Any
 from mock_orders_api.delivery import HookDispatcher
 from mock_orders_api.domain import changes, invoices
 from mock_orders_api.config import MockConfig
-from mock_orders_api.errors import Conflict, NotFound
+from mock_orders_api.errors import Conflict, NotFound, TooManyRequests
+from mock_orders_api.ratelimit import RateLimiter
 from mock_orders_api.journal import Journal
 from mock_orders_api.timers import LoopTimers
 from mock_orders_api.domain.model import CHANGE_CANCELED, CHANGE_DONE, Order
@@ -39,6 +40,7 @@ class MockState:
         self.store = OrderStore()
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
+        self.limiter = RateLimiter()
         self._outcome_rng = random.Random(f"{config.seed}:outcome")
         self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
@@ -101,6 +103,7 @@ class MockState:
         self.journal.clear()
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
+        self.limiter.reset()
         self._outcome_rng = random.Random(f"{self.config.seed}:outcome")
         self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
@@ -119,6 +122,12 @@ class MockState:
             return self.rng
         seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
         return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
+    def throttle(self, route: str) -> None:
+        """Spend a token of `route`'s bucket, or raise 429 with Retry-After (see ratelimit.py)."""
+        wait_s = self.limiter.take(route, self.config.rate_limits.get(route), self.clock())
+        if wait_s is not None:
+            raise TooManyRequests(f"rate limit of {route} exceeded; retry after {wait_s:.3f} s", wait_s)
 
     def change_outcome(self, order: Order, pinned: str | None) -> str:
         """How a Change about to be accepted ends: pinned, else a draw with `change_cancel_rate`.

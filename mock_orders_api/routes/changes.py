@@ -56,6 +56,7 @@ _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name"
 async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
                   endpoint: str) -> ChangeRecord:
     vtex_auth(request)
+    mock(request).throttle("change")
     body = await json_body(request, "change")
     state = mock(request)
     arrival, now = acted(request, order_id)
@@ -103,6 +104,7 @@ async def register_change(request: Request) -> Response:
 
 async def change_history(request: Request) -> Response:
     vtex_auth(request)
+    mock(request).throttle("change-history")
     order_id = request.path_params["changeOrderId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
@@ -111,6 +113,7 @@ async def change_history(request: Request) -> Response:
 
 async def change_detail(request: Request) -> Response:
     vtex_auth(request)
+    mock(request).throttle("change-detail")
     order_id, request_id = request.path_params["changeOrderId"], request.path_params["changeRequestId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)

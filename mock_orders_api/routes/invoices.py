@@ -63,6 +63,7 @@ PII_INVOICE_SCHEMA: dict[str, Any] = {
 
 async def _post_invoice(request: Request, route: str) -> Response:
     vtex_auth(request)
+    mock(request).throttle("invoice")
     order_id = request.path_params["orderId"]
     body = await json_body(request, "invoice")
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)

@@ -22,6 +22,7 @@ from mock_orders_api.routes._shared import (
 
 async def get_order(request: Request) -> Response:
     vtex_auth(request)
+    mock(request).throttle("get-order")
     order_id = request.path_params["orderId"]
     _, now = acted(request, order_id)
     return json_response(mock(request).order(order_id, now).view())
@@ -29,6 +30,7 @@ async def get_order(request: Request) -> Response:
 
 async def start_handling(request: Request) -> Response:
     vtex_auth(request)
+    mock(request).throttle("start-handling")
     order_id = request.path_params["orderId"]
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
     _, now = acted(request, order_id)
@@ -45,6 +47,7 @@ async def start_handling(request: Request) -> Response:
 
 async def cancel_order(request: Request) -> Response:
     vtex_auth(request)
+    mock(request).throttle("cancel")
     order_id = request.path_params["orderId"]
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
     _, now = acted(request, order_id)
