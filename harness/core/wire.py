@@ -46,7 +46,8 @@ def change_body(scenario: Scenario) -> dict[str, Any]:
 def mock_settings(scenario: Scenario) -> dict[str, Any]:
     """The mock configuration (`PATCH /_mock/config`) a run applies before its first trial."""
     m = scenario.mock
-    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
+    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed,
+            **m.extra_settings()}
 
 
 def invoice_body(invoice_number: str, value: int) -> dict[str, Any]:
