@@ -18,6 +18,7 @@ from starlette.routing import Route
 from mock_orders_api import openapi
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import ApiError, Forbidden, NotFound, Unauthorized
+from mock_orders_api.faults import DropLostResponses
 from mock_orders_api.journal import JournalMiddleware
 from mock_orders_api.routes import ROUTES
 from mock_orders_api.state import MockState
@@ -74,7 +75,8 @@ def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time
     app = Starlette(
         routes=[*ROUTES, Route("/openapi.json", _openapi, methods=["GET"], include_in_schema=False),
                 Route("/docs", _docs, methods=["GET"], include_in_schema=False)],
-        middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock)],
+        middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock),
+                    Middleware(DropLostResponses)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=_lifespan,
     )

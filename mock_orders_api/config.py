@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.faults import FaultRule, parse_faults
 from mock_orders_api.ratelimit import parse_limits
 
 Policy = Literal["vulnerable", "strict"]
@@ -51,6 +52,8 @@ class MockConfig:
     # Per-route token buckets, requests per second by short route name (ratelimit.ROUTE_NAMES);
     # empty = off (the default: a reproduction measures a race, not throttling).
     rate_limits: dict[str, float] = field(default_factory=dict)
+    # Seeded fault schedule per route name (faults.py): 500, 503, slow, response lost; empty = off.
+    faults: dict[str, FaultRule] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -69,6 +72,7 @@ class MockConfig:
             "change_cancel_rate": self.change_cancel_rate,
             "invoice_first": self.invoice_first,
             "rate_limits": {route: f"{rate:g}/s" for route, rate in self.rate_limits.items()},
+            "faults": {route: rule.spec() for route, rule in self.faults.items()},
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
@@ -115,6 +119,8 @@ class MockConfig:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
         if "change_workers" in patch:
             changes["change_workers"] = check_workers(patch["change_workers"], f"{where}.change_workers")
+        if "faults" in patch:
+            changes["faults"] = parse_faults(patch["faults"], f"{where}.faults")
         if "rate_limits" in patch:
             changes["rate_limits"] = parse_limits(patch["rate_limits"], f"{where}.rate_limits")
         if "invoice_first" in patch:
@@ -207,7 +213,7 @@ def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits")
+                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits", "faults")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
 MAX_HOOK_RETRIES = 20
 

@@ -6,6 +6,7 @@ orders up to date by themselves are armed through timers.py.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -16,6 +17,7 @@ from mock_orders_api.delivery import HookDispatcher
 from mock_orders_api.domain import changes, invoices
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound, TooManyRequests
+from mock_orders_api.faults import FaultSchedule
 from mock_orders_api.ratelimit import RateLimiter
 from mock_orders_api.journal import Journal
 from mock_orders_api.timers import LoopTimers
@@ -41,6 +43,7 @@ class MockState:
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
         self.limiter = RateLimiter()
+        self.faults = FaultSchedule()
         self._outcome_rng = random.Random(f"{config.seed}:outcome")
         self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
@@ -104,6 +107,7 @@ class MockState:
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
         self.limiter.reset()
+        self.faults.reset()
         self._outcome_rng = random.Random(f"{self.config.seed}:outcome")
         self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
@@ -122,6 +126,10 @@ class MockState:
             return self.rng
         seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
         return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
+    async def sleep_ms(self, ms: float) -> None:
+        """Wait `ms` on the event loop (a simulated run's loop runs on its virtual clock)."""
+        await asyncio.sleep(ms / 1000)
 
     def throttle(self, route: str) -> None:
         """Spend a token of `route`'s bucket, or raise 429 with Retry-After (see ratelimit.py)."""

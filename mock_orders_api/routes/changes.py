@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import wire
+from mock_orders_api import faults, wire
 from mock_orders_api.domain import changes
 from mock_orders_api.domain.model import CHANGE_OUTCOMES, ChangeRecord, ChangeSpec
 from mock_orders_api.errors import ApiError, BadRequest, NotFound
@@ -56,7 +56,7 @@ _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name"
 async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
                   endpoint: str) -> ChangeRecord:
     vtex_auth(request)
-    mock(request).throttle("change")
+    lose_response = await faults.inject(request, "change")
     body = await json_body(request, "change")
     state = mock(request)
     arrival, now = acted(request, order_id)
@@ -86,6 +86,8 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     if state.pool is not None:
         state.pool.submit(order, record, now)
     state.schedule(order)
+    if lose_response:
+        faults.lose(request)
     return record
 
 
@@ -104,21 +106,25 @@ async def register_change(request: Request) -> Response:
 
 async def change_history(request: Request) -> Response:
     vtex_auth(request)
-    mock(request).throttle("change-history")
+    lose_response = await faults.inject(request, "change-history")
     order_id = request.path_params["changeOrderId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
+    if lose_response:
+        faults.lose(request)
     return json_response({"requests": [c.view(now) for c in order.changes]})
 
 
 async def change_detail(request: Request) -> Response:
     vtex_auth(request)
-    mock(request).throttle("change-detail")
+    lose_response = await faults.inject(request, "change-detail")
     order_id, request_id = request.path_params["changeOrderId"], request.path_params["changeRequestId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
     for c in order.changes:
         if c.request_id == request_id:
+            if lose_response:
+                faults.lose(request)
             return json_response(c.view(now))
     # MOD-ERR: CHK0289 "change request not found"
     raise NotFound(f"change request {request_id!r} not found on order {order_id}", code="CHK0289")

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import wire
+from mock_orders_api import faults, wire
 from mock_orders_api.domain import invoices
 from mock_orders_api.errors import ApiError
 from mock_orders_api.routes._shared import (
@@ -63,7 +63,7 @@ PII_INVOICE_SCHEMA: dict[str, Any] = {
 
 async def _post_invoice(request: Request, route: str) -> Response:
     vtex_auth(request)
-    mock(request).throttle("invoice")
+    lose_response = await faults.inject(request, "invoice")
     order_id = request.path_params["orderId"]
     body = await json_body(request, "invoice")
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
@@ -83,6 +83,8 @@ async def _post_invoice(request: Request, route: str) -> Response:
     request.state.outcome = "accepted"
     if order.settle_due_ns is not None:
         state.schedule(order)
+    if lose_response:
+        faults.lose(request)
     return json_response(record.response(order_id))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import wire
+from mock_orders_api import faults, wire
 from mock_orders_api.dates import iso_now
 from mock_orders_api.domain.model import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING
 from mock_orders_api.errors import Conflict
@@ -22,15 +22,18 @@ from mock_orders_api.routes._shared import (
 
 async def get_order(request: Request) -> Response:
     vtex_auth(request)
-    mock(request).throttle("get-order")
+    lose_response = await faults.inject(request, "get-order")
     order_id = request.path_params["orderId"]
     _, now = acted(request, order_id)
-    return json_response(mock(request).order(order_id, now).view())
+    view = mock(request).order(order_id, now).view()
+    if lose_response:
+        faults.lose(request)
+    return json_response(view)
 
 
 async def start_handling(request: Request) -> Response:
     vtex_auth(request)
-    mock(request).throttle("start-handling")
+    lose_response = await faults.inject(request, "start-handling")
     order_id = request.path_params["orderId"]
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
     _, now = acted(request, order_id)
@@ -42,12 +45,14 @@ async def start_handling(request: Request) -> Response:
         )
     with state.hooks.delay(hook_delay):
         order.set_status(HANDLING, now)
+    if lose_response:
+        faults.lose(request)
     return Response(status_code=204)
 
 
 async def cancel_order(request: Request) -> Response:
     vtex_auth(request)
-    mock(request).throttle("cancel")
+    lose_response = await faults.inject(request, "cancel")
     order_id = request.path_params["orderId"]
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
     _, now = acted(request, order_id)
@@ -59,6 +64,8 @@ async def cancel_order(request: Request) -> Response:
     if order.status != CANCELED:
         with state.hooks.delay(hook_delay):
             order.set_status(CANCELED, now)
+    if lose_response:
+        faults.lose(request)
     return json_response({"date": iso_now(), "orderId": order_id, "receipt": f"cancel-{order_id}"})
 
 
