@@ -325,3 +325,6 @@ def test_mock_table_takes_rate_limits_cancel_rate_and_invoice_first_off_by_defau
     assert mock_settings(s)["change_cancel_rate"] == 0.2 and mock_settings(s)["invoice_first"] == "stuck"
     with pytest.raises(ScenarioError, match="rate_limits"):
         parse_scenario({"name": "x", "mock": {"rate_limits": {"get-orders": "1/s"}}}, "mem")
+    f = parse_scenario({"name": "x", "mock": {"faults": {"invoice": {"drop": 0.1}}}}, "mem")
+    assert mock_settings(f)["faults"]["invoice"]["drop"] == 0.1
+    assert parse_scenario(f.to_dict(), "mem").mock.faults == f.mock.faults  # round-trips

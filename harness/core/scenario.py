@@ -28,6 +28,7 @@ from harness.errors import ScenarioError
 from mock_orders_api.config import MockConfig, check_ms, check_policy
 from mock_orders_api.delays import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.faults import FaultRule
 
 TARGET_KINDS: tuple[str, ...] = ("embedded", "url")
 
@@ -88,6 +89,7 @@ class MockSettings:
     rate_limits: dict[str, float] = field(default_factory=dict)
     change_cancel_rate: float = 0.0
     invoice_first: str = "over-invoice"
+    faults: dict[str, FaultRule] = field(default_factory=dict)  # seeded fault schedule per route
 
     def extra_settings(self) -> dict[str, Any]:
         """The mock settings beyond policy/delay/settle that differ from the mock's defaults."""
@@ -98,6 +100,8 @@ class MockSettings:
             out["change_cancel_rate"] = self.change_cancel_rate
         if self.invoice_first != "over-invoice":
             out["invoice_first"] = self.invoice_first
+        if self.faults:
+            out["faults"] = {route: rule.spec() for route, rule in self.faults.items()}
         return out
 
 
@@ -461,7 +465,7 @@ def _parse_mock(t: _Table) -> MockSettings:
         if isinstance(settle_raw, bool) or not isinstance(settle_raw, (int, float)):
             raise _error(t.source, t.path("settle_ms"), "milliseconds as a number >= 0", settle_raw)
         settle = check_ms(settle_raw, f"{t.source}: {t.path('settle_ms')}")
-        _extra = ("rate_limits", "change_cancel_rate", "invoice_first")
+        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults")
         extra = MockConfig().updated({k: v for k in _extra if (v := t.take(k, None)) is not None},
                                      where=f"{t.source}: {t.path('')}")
     except ScenarioError:
@@ -473,7 +477,7 @@ def _parse_mock(t: _Table) -> MockSettings:
     t.finish()
     return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin,
                         rate_limits=extra.rate_limits, change_cancel_rate=extra.change_cancel_rate,
-                        invoice_first=extra.invoice_first)
+                        invoice_first=extra.invoice_first, faults=extra.faults)
 
 
 def _parse_simulate(t: _Table) -> Simulate:
