@@ -216,3 +216,12 @@ async def test_independent_apps_do_not_share_state(make_client) -> None:
     assert (await a.get("/api/oms/pvt/orders/1-01")).status_code == 200
     assert (await b.get("/api/oms/pvt/orders/1-01")).status_code == 404
     assert (await b.post("/_mock/orders", json={"items": ITEMS, "orderId": "1-01"})).status_code == 201
+
+
+async def test_a_partially_invoiced_order_cannot_be_canceled(api, assert_error) -> None:
+    """SPEC `cancel.post`, VTEX's order-canceling guide: partially invoiced -> 400."""
+    order = await api.handling_order()
+    oid = order["orderId"]
+    assert (await api.invoice(oid, 100)).status_code == 200
+    assert_error(await api.cancel(oid), 400, code="OrderPartiallyInvoiced")
+    assert (await api.order(oid))["status"] == "handling"
