@@ -72,8 +72,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             r = await client.get(f"/api/oms/pvt/orders/{oid}")
                         elif op == "invoice":
                             r = await client.post(f"/api/orders/pvt/document/{oid}/invoices", json={
-                                "type": "Output", "issuanceDate": "2026-01-09T00:00:00Z",
-                                "invoiceNumber": f"w{w}-{counter}", "invoiceValue": 1})
+                                "type": "Output", "issuedDate": "2026-01-09",
+                                "invoiceNumber": f"w{w}-{counter}", "invoiceValue": 1,
+                                "items": [{"itemIndex": 0, "price": 1, "quantity": 1}]})
                         else:
                             r = await client.patch(f"/api/order-system/orders/{oid}/changes", json={
                                 "reason": "bench", "remove": {"items": [{"id": "sku-1", "quantity": 1}]}})

@@ -76,7 +76,7 @@ function request()
   if r < w_get then
     return wrk.format("GET", "/api/oms/pvt/orders/" .. id)
   elseif r < w_get + w_invoice then
-    local body = string.format('{"type":"Output","issuanceDate":"2026-01-09T00:00:00Z","invoiceNumber":"w%%d-%%d","invoiceValue":1}', tid, counter)
+    local body = string.format('{"type":"Output","issuedDate":"2026-01-09","invoiceNumber":"w%%d-%%d","invoiceValue":1,"items":[{"itemIndex":0,"price":1,"quantity":1}]}', tid, counter)
     return wrk.format("POST", "/api/orders/pvt/document/" .. id .. "/invoices", json_headers, body)
   else
     return wrk.format("PATCH", "/api/order-system/orders/" .. id .. "/changes", change_headers, change_body)

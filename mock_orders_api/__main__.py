@@ -8,6 +8,7 @@ import sys
 from mock_orders_api.config import POLICIES, MockConfig
 from mock_orders_api.delays import DELAY_SYNTAX
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.ratelimit import ROUTE_NAMES
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +30,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    "delivery (env MOCK_HOOK_DELAY_MS; default 0)")
     p.add_argument("--change-workers", type=int, metavar="N", help="at most N Changes processing at once across "
                    "orders; the rest queue (env MOCK_CHANGE_WORKERS; default unbounded)")
+    p.add_argument("--rate-limit", action="append", metavar="ROUTE=N/s", default=None,
+                   help="token bucket on a route, N/s or N/min, repeatable; routes: "
+                   f"{', '.join(ROUTE_NAMES)}; or 'vtex' for VTEX's documented Get order limit (6000/min) "
+                   "(env MOCK_RATE_LIMITS, comma list; default off)")
+    p.add_argument("--change-cancel-rate", type=float, metavar="P", help="probability that an accepted Change ends "
+                   "canceled instead of done (seeded; env MOCK_CHANGE_CANCEL_RATE; default 0)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -38,7 +45,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     patch = {k: v for k, v in (("policy", args.policy), ("delay", args.change_delay),
                                ("settle_ms", args.settle_ms), ("seed", args.seed), ("hook_url", args.hook_url),
                                ("hook_status", args.hook_status), ("hook_delay_ms", args.hook_delay_ms),
-                               ("change_workers", args.change_workers))
+                               ("change_workers", args.change_workers), ("rate_limits", args.rate_limit),
+                               ("change_cancel_rate", args.change_cancel_rate))
              if v is not None}
     cfg = cfg.updated(patch, where="flags", startup=True)
     for attr in ("app_key", "app_token", "admin_token"):

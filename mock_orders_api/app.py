@@ -19,13 +19,14 @@ from starlette.staticfiles import StaticFiles
 from mock_orders_api import openapi
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import ApiError, Forbidden, NotFound, Unauthorized
+from mock_orders_api.faults import DropLostResponses
 from mock_orders_api.journal import JournalMiddleware
 from mock_orders_api.routes import ROUTES
 from mock_orders_api.state import MockState
 
 
 def error_response(err: ApiError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status)
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
 async def _api_error(request: Request, err: Exception) -> Response:
@@ -76,7 +77,8 @@ def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time
         routes=[*ROUTES, Route("/openapi.json", _openapi, methods=["GET"], include_in_schema=False),
                 Route("/docs", _docs, methods=["GET"], include_in_schema=False),
                 Mount(openapi.ASSETS_PATH, StaticFiles(directory=openapi.SWAGGER_UI_DIR), name="docs-assets")],
-        middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock)],
+        middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock),
+                    Middleware(DropLostResponses)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=_lifespan,
     )

@@ -10,8 +10,12 @@ from urllib.parse import urlsplit
 
 from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.faults import FaultRule, parse_faults
+from mock_orders_api.ratelimit import parse_limits
 
 Policy = Literal["vulnerable", "strict"]
+# KI-1348894's two symptoms of the invoice-first window (see domain/invoices.settle).
+INVOICE_FIRST_OUTCOMES: tuple[str, ...] = ("over-invoice", "stuck")
 POLICIES: tuple[str, ...] = ("vulnerable", "strict")
 
 
@@ -39,6 +43,17 @@ class MockConfig:
     hook_retries: int = 3  # attempts after the first one, on error / timeout / non-2xx
     hook_delay_ms: float = 0.0  # pinned delay between a status change and its delivery
     change_workers: int | None = None  # Changes processing at once across orders (None: unbounded)
+    # Probability that an accepted Change ends `canceled` instead of `done` (seeded draw; the
+    # X-Mock-Change-Outcome header pins it per request). VTEX cancels Changes that fail (HC-ADAPT).
+    change_cancel_rate: float = 0.0
+    # What the vulnerable invoice-first window ends in: "over-invoice" (`invoiced` above the final
+    # value) or "stuck" (`payment-approved` with a valid invoice): KI-1348894's two symptoms.
+    invoice_first: str = "over-invoice"
+    # Per-route token buckets, requests per second by short route name (ratelimit.ROUTE_NAMES);
+    # empty = off (the default: a reproduction measures a race, not throttling).
+    rate_limits: dict[str, float] = field(default_factory=dict)
+    # Seeded fault schedule per route name (faults.py): 500, 503, slow, response lost; empty = off.
+    faults: dict[str, FaultRule] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -54,6 +69,10 @@ class MockConfig:
             "hook_retries": self.hook_retries,
             "hook_delay_ms": self.hook_delay_ms,
             "change_workers": self.change_workers,
+            "change_cancel_rate": self.change_cancel_rate,
+            "invoice_first": self.invoice_first,
+            "rate_limits": {route: f"{rate:g}/s" for route, rate in self.rate_limits.items()},
+            "faults": {route: rule.spec() for route, rule in self.faults.items()},
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
@@ -100,6 +119,18 @@ class MockConfig:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
         if "change_workers" in patch:
             changes["change_workers"] = check_workers(patch["change_workers"], f"{where}.change_workers")
+        if "faults" in patch:
+            changes["faults"] = parse_faults(patch["faults"], f"{where}.faults")
+        if "rate_limits" in patch:
+            changes["rate_limits"] = parse_limits(patch["rate_limits"], f"{where}.rate_limits")
+        if "invoice_first" in patch:
+            if patch["invoice_first"] not in INVOICE_FIRST_OUTCOMES:
+                raise ConfigError(f"{where}.invoice_first: expected one of {list(INVOICE_FIRST_OUTCOMES)}; "
+                                  f"got {patch['invoice_first']!r}")
+            changes["invoice_first"] = patch["invoice_first"]
+        if "change_cancel_rate" in patch:
+            changes["change_cancel_rate"] = check_probability(patch["change_cancel_rate"],
+                                                              f"{where}.change_cancel_rate")
         return replace(self, **changes)
 
     @classmethod
@@ -119,7 +150,8 @@ class MockConfig:
                 patch["seed"] = int(env["MOCK_SEED"])
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
-        for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers"):
+        for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers",
+                     "change_cancel_rate", "invoice_first", "rate_limits"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
@@ -157,6 +189,17 @@ def check_workers(value: Any, where: str) -> int | None:
     return value
 
 
+def check_probability(value: Any, where: str) -> float:
+    """A probability in [0, 1] (numbers or numeric strings)."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a probability 0..1; got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= p <= 1.0:
+        raise ConfigError(f"{where}: expected a probability 0..1; got {value!r}")
+    return p
+
+
 def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
     try:
         ms = float(value)
@@ -170,7 +213,7 @@ def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms", "change_workers")
+                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits", "faults")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
 MAX_HOOK_RETRIES = 20
 

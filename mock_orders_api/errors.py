@@ -6,6 +6,7 @@ API errors carry their HTTP status and a VTEX-style code and render as
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -20,6 +21,7 @@ class ConfigError(RaceHarnessError):
 class ApiError(RaceHarnessError):
     status: int = 400
     code: str = "BadRequest"
+    headers: dict[str, str] | None = None  # extra response headers (e.g. Retry-After)
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -54,3 +56,14 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "Conflict"
+
+
+class TooManyRequests(ApiError):
+    """429 with `Retry-After` (whole seconds, rounded up, as RFC 9110 delta-seconds)."""
+
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}

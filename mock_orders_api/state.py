@@ -6,6 +6,7 @@ orders up to date by themselves are armed through timers.py.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -15,10 +16,12 @@ from typing import Any
 from mock_orders_api.delivery import HookDispatcher
 from mock_orders_api.domain import changes, invoices
 from mock_orders_api.config import MockConfig
-from mock_orders_api.errors import Conflict, NotFound
+from mock_orders_api.errors import Conflict, NotFound, TooManyRequests
+from mock_orders_api.faults import FaultSchedule
+from mock_orders_api.ratelimit import RateLimiter
 from mock_orders_api.journal import Journal
 from mock_orders_api.timers import LoopTimers
-from mock_orders_api.domain.model import Order
+from mock_orders_api.domain.model import CHANGE_CANCELED, CHANGE_DONE, Order
 from mock_orders_api.domain.store import OrderStore
 
 
@@ -39,6 +42,9 @@ class MockState:
         self.store = OrderStore()
         self.journal = Journal(config.journal_size)
         self.rng = random.Random(config.seed)
+        self.limiter = RateLimiter()
+        self.faults = FaultSchedule()
+        self._outcome_rng = random.Random(f"{config.seed}:outcome")
         self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
@@ -59,7 +65,7 @@ class MockState:
                 self._arm_pool()
         elif changes.advance(order, now_ns):
             self.schedule(order)
-        invoices.settle(order, now_ns)
+        invoices.settle(order, now_ns, self.config.invoice_first)
 
     def schedule(self, order: Order) -> None:
         change_due = self.pool.next_due_ns() if self.pool is not None else changes.next_due_ns(order)
@@ -100,6 +106,9 @@ class MockState:
         self.journal.clear()
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
+        self.limiter.reset()
+        self.faults.reset()
+        self._outcome_rng = random.Random(f"{self.config.seed}:outcome")
         self.pool = changes.WorkerPool(self.config.change_workers) if self.config.change_workers else None
 
     def new_ids(self, order: Order, kind: str) -> Callable[[], str] | None:
@@ -117,6 +126,32 @@ class MockState:
             return self.rng
         seed = f"{self.config.seed}:{order.order_id}:delay:{len(order.changes) + len(order.refused_changes)}"
         return random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+
+    async def sleep_ms(self, ms: float) -> None:
+        """Wait `ms` on the event loop (a simulated run's loop runs on its virtual clock)."""
+        await asyncio.sleep(ms / 1000)
+
+    def throttle(self, route: str) -> None:
+        """Spend a token of `route`'s bucket, or raise 429 with Retry-After (see ratelimit.py)."""
+        wait_s = self.limiter.take(route, self.config.rate_limits.get(route), self.clock())
+        if wait_s is not None:
+            raise TooManyRequests(f"rate limit of {route} exceeded; retry after {wait_s:.3f} s", wait_s)
+
+    def change_outcome(self, order: Order, pinned: str | None) -> str:
+        """How a Change about to be accepted ends: pinned, else a draw with `change_cancel_rate`.
+
+        Drawn from its own seeded stream (per order and Change), so enabling cancellations
+        leaves every delay draw, and so a reproduction's curve, unchanged."""
+        if pinned is not None:
+            return pinned
+        rate = self.config.change_cancel_rate
+        if rate <= 0:
+            return CHANGE_DONE
+        n = len(order.changes) + len(order.refused_changes)
+        key = f"{self.config.seed}:{order.order_id}:outcome:{n}" if self.deterministic else None
+        rng = (random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")) if key
+               else self._outcome_rng)
+        return CHANGE_CANCELED if rng.random() < rate else CHANGE_DONE
 
     def pending_changes(self) -> int:
         return sum(len(o.unfinished_changes()) for o in self.store)

@@ -15,6 +15,8 @@ ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"
 # Mock only: pin the delay of this request's Change / of the hook notification of its status change.
 CHANGE_DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
+# Mock only: pin how this request's Change ends ("done" or "canceled"), overriding change_cancel_rate.
+CHANGE_OUTCOME_HEADER = "X-Mock-Change-Outcome"
 
 # --- VTEX-shaped paths ------------------------------------------------------------------
 ORDER = "/api/oms/pvt/orders/{orderId}"

@@ -71,3 +71,18 @@ async def test_timed_429_is_retried_after_the_servers_retry_after(rate_limited: 
     assert (event.status, event.attempts, event.response_body) == (200, 2, {"ok": True})
     assert len(server.arrivals) == 2
     assert server.arrivals[1] - server.arrivals[0] >= RETRY_AFTER_S
+
+
+def test_retry_after_is_honoured_uncapped_and_bounded_by_the_calls_budget() -> None:
+    from harness.live.client import DEFAULT_RETRY_BUDGET_S, retry_delay
+    assert retry_delay("60", 1) == 60.0  # VTEX's recommended 1-minute back-off is not cut to 5 s
+    assert retry_delay(None, 1) == pytest.approx(0.05) and retry_delay("soon", 3) == pytest.approx(0.2)
+    assert DEFAULT_RETRY_BUDGET_S >= 60.0
+
+
+async def test_a_retry_after_beyond_the_budget_returns_the_429(rate_limited: tuple[str, _RateLimited]) -> None:
+    url, server = rate_limited
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
+        client = OrdersClient(http, MonotonicClock(), max_retries=2, retry_budget_s=RETRY_AFTER_S / 2)
+        event = await client.call(None, "get_order", "GET", "/api/oms/pvt/orders/o-1")
+    assert (event.status, event.attempts) == (429, 1) and len(server.arrivals) == 1

@@ -121,9 +121,10 @@ async def test_naive_reads_order_then_invoices_its_value(make: Any) -> None:
     assert request_log(m) == [("GET", f"/api/oms/pvt/orders/{OID}"), ("POST", f"/api/orders/pvt/document/{OID}/invoices")]
     assert not calls(m, "GET", CHANGES_URL)
     [body] = sent_invoices(m)
-    assert body["type"] == "Output" and body["invoiceNumber"] == f"ERP-{OID}" and body["invoiceValue"] == "13000"
-    assert body["items"] == [{"id": "sku-1", "price": 4500, "quantity": 2}, {"id": "sku-2", "price": 3000, "quantity": 1}]
-    assert body["invoiceKey"] is None and body["courier"] == "" and re.match(r"\d{4}-\d\d-\d\dT.*Z$", body["issuanceDate"])
+    # the PII route's body (PII-SPEC): integer value, issuedDate YYYY-MM-DD, items by itemIndex with line totals
+    assert body["type"] == "Output" and body["invoiceNumber"] == f"ERP-{OID}" and body["invoiceValue"] == 13000
+    assert body["items"] == [{"itemIndex": 0, "price": 9000, "quantity": 2}, {"itemIndex": 1, "price": 3000, "quantity": 1}]
+    assert body["invoiceKey"] is None and body["courier"] == "" and re.match(r"\d{4}-\d\d-\d\d$", body["issuedDate"])
     # Credentials travel on every call (session default headers).
     assert c._session is not None and c._session.headers["X-VTEX-API-AppKey"] == "key"
     assert c._session.headers["X-VTEX-API-AppToken"] == "token"
@@ -142,8 +143,32 @@ async def test_guarded_waits_for_finished_then_invoices_reduced_value(make: Any)
     assert len(calls(m, "GET", CHANGES_URL)) == 3
     assert len(calls(m, "GET", ORDER_URL)) == 1
     assert request_log(m)[0] == ("GET", f"/api/order-system/orders/{OID}/changes")  # history before the order
-    assert [b["invoiceValue"] for b in sent_invoices(m)] == ["8000"]
+    assert [b["invoiceValue"] for b in sent_invoices(m)] == [8000]
     assert result.outcome == "accepted" and result.value == 8000
+
+
+async def test_guarded_treats_a_canceled_change_as_over(make: Any) -> None:
+    """HC-ADAPT: a canceled Change reports finished:false for ever; waiting for finished alone would give up."""
+    c = make("guarded", guard_timeout_s=5.0)
+    with aioresponses() as m:
+        m.get(CHANGES_URL, payload={"requests": [{"requestId": "r1", "status": "canceling", "finished": False}]})
+        m.get(CHANGES_URL, payload={"requests": [{"requestId": "r1", "status": "canceled", "finished": False}]})
+        m.get(ORDER_URL, payload=order(13000))  # the Change never applied
+        m.post(INVOICE_URL, payload=RECEIPT)
+        result = await c.invoice_order(OID)
+    assert len(calls(m, "GET", CHANGES_URL)) == 2
+    assert result.outcome == "accepted" and result.value == 13000
+
+
+async def test_a_409_on_a_number_that_landed_is_an_accepted_invoice(make: Any) -> None:
+    """PII-SPEC forbids reusing an invoiceNumber, so a retry after a lost response gets 409: re-read and see."""
+    c = make("naive")
+    with aioresponses() as m:
+        m.get(ORDER_URL, payload=order(13000))
+        m.post(INVOICE_URL, status=409, payload={"error": {"code": "InvoiceAlreadyExists", "message": "reused"}})
+        m.get(ORDER_URL, payload=order(13000, packages=[{"invoiceNumber": f"ERP-{OID}", "invoiceValue": 13000}]))
+        result = await c.invoice_order(OID)
+    assert result.outcome == "accepted" and result.value == 13000
 
 
 async def test_guarded_order_reread_after_change_gives_reduced_value(make: Any) -> None:
@@ -160,7 +185,7 @@ async def test_guarded_order_reread_after_change_gives_reduced_value(make: Any) 
                 assert (await r.json())["value"] == 13000
         result = await c.invoice_order(OID)
     assert len(calls(m, "GET", CHANGES_URL)) == 2
-    assert [b["invoiceValue"] for b in sent_invoices(m)] == ["8000"]
+    assert [b["invoiceValue"] for b in sent_invoices(m)] == [8000]
     assert result.value == 8000
 
 
@@ -173,7 +198,7 @@ async def test_guarded_partially_invoiced_order_invoices_remaining(make: Any) ->
         m.get(ORDER_URL, payload=order(13000, packages=prior))
         m.post(INVOICE_URL, payload=RECEIPT)
         result = await c.invoice_order(OID)
-    assert [b["invoiceValue"] for b in sent_invoices(m)] == ["7000"]
+    assert [b["invoiceValue"] for b in sent_invoices(m)] == [7000]
     assert result.value == 7000
 
 
@@ -251,7 +276,7 @@ async def test_request_timeout_is_retried(make: Any) -> None:
 async def test_4xx_is_a_refusal_not_retried(make: Any) -> None:
     c = make("naive")
     with aioresponses() as m:
-        m.get(ORDER_URL, payload=order(13000))
+        m.get(ORDER_URL, payload=order(13000), repeat=True)  # a 409 makes it re-read: did an earlier attempt land?
         m.post(INVOICE_URL, status=409, payload={"error": {"code": "InvoiceAboveOrderValue", "message": "13000 > 8000"}})
         result = await c.invoice_order(OID)
     assert len(sent_invoices(m)) == 1
@@ -309,7 +334,7 @@ async def test_web_app_hooks(make: Any) -> None:
             assert c.pending == 1 and not await c.drain(0.05)  # still invoicing in the background
             gate.set()
             assert await c.drain(2)
-            assert [b["invoiceValue"] for b in sent_invoices(m)] == ["13000"]
+            assert [b["invoiceValue"] for b in sent_invoices(m)] == [13000]
 
             r = await client.post("/hook", json={**hook, "State": "invoiced", "LastState": "handling"})
             assert r.status == 200 and (await r.json())["status"] == "ignored"

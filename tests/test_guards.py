@@ -359,3 +359,35 @@ async def test_serialized_change_side_times_out(make_env: MakeEnv) -> None:
     assert invoice is not None
     assert invoice.sent_ns >= polls[-1].response_ns  # type: ignore[operator]
     assert invoice.sent_ns < ctx.change_event.sent_ns + ms(delay)  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- a canceled Change (HC-ADAPT)
+
+
+async def test_finished_check_treats_a_canceled_change_as_over_and_invoices_the_unchanged_value(
+        make_env: MakeEnv) -> None:
+    env = await make_env(change_cancel_rate=1.0)  # every Change ends `canceled`, `finished: false` for ever
+    ctx = await env.context(offset_ms=20.0, delay_ms=80.0)
+    results = await env.run_guard(FinishedCheck(), ctx)
+
+    assert results == [None, None]
+    last_poll = events(ctx, h.GET_CHANGES)[-1]
+    [request] = last_poll.response_body["requests"]
+    assert request["status"] == "canceled" and request["finished"] is False
+    assert not all_finished(last_poll)  # a guard waiting for `finished: true` alone would poll until it timed out
+    assert ctx.invoice_value == sent_invoice_value(ctx) == INITIAL  # the Change never applied
+    audit = await env.audit_when_settled(ctx.order_id)
+    assert audit["verdict"] == "clean" and audit["finalValue"] == INITIAL
+
+
+async def test_serialized_releases_the_lock_once_the_change_is_canceled(make_env: MakeEnv) -> None:
+    env = await make_env(change_cancel_rate=1.0)
+    ctx = await env.context(offset_ms=10.0, delay_ms=60.0)
+    results = await env.run_guard(Serialized(), ctx)
+    assert results == [None, None]
+    assert ctx.invoice_value == INITIAL and ctx.invoice_event is not None and ctx.invoice_event.status == 200
+
+
+def test_a_guard_timeout_is_a_failure_not_a_pass() -> None:
+    from harness.core.names import outcome_kind
+    assert outcome_kind("guard_timeout") == "failed"

@@ -274,10 +274,13 @@ def test_guard_names_match_the_guard_registry() -> None:
 
 
 def test_guard_decisions() -> None:
-    assert wire.all_changes_finished({"requests": []})
-    assert wire.all_changes_finished({"requests": [{"finished": True}, {"finished": True}]})
-    assert not wire.all_changes_finished({"requests": [{"finished": True}, {"finished": False}]})
-    assert not wire.all_changes_finished("not json")  # cannot tell: keep polling
+    assert wire.all_changes_terminal({"requests": []})
+    assert wire.all_changes_terminal({"requests": [{"finished": True}, {"finished": True}]})
+    assert not wire.all_changes_terminal({"requests": [{"finished": True}, {"finished": False}]})
+    assert not wire.all_changes_terminal("not json")  # cannot tell: keep polling
+    # a canceled Change is over although `finished` stays false (HC-ADAPT)
+    assert wire.all_changes_terminal({"requests": [{"finished": True}, {"finished": False, "status": "canceled"}]})
+    assert not wire.all_changes_terminal({"requests": [{"finished": False, "status": "canceling"}]})
     order = {"value": 18000, "packageAttachment": {"packages": [
         {"type": "Output", "invoiceValue": 5000}, {"type": "Input", "invoiceValue": 1000}]}}
     assert wire.remaining_value(order) == 13000

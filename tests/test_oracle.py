@@ -139,6 +139,12 @@ class TestClientOutcome:
         outcome, _ = client_outcome(ch, None, -1, INITIAL, "Changes still unfinished")
         assert outcome is Outcome.INDETERMINATE
 
+    def test_a_canceled_change_leaves_the_initial_value_final(self) -> None:
+        # HC-ADAPT: a canceled Change never applied, so invoicing the initial value is clean
+        raced, _ = client_outcome(change_event(), invoice_event(), INITIAL, INITIAL, "")
+        clean, _ = client_outcome(change_event(), invoice_event(), INITIAL, INITIAL, "", change_canceled=True)
+        assert (raced, clean) == (Outcome.RACE, Outcome.CLEAN)
+
     def test_indeterminate_when_change_response_lacks_total(self) -> None:
         outcome, detail = client_outcome(change_event(change_value=None), invoice_event(), INITIAL, INITIAL, "")
         assert outcome is Outcome.INDETERMINATE

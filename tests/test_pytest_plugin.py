@@ -25,7 +25,8 @@ def test_race_mock_fixture_reproduces_the_ticket_by_hand(pytester: pytest.Pytest
                 r = c.patch(f"/api/order-system/orders/{oid}/changes",
                             json={"reason": "cancel one", "remove": {"items": [{"id": "1", "quantity": 1}]}})
                 assert r.status_code == 202 and r.json()["finished"] is False
-                inv = {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 10000}
+                inv = {"type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 10000,
+                       "items": [{"itemIndex": 0, "price": 10000, "quantity": 2}]}
                 assert c.post(f"/api/orders/pvt/document/{oid}/invoices", json=inv).status_code == 200
             assert race_mock.audit(oid)["invoices"][0]["validatedAgainst"] == 10000
 
@@ -37,7 +38,8 @@ def test_race_mock_fixture_reproduces_the_ticket_by_hand(pytester: pytest.Pytest
             with httpx.Client(base_url=race_mock.url, timeout=10) as c:
                 c.patch(f"/api/order-system/orders/{oid}/changes",
                         json={"reason": "x", "remove": {"items": [{"id": "1", "quantity": 1}]}})
-                inv = {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 10000}
+                inv = {"type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 10000,
+                       "items": [{"itemIndex": 0, "price": 10000, "quantity": 2}]}
                 r = c.post(f"/api/orders/pvt/document/{oid}/invoices", json=inv)
             assert r.status_code == 409 and r.json()["error"]["code"] == "ChangeInProgress"
         """

@@ -312,3 +312,19 @@ def test_gate_table_is_optional_validated_and_round_trips() -> None:
         with pytest.raises(ScenarioError) as err:
             parse_scenario({**base, "gate": table}, "mem")
         assert str(err.value).startswith(message), str(err.value)
+
+
+def test_mock_table_takes_rate_limits_cancel_rate_and_invoice_first_off_by_default() -> None:
+    from harness.core.wire import mock_settings
+    plain = parse_scenario({"name": "x"}, "mem")
+    assert plain.mock.rate_limits == {} and plain.mock.change_cancel_rate == 0.0
+    assert set(mock_settings(plain)) == {"policy", "delay", "settle_ms", "seed"}  # nothing new unless asked
+    s = parse_scenario({"name": "x", "mock": {"rate_limits": ["get-order=6000/min"], "change_cancel_rate": 0.2,
+                                              "invoice_first": "stuck"}}, "mem")
+    assert s.mock.rate_limits == {"get-order": 100.0}
+    assert mock_settings(s)["change_cancel_rate"] == 0.2 and mock_settings(s)["invoice_first"] == "stuck"
+    with pytest.raises(ScenarioError, match="rate_limits"):
+        parse_scenario({"name": "x", "mock": {"rate_limits": {"get-orders": "1/s"}}}, "mem")
+    f = parse_scenario({"name": "x", "mock": {"faults": {"invoice": {"drop": 0.1}}}}, "mem")
+    assert mock_settings(f)["faults"]["invoice"]["drop"] == 0.1
+    assert parse_scenario(f.to_dict(), "mem").mock.faults == f.mock.faults  # round-trips

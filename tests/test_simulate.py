@@ -165,7 +165,8 @@ def test_deterministic_mock_ids_derive_from_the_order() -> None:
             change = (await c.patch("/api/order-system/orders/42-01/changes",
                                     json={"reason": "cut", "remove": {"items": [{"id": "1", "quantity": 1}]}})).json()
             invoice = (await c.post("/api/orders/pvt/document/42-01/invoices", json={
-                "type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "NF-1", "invoiceValue": 1000})).json()
+                "type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "NF-1", "invoiceValue": 1000,
+                "items": [{"itemIndex": 0, "price": 1000, "quantity": 1}]})).json()
         return [change["requestId"], change["workflowId"], str(change["delayMs"]), invoice["receipt"]]
 
     first, second = run_virtual(one_run()), run_virtual(one_run())
@@ -345,3 +346,15 @@ def test_latency_model_shifts_server_times(tmp_path: Path) -> None:
     default = cli_run(tmp_path / "default", "--trials", "1")
     acted = [float(r["change_acted_ms"]) for r in trials(default) if r["guard"] == "none"]
     assert all(0 < a < 2 for a in acted)  # lognormal, median 0.3 ms
+
+
+def test_a_lost_invoice_response_makes_the_trial_indeterminate(tmp_path: Path) -> None:
+    """The mock applies the invoice and cuts the connection (fault schedule): the client cannot know."""
+    scenario = parse_scenario(scenario_dict(mock={"faults": {"invoice": {"drop": 1.0}}},
+                                            sweep={"offsets_ms": [-100, 150], "trials_per_offset": 1},  # invoices the mock accepts
+                                            guards={"names": ["none"]}), "mem")
+    run_dir, _ = run_simulated(scenario, tmp_path, workers=1)
+    rows = trials(run_dir)
+    assert rows and all(r["outcome"] == "indeterminate" for r in rows), [(r["outcome"], r["error"]) for r in rows]
+    audits = [json.loads(line) for line in (run_dir / "audits.jsonl").read_text().splitlines()]
+    assert any(inv.get("accepted") for a in audits for inv in (a.get("audit") or a).get("invoices", []))

@@ -150,18 +150,23 @@ def invoice_number(order_id: str) -> str:
 
 
 def invoice_body(order: Mapping[str, Any], number: str, value: int) -> dict[str, Any]:
-    """The Orders API invoice notification (`type: Output` = a sale)."""
-    issued = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The invoice notification of the PII route this connector uses (`type: Output` = a sale).
+
+    PII-SPEC `POST /api/orders/pvt/document/{orderId}/invoices`: `issuedDate` as YYYY-MM-DD, an
+    integer `invoiceValue` in cents, and `items[]` of {itemIndex, price (the line total), quantity}.
+    """
+    issued = datetime.now(timezone.utc).date().isoformat()
     items = [
-        {"id": str(it.get("id")), "price": it.get("sellingPrice", it.get("price")), "quantity": it.get("quantity")}
-        for it in order.get("items") or []
+        {"itemIndex": n, "price": int(it.get("sellingPrice", it.get("price")) or 0) * int(it.get("quantity") or 0),
+         "quantity": int(it.get("quantity") or 0)}
+        for n, it in enumerate(order.get("items") or [])
     ]
     return {
         "type": "Output",
-        "issuanceDate": issued,
+        "issuedDate": issued,
         "invoiceNumber": number,
-        "invoiceValue": str(value),
-        "items": items,
+        "invoiceValue": value,
+        "items": [i for i in items if i["quantity"] > 0],  # lines a Change removed entirely are not invoiced
         "courier": "",
         "trackingNumber": "",
         "trackingUrl": "",
@@ -367,12 +372,15 @@ class ErpConnector:
         body = invoice_body(order, number, value)
         self.stats.invoices_sent += 1
         try:
-            # Retried like every call: the invoiceNumber is the idempotency key (the mock returns the
-            # original receipt for a repeated invoiceNumber with the same value), so a retry after a
-            # lost response cannot create a second invoice.
+            # Retried like every call: the invoiceNumber is the idempotency key. The PII route refuses a
+            # reused invoiceNumber (PII-SPEC), so a retry after a lost response gets 409; the order then
+            # shows whether the first attempt landed.
             receipt = await self._call("POST", f"/api/orders/pvt/document/{quote(order_id, safe='')}/invoices",
                                        json_body=body)
         except ApiRefused as exc:
+            if exc.status == 409 and await self._has_invoice(order_id, number):
+                self.stats.invoices_accepted += 1
+                return InvoiceResult(order_id, "accepted", value=value, detail="an earlier attempt landed")
             self.stats.invoices_refused += 1
             self.stats.last_refusals.append(f"{order_id}: {exc}")
             return InvoiceResult(order_id, "refused", value=value, detail=str(exc))
@@ -382,8 +390,14 @@ class ErpConnector:
                                          "invoiceValue": value, "receipt": receipt_id})
         return InvoiceResult(order_id, "accepted", value=value, receipt=receipt_id)
 
+    async def _has_invoice(self, order_id: str, number: str) -> bool:
+        order = await self._call("GET", f"/api/oms/pvt/orders/{quote(order_id, safe='')}")
+        return isinstance(order, Mapping) and any(pkg.get("invoiceNumber") == number for pkg in _packages(order))
+
     async def _wait_changes_finished(self, order_id: str) -> bool:
-        """Poll the Change history until every request is `finished` (the ticket's workaround).
+        """Poll the Change history until every request is `finished` (the ticket's workaround) or
+        `canceled` (VTEX's canceled Change keeps `finished: false` for ever, HC-ADAPT: waiting for
+        `finished` alone would give up on the order).
 
         False when the bound runs out. It cannot see a Change not sent yet: that
         residual window is what the harness measures.
@@ -396,8 +410,10 @@ class ErpConnector:
                     requests = history.get("requests") if isinstance(history, Mapping) else None
                     if not isinstance(requests, list):
                         raise ApiError(f"GET {path}: expected {{'requests': [...]}}, got {history!r:.200}")
-                    # A request without a boolean `finished` counts as unfinished: invoicing early is the bug.
-                    if all(isinstance(r, Mapping) and r.get("finished") is True for r in requests):
+                    # A request without a boolean `finished` (and not canceled) counts as in progress:
+                    # invoicing early is the bug.
+                    if all(isinstance(r, Mapping) and (r.get("finished") is True or r.get("status") == "canceled")
+                           for r in requests):
                         return True
                     await asyncio.sleep(self.poll_interval_s)
         except TimeoutError:

@@ -31,7 +31,7 @@ from harness.core.steps import (
     Side,
     Wait,
 )
-from harness.core.wire import all_changes_finished, invoice_body, invoice_settled, remaining_value
+from harness.core.wire import all_changes_terminal, invoice_body, invoice_settled, remaining_value
 
 
 class GuardTimeout(Exception):
@@ -83,14 +83,15 @@ def _stop_ns(ctx: TrialContext, start_ns: int | None = None) -> _Steps:
 
 
 def _wait_changes_finished(ctx: TrialContext, deadline_ns: int | None = None) -> _Steps:
-    """Poll the order's Change history (first poll at `deadline_ns`) until every Change is `finished`."""
+    """Poll the order's Change history (first poll at `deadline_ns`) until every Change is `finished`
+    or `canceled` (a canceled Change never becomes `finished`: HC-ADAPT)."""
     stop = yield from _stop_ns(ctx, deadline_ns)
     while True:
         event = yield Send(h.GET_CHANGES, "GET", CHANGES_ROUTE.format(orderId=ctx.order_id), at_ns=deadline_ns)
         deadline_ns = None
         if not event.ok:
             raise GuardTimeout(f"change history read failed: HTTP {event.status} {event.error}".strip())
-        if all_changes_finished(event.response_body):
+        if all_changes_terminal(event.response_body):
             return
         if (yield NOW) >= stop:
             raise GuardTimeout(f"Changes still unfinished after {ctx.timeout_ms:.0f} ms")
@@ -142,7 +143,8 @@ class NoGuard:
 
 
 class FinishedCheck(NoGuard):
-    """The ticket's workaround: wait until every Change is `finished`, re-read, invoice the current value.
+    """The ticket's workaround: wait until every Change is `finished` (or `canceled`: it never will be),
+    re-read, invoice the current value.
 
     Blind to a Change not sent yet, so a residual window remains (invoice
     first with S > 0, or a Change landing between the check and the invoice).

@@ -27,8 +27,12 @@ def client_outcome(
     invoice_value: int,
     initial_value: int,
     guard_error: str,
+    change_canceled: bool = False,
 ) -> tuple[Outcome, str]:
-    """Outcome from the client's history alone (what an integration could know)."""
+    """Outcome from the client's history alone (what an integration could know).
+
+    `change_canceled`: the accepted Change ended `canceled` (VTEX's Change status, HC-ADAPT; what a
+    read of the Change would show), so it never changed the order value."""
     for ev in (change, invoice):
         if ev is not None and ev.indeterminate:
             return Outcome.INDETERMINATE, f"{ev.kind}: {ev.error or f'HTTP {ev.status}'}"
@@ -41,7 +45,7 @@ def client_outcome(
     change_value = (change.response_body or {}).get("totalChangeValue") if isinstance(change.response_body, dict) else None
     if not isinstance(change_value, int):
         return Outcome.INDETERMINATE, "change response has no totalChangeValue"
-    final = initial_value + change_value
+    final = initial_value + (0 if change_canceled else change_value)
     return (Outcome.RACE if invoice_value > final else Outcome.CLEAN), ""
 
 

@@ -165,9 +165,10 @@ def trial_result(
     after setup (`events`: the trial's requests) left against the earlier of
     its two planned times, min(t0, t0 + offset).
     """
-    outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error)
-    checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
     a_change = audit_change(audit)
+    outcome, detail = client_outcome(change, invoice, invoice_value, initial_value, guard_error,
+                                     change_canceled=bool(a_change and a_change.get("canceled")))
+    checked = cross_check(outcome, bool(invoice and invoice.ok), bool(change and change.ok), audit)
     a_invoice = audit_invoice(audit, invoice_number)
 
     def server_rel(ns: int | None) -> float:

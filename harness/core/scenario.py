@@ -25,9 +25,10 @@ from harness.core.thresholds import POLICY_FIELDS
 from harness.core.thresholds import GatePolicy, Threshold, ThresholdError
 from harness.core.timing import default_tolerance_ms
 from harness.errors import ScenarioError
-from mock_orders_api.config import check_ms, check_policy
+from mock_orders_api.config import MockConfig, check_ms, check_policy
 from mock_orders_api.delays import DelayDistribution, parse_delay
 from mock_orders_api.errors import ConfigError
+from mock_orders_api.faults import FaultRule
 
 TARGET_KINDS: tuple[str, ...] = ("embedded", "url")
 
@@ -82,6 +83,26 @@ class MockSettings:
     change_delay: DelayDistribution
     settle_ms: float
     pin_delays: bool
+    # Off by default (a reproduction measures the race): per-route token buckets (requests/s by
+    # route name), the probability that a Change ends canceled, and what the invoice-first window
+    # ends in ("over-invoice" | "stuck"); see the mock's config.
+    rate_limits: dict[str, float] = field(default_factory=dict)
+    change_cancel_rate: float = 0.0
+    invoice_first: str = "over-invoice"
+    faults: dict[str, FaultRule] = field(default_factory=dict)  # seeded fault schedule per route
+
+    def extra_settings(self) -> dict[str, Any]:
+        """The mock settings beyond policy/delay/settle that differ from the mock's defaults."""
+        out: dict[str, Any] = {}
+        if self.rate_limits:
+            out["rate_limits"] = dict(self.rate_limits)
+        if self.change_cancel_rate:
+            out["change_cancel_rate"] = self.change_cancel_rate
+        if self.invoice_first != "over-invoice":
+            out["invoice_first"] = self.invoice_first
+        if self.faults:
+            out["faults"] = {route: rule.spec() for route, rule in self.faults.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -220,6 +241,7 @@ class Scenario:
                 "change_delay": dict(self.mock.change_delay.spec()),
                 "settle_ms": self.mock.settle_ms,
                 "pin_delays": self.mock.pin_delays,
+                **self.mock.extra_settings(),
             },
             "order": {
                 "items": [
@@ -443,6 +465,9 @@ def _parse_mock(t: _Table) -> MockSettings:
         if isinstance(settle_raw, bool) or not isinstance(settle_raw, (int, float)):
             raise _error(t.source, t.path("settle_ms"), "milliseconds as a number >= 0", settle_raw)
         settle = check_ms(settle_raw, f"{t.source}: {t.path('settle_ms')}")
+        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults")
+        extra = MockConfig().updated({k: v for k in _extra if (v := t.take(k, None)) is not None},
+                                     where=f"{t.source}: {t.path('')}")
     except ScenarioError:
         raise
     except ConfigError as exc:
@@ -450,7 +475,9 @@ def _parse_mock(t: _Table) -> MockSettings:
         raise ScenarioError(str(exc)) from exc
     pin = _bool(t.take("pin_delays", True), t.source, t.path("pin_delays"))
     t.finish()
-    return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin)
+    return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin,
+                        rate_limits=extra.rate_limits, change_cancel_rate=extra.change_cancel_rate,
+                        invoice_first=extra.invoice_first, faults=extra.faults)
 
 
 def _parse_simulate(t: _Table) -> Simulate:

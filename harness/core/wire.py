@@ -46,35 +46,44 @@ def change_body(scenario: Scenario) -> dict[str, Any]:
 def mock_settings(scenario: Scenario) -> dict[str, Any]:
     """The mock configuration (`PATCH /_mock/config`) a run applies before its first trial."""
     m = scenario.mock
-    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed}
+    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed,
+            **m.extra_settings()}
 
 
-def invoice_body(invoice_number: str, value: int, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """An invoice notification as an ERP sends it (value in cents, as a string like VTEX's example)."""
+def invoice_body(invoice_number: str, value: int) -> dict[str, Any]:
+    """An invoice notification for the ticket's route, the PII one (PII-SPEC `POST
+    /api/orders/pvt/document/{orderId}/invoices`): `issuedDate` YYYY-MM-DD, an integer `invoiceValue`
+    in cents, `items[]` of {itemIndex, price (line total), quantity} (required). A trial invoices its
+    whole value as one line on the order's first item: the mock checks the value, not the split."""
     return {
         "type": "Output",
-        "issuanceDate": iso_now(),  # the wall clock; a simulated run's virtual one (reproducible)
+        "issuedDate": iso_now()[:10],  # the wall clock; a simulated run's virtual one (reproducible)
         "invoiceNumber": invoice_number,
-        "invoiceValue": str(value),
+        "invoiceValue": value,
         "invoiceKey": None,
         "invoiceUrl": None,
         "courier": "",
         "trackingNumber": "",
         "trackingUrl": "",
-        "items": items or [],
+        "items": [{"itemIndex": 0, "price": value, "quantity": 1}],
     }
 
 
 # --------------------------------------------------------------------------- guard decisions
 
 
-def all_changes_finished(history: Any) -> bool:
-    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is `finished`.
+def all_changes_terminal(history: Any) -> bool:
+    """True when every Change in a `GET .../changes` body (`{"requests": [...]}`) is over: `finished`
+    (done), or `canceled`.
 
-    A body that is not such an object cannot show that they are: False (the guard keeps polling)."""
+    A canceled Change reports `finished: false` for ever (HC-ADAPT, VTEX's "adapting your integration
+    for order modifications"), so waiting for `finished: true` alone would wait until the guard's
+    bound and fail the trial (`guard_timeout`). A body that is not such an object cannot show that
+    they are over: False (the guard keeps polling)."""
     if not isinstance(history, Mapping):
         return False
-    return all(isinstance(r, Mapping) and r.get("finished") for r in history.get("requests") or [])
+    return all(isinstance(r, Mapping) and (r.get("finished") is True or r.get("status") == "canceled")
+               for r in history.get("requests") or [])
 
 
 def remaining_value(order: Mapping[str, Any]) -> int:
@@ -91,7 +100,7 @@ def invoice_settled(order: Any) -> bool:
 
 __all__ = [
     "SETTLED_STATUSES",
-    "all_changes_finished",
+    "all_changes_terminal",
     "change_body",
     "invoice_body",
     "invoice_settled",

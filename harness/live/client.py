@@ -1,7 +1,9 @@
 """The integration's view of the Orders API (and the mock's admin API), over httpx.
 
 Every call is recorded in the trial's history. Untimed calls retry 429/5xx a
-bounded number of times honouring `Retry-After`; the timed Change and invoice
+bounded number of times honouring `Retry-After` however long it is, within the call's
+wait budget `retry_budget_s` (VTEX recommends a 1-minute back-off after a 429, in its
+orders-feed guide): a wait that would exceed the budget is not slept, the 429 is the answer; the timed Change and invoice
 retry only a 429 (refused before it was applied) because retrying a request
 that may have applied would change what the trial measures.
 """
@@ -22,7 +24,8 @@ from harness.live.clock import Clock
 from harness.live.sender import LastByteSender
 
 ADMIN_HEADER = "X-Mock-Admin-Token"
-_MAX_RETRY_AFTER_S = 5.0
+_MAX_BACKOFF_S = 5.0  # exponential back-off when the server sends no Retry-After
+DEFAULT_RETRY_BUDGET_S = 90.0  # total waiting per call: VTEX's 1-minute back-off fits, with room
 _UNPARSED = object()
 
 
@@ -70,12 +73,14 @@ class OrdersClient:
         max_retries: int = 2,
         rate_limit_rps: float = 0.0,
         timed: LastByteSender | None = None,
+        retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
     ) -> None:
         self.shards = http if isinstance(http, list) else [http]
         self.clock = clock
         self.credentials = credentials
         self.timed = timed  # None: timed requests go through httpx at the deadline
         self.max_retries = max_retries
+        self.retry_budget_s = retry_budget_s
         self._throttler = Throttler(rate_limit=rate_limit_rps, period=1.0) if rate_limit_rps > 0 else None
         self._vtex = credentials.vtex_headers()
         self._admin = credentials.admin_headers()
@@ -107,6 +112,7 @@ class OrdersClient:
         request = http.build_request(method, path, json=json, headers=all_headers)
         timed = deadline_ns is not None
         attempts = 0
+        waited_s = 0.0
         while True:
             attempts += 1
             retry_after: str | None = None
@@ -134,7 +140,11 @@ class OrdersClient:
             retryable = event.status == 429 or (not timed and (event.status >= 500 or event.response_ns is None))
             if not retryable or attempts > self.max_retries:
                 break
-            await asyncio.sleep(_retry_delay(retry_after, attempts))
+            delay_s = retry_delay(retry_after, attempts)
+            if waited_s + delay_s > self.retry_budget_s:
+                break  # the server asks for more than this call may wait: its 429/5xx is the answer
+            waited_s += delay_s
+            await asyncio.sleep(delay_s)
         if hist is not None:
             hist.add(event)
         return event
@@ -205,12 +215,13 @@ def _body(response: httpx.Response) -> Any:
     return decode_body(response.content)
 
 
-def _retry_delay(retry_after: str | None, attempt: int) -> float:
-    """Seconds before attempt `attempt + 1`: the server's Retry-After (seconds; capped), else backoff."""
-    backoff = min(0.05 * 2 ** (attempt - 1), _MAX_RETRY_AFTER_S)
+def retry_delay(retry_after: str | None, attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: the server's Retry-After (seconds, uncapped: the caller's
+    budget bounds it), else exponential back-off."""
+    backoff = min(0.05 * 2 ** (attempt - 1), _MAX_BACKOFF_S)
     if retry_after is None:
         return backoff
     try:
-        return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
+        return max(float(retry_after), 0.0)
     except ValueError:
         return backoff

@@ -34,6 +34,7 @@ from harness.core.plan import derive_seed
 from harness.sim.clock import VirtualClock
 from mock_orders_api.delays import DelayDistribution
 from mock_orders_api.errors import ApiError
+from mock_orders_api.faults import ResponseLost
 from mock_orders_api.journal import request_entry
 from mock_orders_api.routes import ROUTES, ApiRoute
 
@@ -202,12 +203,16 @@ class DirectClient:
                 result = await route.handler(Request(scope, _receive))
             except ApiError as err:
                 status = err.status
-                return DirectResponse(status, None, _JSON_HEADERS, parsed=err.body())
+                return DirectResponse(status, None, {**_JSON_HEADERS, **(err.headers or {})}, parsed=err.body())
+            except ResponseLost:  # the mock applied the request and cut the connection (fault schedule)
+                raise httpx.RemoteProtocolError("server disconnected without sending a response") from None
             status = result.status_code
             content = bytes(result.body)
             if content and result.media_type == "application/json":
                 return DirectResponse(status, content, _JSON_HEADERS, parsed=json.loads(content))
             return DirectResponse(status, content, dict(result.headers))
+        except httpx.RemoteProtocolError:
+            raise  # a lost response reaches the client as a broken connection
         except Exception as err:  # what the server's error middleware answers (the journal sees status 0)
             return DirectResponse(500, f"Internal Server Error: {type(err).__name__}: {err}".encode(),
                                   {"content-type": "text/plain"})

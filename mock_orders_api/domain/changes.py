@@ -1,7 +1,19 @@
 """Changes (partial cancellation / value reduction), processed asynchronously.
 
-A Change is accepted with 202 and stays `finished: false` for its delay D; it
-then applies to the order's items and value. Within one order Changes apply in
+A Change is accepted with 202 (`waiting-acknowledgement`) and stays `finished:
+false` for its delay D (`waiting-confirmation`, then `preparing` or `canceling`
+for the second half of D); at D it is either `done` (applied to the order's
+items and value, `finished: true`) or `canceled` (the order untouched,
+`finished: false` for ever, `cancellationData` set), as VTEX's Change requests
+do (HC-ADAPT). Which one is decided when the Change is accepted.
+
+VTEX's refusals (MOD-ERR, "order modifications" error tables; their HTTP
+statuses are undocumented, the mock answers 409): `SalesOrderSystem014` while
+another Change is in progress, `SalesOrderSystem015` when v1 and v2 Changes are
+mixed on one order, `SalesOrderSystem046` after an invoice was issued,
+`SalesOrderSystem008` on a canceled order, `CHK0124` in a status that allows no
+Change. The `vulnerable` policy lets a Change through while the order's invoice
+is settling (status `invoice`): that is ticket 1348894's invoice-first window. Within one order Changes apply in
 arrival order (the next one starts processing when the previous finishes);
 across orders they are independent. Finishing is evaluated lazily from the
 clock (`advance`), so every observer sees `finished` flip exactly at
@@ -21,9 +33,12 @@ from typing import Any
 from mock_orders_api.dates import iso_now
 from mock_orders_api.domain.model import (
     CANCELED,
+    CHANGE_CANCELED,
+    CHANGE_DONE,
+    CHANGE_WAITING_ACK,
+    CHANGE_WAITING_CONFIRMATION,
     HANDLING,
     INVOICE,
-    INVOICED,
     WAITING_FOR_FULFILLMENT,
     ChangeRecord,
     ChangeSpec,
@@ -43,7 +58,9 @@ _CHANGEABLE = (HANDLING, WAITING_FOR_FULFILLMENT)
 def parse_order_system_body(body: Any) -> ChangeSpec:
     """Body of `PATCH /api/order-system/orders/{changeOrderId}/changes`."""
     obj = _object(body, "change")
-    _no_unknown(obj, {"reason", "add", "remove", "replace", "manualDiscountValue", "manualIncrementValue"}, "change")
+    # `settings` is accepted and ignored (SPEC `changes.patch` documents it as optional).
+    _no_unknown(obj, {"reason", "add", "remove", "replace", "manualDiscountValue", "manualIncrementValue", "settings"},
+                "change")
     if obj.get("replace"):
         raise BadRequest("change.replace: item replacement is not simulated by this mock; use add/remove")
     return ChangeSpec(
@@ -166,34 +183,31 @@ def change_value(order: Order, spec: ChangeSpec) -> int:
     return value
 
 
-def check_changeable(order: Order, policy: str, spec_value: int) -> None:
-    """Raise the refusal the policy gives for a Change on this order now."""
-    if order.status == CANCELED:
-        raise Conflict(f"order {order.order_id} is canceled and cannot be changed", code="OrderCanceled")
-    if order.status == INVOICED:
-        raise Conflict(f"order {order.order_id} is invoiced and cannot be changed", code="OrderAlreadyInvoiced")
-    if order.status == INVOICE:
-        # The ticket's invoice-first window: a vulnerable platform still accepts
-        # a Change while the invoice is settling.
-        if policy == "strict":
-            raise Conflict(
-                f"order {order.order_id} has an invoice being processed; Changes are refused",
-                code="InvoiceInProgress",
-            )
-    elif order.status not in _CHANGEABLE:
-        raise Conflict(
-            f"order {order.order_id} is {order.status!r}; Changes are allowed in {list(_CHANGEABLE)}",
-            code="OrderStatusNotChangeable",
-        )
+def check_changeable(order: Order, policy: str, spec_value: int, endpoint: str = "order-system") -> None:
+    """Raise the refusal VTEX (and the policy) gives for a Change on this order now (MOD-ERR codes)."""
+    oid = order.order_id
+    # Validation of the body against the order first, as for its items (change_value).
     projected = order.value + sum(c.change_value for c in order.unfinished_changes()) + spec_value
-    if projected < 0:
-        raise BadRequest(f"change would make the order value negative ({projected} cents)", code="InvalidChange")
-    if policy == "strict" and spec_value < 0 and projected < order.invoiced_total:
-        raise Conflict(
-            f"change would lower order {order.order_id} to {projected} cents, below the "
-            f"{order.invoiced_total} cents already invoiced",
-            code="ChangeBelowInvoicedValue",
-        )
+    if projected < 0:  # MOD-ERR CHK0034 "the value of the modification exceeds the order's price"
+        raise BadRequest(f"change would make the order value negative ({projected} cents)", code="CHK0034")
+    if order.status == CANCELED:
+        raise Conflict(f"order {oid} is canceled and cannot be changed", code="SalesOrderSystem008")
+    if order.status == INVOICE and policy == "vulnerable":
+        # The ticket's invoice-first window: a vulnerable platform still accepts
+        # a Change while the invoice is settling (KI-1348894).
+        pass
+    elif any(inv.accepted and inv.type == "Output" for inv in order.invoices):
+        raise Conflict(f"order {oid} has an invoice issued; Changes are not allowed after the invoice is issued",
+                       code="SalesOrderSystem046")
+    elif order.status not in _CHANGEABLE:
+        raise Conflict(f"order {oid} is {order.status!r}; Changes are allowed in {list(_CHANGEABLE)}",
+                       code="CHK0124")
+    if order.unfinished_changes():
+        raise Conflict(f"order {oid} has a Change in progress ({order.unfinished_changes()[0].request_id}); "
+                       "wait until it is done or canceled", code="SalesOrderSystem014")
+    if any(c.endpoint != endpoint for c in order.changes if not c.canceled):
+        raise Conflict(f"order {oid} already has a Change made with the other Change API; v1 and v2 Changes "
+                       "cannot be mixed on one order", code="SalesOrderSystem015")
 
 
 def register(
@@ -208,16 +222,18 @@ def register(
     account: str,
     autostart: bool = True,
     new_id: Callable[[], str] | None = None,
+    outcome: str = CHANGE_DONE,
 ) -> ChangeRecord:
     """Validate and accept a Change (state is untouched when this raises).
 
     `autostart=False` leaves starting it to a `WorkerPool` (bounded Change workers).
     `new_id` makes the request and workflow ids (default: random uuid4 hex).
+    `outcome` is how it ends at its due time: "done" (applied) or "canceled".
     """
-    value = change_value(order, spec)
-    check_changeable(order, policy, value)
     if spec.request_id is not None and any(c.request_id == spec.request_id for c in order.changes):
         raise Conflict(f"change request {spec.request_id!r} already exists", code="ChangeAlreadyExists")
+    value = change_value(order, spec)
+    check_changeable(order, policy, value, endpoint)
     new_id = new_id or _uuid_hex
     record = ChangeRecord(
         request_id=spec.request_id or new_id(),
@@ -232,8 +248,12 @@ def register(
         date=iso_now(),
         value_before=order.value,
         change_value=value,
+        outcome=outcome,
     )
+    record.log(CHANGE_WAITING_ACK)
     order.changes.append(record)
+    if order.status == INVOICE:
+        order.change_while_settling = True
     if autostart:
         _start_next(order, now_ns)
     return record
@@ -246,12 +266,13 @@ def _uuid_hex() -> str:
 def refuse(order: Order, error: Exception, *, arrival_ns: int, now_ns: int, endpoint: str) -> None:
     """Keep a refused Change in the order's audit."""
     order.refused_changes.append(RefusedChange(endpoint=endpoint, status=getattr(error, "status", 400),
-                                               reason=str(error), arrival_ns=arrival_ns, acted_ns=now_ns))
+                                               reason=str(error), arrival_ns=arrival_ns, acted_ns=now_ns,
+                                               code=getattr(error, "code", "")))
 
 
 def _next_unstarted(order: Order) -> ChangeRecord | None:
     """The order's first unfinished Change if it has not started (it is next in the order's chain)."""
-    c = next((c for c in order.changes if not c.finished), None)
+    c = next((c for c in order.changes if not c.terminal), None)
     return c if c is not None and c.started_ns is None else None
 
 
@@ -259,6 +280,7 @@ def _start(c: ChangeRecord, ready_ns: int, start_ns: int) -> None:
     c.ready_ns = ready_ns
     c.started_ns = start_ns
     c.due_ns = start_ns + round(c.delay_ms * 1e6)
+    c.log(CHANGE_WAITING_CONFIRMATION)
 
 
 def _start_next(order: Order, ready_ns: int) -> None:
@@ -272,7 +294,7 @@ def advance(order: Order, now_ns: int) -> list[ChangeRecord]:
     """Apply every Change whose processing is due by `now_ns`; return those applied."""
     applied: list[ChangeRecord] = []
     for c in order.changes:
-        if c.finished:
+        if c.terminal:
             continue
         if c.due_ns is None or c.due_ns > now_ns:
             break
@@ -283,10 +305,18 @@ def advance(order: Order, now_ns: int) -> list[ChangeRecord]:
 
 
 def next_due_ns(order: Order) -> int | None:
-    return next((c.due_ns for c in order.changes if not c.finished), None)
+    return next((c.due_ns for c in order.changes if not c.terminal), None)
 
 
 def _apply(order: Order, c: ChangeRecord, now_ns: int) -> None:
+    """End a due Change: apply it (done), or leave the order untouched (canceled)."""
+    c.applied_ns = now_ns
+    c.finished_date = iso_now()
+    if c.outcome == CHANGE_CANCELED:
+        c.canceled_ns = c.due_ns
+        c.value_after = order.value
+        c.log(CHANGE_CANCELED)
+        return
     for d in c.spec.removed:
         item = order.item(d.id)
         assert item is not None and item.quantity >= d.quantity, "validated at registration"
@@ -301,9 +331,8 @@ def _apply(order: Order, c: ChangeRecord, now_ns: int) -> None:
     order.discounts += c.spec.discount
     order.increments += c.spec.increment
     c.finished_ns = c.due_ns
-    c.applied_ns = now_ns
     c.value_after = order.value
-    c.finished_date = iso_now()
+    c.log(CHANGE_DONE)
 
 
 class WorkerPool:
@@ -332,7 +361,7 @@ class WorkerPool:
     def submit(self, order: Order, record: ChangeRecord, now_ns: int) -> None:
         """A Change just registered (with autostart=False): ready now if it heads its order's chain."""
         if _next_unstarted(order) is record and not any(
-            c.started_ns is not None and not c.finished for c in order.changes
+            c.started_ns is not None and not c.terminal for c in order.changes
         ):
             self._ready(order, record, now_ns)
 

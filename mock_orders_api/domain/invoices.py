@@ -9,6 +9,7 @@ settle time S, then to `invoiced` (immediately when S = 0).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from mock_orders_api.domain.model import (
     HANDLING,
     INVOICE,
     INVOICED,
+    PAYMENT_APPROVED,
     READY_FOR_HANDLING,
     WAITING_FOR_FULFILLMENT,
     InvoiceRecord,
@@ -42,7 +44,21 @@ _OPTIONAL_TEXT = (
 )
 
 
-def parse_body(body: Any) -> InvoiceSpec:
+# The two invoice routes and their documented bodies:
+# "oms": `POST /api/oms/pvt/orders/{orderId}/invoice` (SPEC InvoiceNotification): `issuanceDate`,
+#   `invoiceValue` in cents (string or integer), `items[]` of {id, price (unit), quantity} required;
+#   re-sending an `invoiceNumber` gets a new receipt that overrides the previous one, and cannot
+#   change its other fields.
+# "pii": `POST /api/orders/pvt/document/{orderId}/invoices` (PII-SPEC InvoiceNotification2):
+#   `issuedDate` (YYYY-MM-DD), integer `invoiceValue`, `items[]` of {itemIndex, price (line total),
+#   quantity} required, optional integer `extraValue`; "it is not allowed to use the same
+#   `invoiceNumber` in more than one request".
+ROUTES: tuple[str, ...] = ("oms", "pii")
+_ISSUED_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_body(body: Any, route: str = "oms", n_items: int | None = None) -> InvoiceSpec:
+    """The invoice `route` ("oms" | "pii") documents; `n_items` bounds a PII `itemIndex`."""
     if not isinstance(body, dict):
         raise BadRequest(f"invoice: expected a JSON object; got {type(body).__name__}")
     kind = body.get("type")
@@ -51,27 +67,44 @@ def parse_body(body: Any) -> InvoiceSpec:
     number = body.get("invoiceNumber")
     if not isinstance(number, (str, int)) or isinstance(number, bool) or str(number).strip() == "":
         raise BadRequest(f"invoice.invoiceNumber: required, a non-empty string; got {number!r}")
-    value = cents(body.get("invoiceValue"), "invoice.invoiceValue", minimum=1)
-    issuance = body.get("issuanceDate")
-    if not isinstance(issuance, str) or not issuance.strip():
-        raise BadRequest(f"invoice.issuanceDate: required, an ISO 8601 date string; got {issuance!r}")
+    raw_value = body.get("invoiceValue")
+    if route == "pii" and isinstance(raw_value, str):
+        raise BadRequest(f"invoice.invoiceValue: expected an integer number of cents (PII route); got {raw_value!r}")
+    value = cents(raw_value, "invoice.invoiceValue", minimum=1)
+    if route == "pii":
+        issued = body.get("issuedDate")
+        if not isinstance(issued, str) or not _ISSUED_DATE.fullmatch(issued.strip()):
+            raise BadRequest(f"invoice.issuedDate: required, a YYYY-MM-DD date; got {issued!r}")
+        if body.get("extraValue") is not None:
+            cents(body["extraValue"], "invoice.extraValue")
+    else:
+        issuance = body.get("issuanceDate")
+        if not isinstance(issuance, str) or not issuance.strip():
+            raise BadRequest(f"invoice.issuanceDate: required, an ISO 8601 date string; got {issuance!r}")
     for name in _OPTIONAL_TEXT:
         if name in body and body[name] is not None and not isinstance(body[name], (str, int)):
             raise BadRequest(f"invoice.{name}: expected a string; got {body[name]!r}")
-    items = body.get("items", [])
-    if items is None:
-        items = []
-    if not isinstance(items, list):
-        raise BadRequest(f"invoice.items: expected a list of {{id, price, quantity}}; got {type(items).__name__}")
+    _items(body.get("items"), route, n_items)
+    return InvoiceSpec(kind, str(number), value, dict(body))
+
+
+def _items(items: Any, route: str, n_items: int | None) -> None:
+    shape = "{itemIndex, price, quantity}" if route == "pii" else "{id, price, quantity}"
+    if not isinstance(items, list) or not items:
+        got = type(items).__name__ if items is not None else "nothing"
+        raise BadRequest(f"invoice.items: required, a non-empty list of {shape}; got {got}")
     for n, raw in enumerate(items):
         at = f"invoice.items[{n}]"
         if not isinstance(raw, dict):
-            raise BadRequest(f"{at}: expected an object {{id, price, quantity}}")
-        if not isinstance(raw.get("id"), str) or not raw.get("id"):
+            raise BadRequest(f"{at}: expected an object {shape}")
+        if route == "pii":
+            index = cents(raw.get("itemIndex"), f"{at}.itemIndex", what="an integer item index")
+            if n_items is not None and index >= n_items:
+                raise BadRequest(f"{at}.itemIndex: the order has {n_items} item(s); got {index}")
+        elif not isinstance(raw.get("id"), str) or not raw.get("id"):
             raise BadRequest(f"{at}.id: expected a non-empty string; got {raw.get('id')!r}")
         cents(raw.get("price"), f"{at}.price")
         cents(raw.get("quantity"), f"{at}.quantity", minimum=1, what="an integer quantity")
-    return InvoiceSpec(kind, str(number), value, dict(body))
 
 
 def post_invoice(
@@ -83,19 +116,21 @@ def post_invoice(
     arrival_ns: int,
     now_ns: int,
     new_id: Callable[[], str] | None = None,
+    route: str = "oms",
 ) -> InvoiceRecord:
     """Validate and record an invoice. A refusal is recorded in the audit, then raised.
 
     `new_id` makes the receipt (default: a random uuid4 hex)."""
     for prior in order.invoices:
         if prior.accepted and prior.invoice_number == spec.invoice_number:
-            if prior.invoice_value == spec.invoice_value and prior.type == spec.type:
-                return prior  # an idempotent retry gets the original receipt
-            raise Conflict(
-                f"invoice {spec.invoice_number!r} already exists on order {order.order_id} "
-                f"with value {prior.invoice_value}",
-                code="InvoiceAlreadyExists",
-            )
+            if route == "pii":  # PII-SPEC: "not allowed to use the same invoiceNumber in more than one request"
+                raise Conflict(f"invoice number {spec.invoice_number!r} was already used on order {order.order_id}",
+                               code="InvoiceAlreadyExists")
+            # SPEC (OMS invoice notification): a re-send gets a new receipt that overrides the previous
+            # one; its other fields cannot change, so the invoice keeps its value and type.
+            prior.receipt = new_id() if new_id is not None else uuid.uuid4().hex
+            prior.date = iso_now()
+            return prior
     record = InvoiceRecord(
         invoice_number=spec.invoice_number,
         type=spec.type,
@@ -164,13 +199,19 @@ def _validate(order: Order, spec: InvoiceSpec, policy: str) -> int:
     return value
 
 
-def settle(order: Order, now_ns: int) -> bool:
-    """Finish the settle window if it is over; True when the order became `invoiced`."""
+def settle(order: Order, now_ns: int, invoice_first: str = "over-invoice") -> bool:
+    """Finish the settle window if it is over; True when the order left `invoice`.
+
+    `invoice_first` is what the invoice-first window (a Change accepted while the invoice settles)
+    ends in: "over-invoice", `invoiced` above the final value (KI-1348894, first symptom), or
+    "stuck", `payment-approved` with the valid invoice, never `invoiced` (KI-1348894, second symptom).
+    """
     if order.settle_due_ns is None or now_ns < order.settle_due_ns:
         return False
     due = order.settle_due_ns
     order.settle_due_ns = None
     if order.status == INVOICE:
-        order.set_status(INVOICED, due)
+        stuck = invoice_first == "stuck" and order.change_while_settling
+        order.set_status(PAYMENT_APPROVED if stuck else INVOICED, due)
         return True
     return False

@@ -23,7 +23,21 @@ WAITING_FOR_FULFILLMENT = "waiting-for-fulfillment"
 INVOICE = "invoice"  # "verifying invoice": the settle window S
 INVOICED = "invoiced"
 CANCELED = "canceled"
+# KI-1348894's second symptom: an order that settles back here, with a valid invoice, instead of `invoiced`.
+PAYMENT_APPROVED = "payment-approved"
 INITIAL_STATUSES = (READY_FOR_HANDLING, HANDLING, WAITING_FOR_FULFILLMENT)
+
+# A Change request's statuses (HC-ADAPT "adapting your integration for order modifications";
+# SPEC `GET /api/order-system/orders/{changeOrderId}/changes/{changeRequestId}`):
+# waiting-acknowledgement -> waiting-confirmation -> preparing -> done, or
+# waiting-acknowledgement -> waiting-confirmation -> canceling -> canceled.
+CHANGE_WAITING_ACK = "waiting-acknowledgement"  # accepted, not processing yet
+CHANGE_WAITING_CONFIRMATION = "waiting-confirmation"  # processing, first half of its delay D
+CHANGE_PREPARING = "preparing"  # processing, second half of D, will be done
+CHANGE_DONE = "done"
+CHANGE_CANCELING = "canceling"  # processing, second half of D, will be canceled
+CHANGE_CANCELED = "canceled"
+CHANGE_OUTCOMES = (CHANGE_DONE, CHANGE_CANCELED)
 
 
 # Called after every status change, synchronously: (order, previous status or None on
@@ -71,17 +85,48 @@ class ChangeRecord:
     applied_ns: int | None = None  # when the mock actually ran the apply (timer or lazy)
     value_after: int | None = None
     finished_date: str | None = None
+    # Decided at acceptance (seeded draw or the pinned header): "done" applies the Change at its
+    # due time; "canceled" ends it there without touching the order (VTEX cancels a Change
+    # that fails, HC-ADAPT; MOD-ERR SalesOrderSystem017 "auto-canceled after retries").
+    outcome: str = CHANGE_DONE
+    canceled_ns: int | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
+        """VTEX's `finished`: true once the Change applied; a canceled Change stays false for ever (HC-ADAPT)."""
         return self.finished_ns is not None
 
     @property
-    def status(self) -> str:
-        return "finished" if self.finished else ("processing" if self.started_ns is not None else "queued")
+    def canceled(self) -> bool:
+        return self.canceled_ns is not None
 
-    def view(self) -> dict[str, Any]:
-        """The change request as the order-system Change API returns it."""
+    @property
+    def terminal(self) -> bool:
+        """Done or canceled: nothing more will happen to this Change."""
+        return self.finished or self.canceled
+
+    def status_at(self, now_ns: int | None = None) -> str:
+        """VTEX's Change status at `now_ns` (None: the coarse status, without the half-way step)."""
+        if self.finished:
+            return CHANGE_DONE
+        if self.canceled:
+            return CHANGE_CANCELED
+        if self.started_ns is None or self.due_ns is None:
+            return CHANGE_WAITING_ACK
+        if now_ns is not None and now_ns >= (self.started_ns + self.due_ns) // 2:
+            return CHANGE_CANCELING if self.outcome == CHANGE_CANCELED else CHANGE_PREPARING
+        return CHANGE_WAITING_CONFIRMATION
+
+    @property
+    def status(self) -> str:
+        return self.status_at()
+
+    def log(self, status: str) -> None:
+        self.logs.append({"date": iso_now(), "status": status})
+
+    def view(self, now_ns: int | None = None) -> dict[str, Any]:
+        """The change request as the order-system Change API returns it (SPEC create shape + HC-ADAPT fields)."""
         s = self.spec
         return {
             "requestId": self.request_id,
@@ -96,9 +141,16 @@ class ChangeRecord:
             "replace": None,
             "date": self.date,
             "origin": {"account": self.account, "orderId": self.order_id, "component": "MockOrdersApi"},
-            "status": self.status,
+            "settings": None,
+            "status": self.status_at(now_ns),
+            "inProgress": not self.terminal,
             "finished": self.finished,
             "finishedDate": self.finished_date,
+            "logs": list(self.logs),
+            "cancellationData": (
+                {"reason": "the platform could not apply this Change", "cancellationDate": self.finished_date}
+                if self.canceled else None
+            ),
             "delayMs": self.delay_ms,
         }
 
@@ -120,7 +172,9 @@ class ChangeRecord:
             "endpoint": self.endpoint,
             "accepted": True,
             "status": 202,
+            "changeStatus": self.status,
             "finished": self.finished,
+            "canceled": self.canceled,
             "delayMs": self.delay_ms,
             "arrivalNs": self.arrival_ns,
             "actedNs": self.acted_ns,
@@ -130,6 +184,7 @@ class ChangeRecord:
             if self.started_ns is not None and self.ready_ns is not None else None,
             "dueNs": self.due_ns,
             "finishedNs": self.finished_ns,
+            "canceledNs": self.canceled_ns,
             "appliedNs": self.applied_ns,
             "valueBefore": self.value_before,
             "valueAfter": self.value_after,
@@ -153,10 +208,11 @@ class RefusedChange:
     reason: str
     arrival_ns: int
     acted_ns: int
+    code: str = ""
 
     def audit_view(self) -> dict[str, Any]:
         return {"requestId": None, "endpoint": self.endpoint, "accepted": False, "status": self.status,
-                "reason": self.reason, "finished": False, "arrivalNs": self.arrival_ns, "actedNs": self.acted_ns}
+                "code": self.code, "reason": self.reason, "finished": False, "arrivalNs": self.arrival_ns, "actedNs": self.acted_ns}
 
 
 @dataclass
@@ -252,6 +308,7 @@ class Order:
     refused_changes: list[RefusedChange] = field(default_factory=list)
     invoices: list[InvoiceRecord] = field(default_factory=list)  # accepted and refused
     settle_due_ns: int | None = None
+    change_while_settling: bool = False  # a Change was accepted in the invoice-first window (status `invoice`)
     status_history: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
@@ -291,7 +348,8 @@ class Order:
         return total
 
     def unfinished_changes(self) -> list[ChangeRecord]:
-        return [c for c in self.changes if not c.finished]
+        """Changes still in progress (neither done nor canceled)."""
+        return [c for c in self.changes if not c.terminal]
 
     def item(self, item_id: str) -> Item | None:
         return next((i for i in self.items if i.id == item_id), None)
@@ -363,6 +421,7 @@ _STATUS_DESCRIPTIONS = {
     INVOICE: "Verificando Envio",
     INVOICED: "Faturado",
     CANCELED: "Cancelado",
+    PAYMENT_APPROVED: "Pagamento Aprovado",
 }
 
 

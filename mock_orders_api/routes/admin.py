@@ -29,7 +29,9 @@ ORDER_SCHEMA: dict[str, Any] = {
     "example": {"items": [{"id": "1", "name": "Shirt", "quantity": 2, "price": 5000}], "shipping": 1000},
 }
 _CONFIG_PATCH_SCHEMA: dict[str, Any] = {"type": "object", "example": {"policy": "strict", "delay": "uniform:50,1000",
-                                                                      "settle_ms": 100, "seed": 7, "hook_delay_ms": 0}}
+                                                                      "settle_ms": 100, "seed": 7, "hook_delay_ms": 0,
+                                                                      "rate_limits": {"get-order": "6000/min"},
+                                                                      "change_cancel_rate": 0.1}}
 _AUDITS_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"orderIds": {"type": "array"}}}
 _PAGE_QUERY = (("since", {"type": "integer", "minimum": 0, "default": 0}, "entries after this sequence number"),
                ("limit", {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000}, "at most this many"),

@@ -8,10 +8,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_orders_api import wire
+from mock_orders_api import faults, wire
 from mock_orders_api.domain import changes
-from mock_orders_api.domain.model import ChangeRecord, ChangeSpec
-from mock_orders_api.errors import ApiError, NotFound
+from mock_orders_api.domain.model import CHANGE_OUTCOMES, ChangeRecord, ChangeSpec
+from mock_orders_api.errors import ApiError, BadRequest, NotFound
 from mock_orders_api.routes._shared import (
     ITEM_SCHEMA,
     ApiRoute,
@@ -48,12 +48,15 @@ OMS_CHANGE_SCHEMA: dict[str, Any] = {
 _CHANGE_DELAY_DOC = (wire.CHANGE_DELAY_HEADER, {"type": "number", "minimum": 0},
                      "Mock only: apply this Change this many ms after it is accepted (overrides the delay "
                      "distribution).")
+_CHANGE_OUTCOME_DOC = (wire.CHANGE_OUTCOME_HEADER, {"type": "string", "enum": list(CHANGE_OUTCOMES)},
+                       "Mock only: end this Change `done` or `canceled` (overrides change_cancel_rate).")
 _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name")
 
 
 async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
                   endpoint: str) -> ChangeRecord:
     vtex_auth(request)
+    lose_response = await faults.inject(request, "change")
     body = await json_body(request, "change")
     state = mock(request)
     arrival, now = acted(request, order_id)
@@ -61,12 +64,17 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     spec = spec_of(body)
     rng_state = None if state.deterministic else state.rng.getstate()  # deterministic: a fresh RNG per Change
     pinned = pinned_ms(request, wire.CHANGE_DELAY_HEADER)
+    pinned_outcome = request.headers.get(wire.CHANGE_OUTCOME_HEADER)
+    if pinned_outcome is not None and pinned_outcome not in CHANGE_OUTCOMES:
+        raise BadRequest(f"header {wire.CHANGE_OUTCOME_HEADER.lower()}: expected one of {list(CHANGE_OUTCOMES)}; "
+                         f"got {pinned_outcome!r}")
     delay = state.config.delay.sample(state.delay_rng(order)) if pinned is None else pinned
     try:
         record = changes.register(
             order, spec, policy=state.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
             endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
             autostart=state.pool is None, new_id=state.new_ids(order, "change"),
+            outcome=state.change_outcome(order, pinned_outcome),
         )
     except ApiError as err:
         if rng_state is not None:
@@ -78,13 +86,15 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     if state.pool is not None:
         state.pool.submit(order, record, now)
     state.schedule(order)
+    if lose_response:
+        faults.lose(request)
     return record
 
 
 async def create_change(request: Request) -> Response:
     record = await _change(request, request.path_params["changeOrderId"], changes.parse_order_system_body,
                            "order-system")
-    return json_response(record.view(), 202)
+    return json_response(record.view(mock(request).clock()), 202)
 
 
 async def register_change(request: Request) -> Response:
@@ -96,28 +106,35 @@ async def register_change(request: Request) -> Response:
 
 async def change_history(request: Request) -> Response:
     vtex_auth(request)
+    lose_response = await faults.inject(request, "change-history")
     order_id = request.path_params["changeOrderId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
-    return json_response({"requests": [c.view() for c in order.changes]})
+    if lose_response:
+        faults.lose(request)
+    return json_response({"requests": [c.view(now) for c in order.changes]})
 
 
 async def change_detail(request: Request) -> Response:
     vtex_auth(request)
+    lose_response = await faults.inject(request, "change-detail")
     order_id, request_id = request.path_params["changeOrderId"], request.path_params["changeRequestId"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
     for c in order.changes:
         if c.request_id == request_id:
-            return json_response(c.view())
-    raise NotFound(f"change request {request_id!r} not found on order {order_id}", code="ChangeNotFound")
+            if lose_response:
+                faults.lose(request)
+            return json_response(c.view(now))
+    # MOD-ERR: CHK0289 "change request not found"
+    raise NotFound(f"change request {request_id!r} not found on order {order_id}", code="CHK0289")
 
 
 ROUTES = (
     ApiRoute("PATCH", wire.CHANGES, create_change, auth="vtex", summary="Create order change", status=202,
-             errors=(404, 409), body=CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC,), query=(_ACCOUNT_DOC,)),
+             errors=(404, 409), body=CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC, _CHANGE_OUTCOME_DOC), query=(_ACCOUNT_DOC,)),
     ApiRoute("POST", wire.OMS_CHANGES, register_change, auth="vtex", summary="Register change on order", status=202,
-             errors=(404, 409), body=OMS_CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC,), query=(_ACCOUNT_DOC,)),
+             errors=(404, 409), body=OMS_CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC, _CHANGE_OUTCOME_DOC), query=(_ACCOUNT_DOC,)),
     ApiRoute("GET", wire.CHANGES, change_history, auth="vtex", summary="Get order change history", errors=(404,)),
     ApiRoute("GET", wire.CHANGE_DETAIL, change_detail, auth="vtex", summary="Get order change details",
              errors=(404,)),

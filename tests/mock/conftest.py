@@ -22,6 +22,7 @@ from mock_orders_api.wire import ADMIN_TOKEN_HEADER as _ADMIN_TOKEN_HEADER
 from mock_orders_api.wire import APP_KEY_HEADER as _APP_KEY_HEADER
 from mock_orders_api.wire import APP_TOKEN_HEADER as _APP_TOKEN_HEADER
 from mock_orders_api.wire import CHANGE_DELAY_HEADER as _CHANGE_DELAY_HEADER
+from mock_orders_api.wire import CHANGE_OUTCOME_HEADER as _CHANGE_OUTCOME_HEADER
 
 
 # A default order: 2 x 5000 + 1 x 3000 items, 1000 shipping, 500 tax (cents).
@@ -108,9 +109,12 @@ class MockApi:
     async def change(self, order_id: str, *, remove: list[dict[str, _Any]] | None = None,
                      add: list[dict[str, _Any]] | None = None, discount: int = 0, increment: int = 0,
                      reason: str = "partial cancellation", delay_ms: float | None = None,
-                     endpoint: str = "order-system", request_id: str | None = None) -> _httpx.Response:
-        """Send a Change through either public endpoint; `delay_ms` pins its delay via the header."""
+                     endpoint: str = "order-system", request_id: str | None = None,
+                     outcome: str | None = None) -> _httpx.Response:
+        """Send a Change through either public endpoint; `delay_ms` / `outcome` pin its delay / end via headers."""
         headers = dict(self.vtex_headers)
+        if outcome is not None:
+            headers[_CHANGE_OUTCOME_HEADER] = outcome
         if delay_ms is not None:
             headers[_CHANGE_DELAY_HEADER] = repr(float(delay_ms))
         if endpoint == "order-system":
@@ -141,8 +145,14 @@ class MockApi:
     async def invoice(self, order_id: str, value: int | str, *, number: str = "NFe-1", type: str = "Output",
                       path: str = "document", **extra: _Any) -> _httpx.Response:
         """Send an invoice notification through the ticket path ("document") or the oms path."""
-        body = {"type": type, "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": number,
-                "invoiceValue": value, **extra}
+        # each route's documented body (PII-SPEC InvoiceNotification2 / SPEC InvoiceNotification)
+        if path == "document":
+            body = {"type": type, "issuedDate": "2026-01-09", "invoiceNumber": number,
+                    "invoiceValue": int(value), "items": [{"itemIndex": 0, "price": int(value), "quantity": 1}],
+                    **extra}
+        else:
+            body = {"type": type, "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": number,
+                    "invoiceValue": value, "items": [{"id": "any", "price": int(value), "quantity": 1}], **extra}
         url = (f"/api/orders/pvt/document/{order_id}/invoices" if path == "document"
                else f"/api/oms/pvt/orders/{order_id}/invoice")
         assert path in ("document", "oms"), path

@@ -82,7 +82,8 @@ async def test_bad_credentials_get_401_on_reads_and_writes(secured, assert_error
         ("GET", f"/api/oms/pvt/orders/{oid}", None),
         ("GET", f"/api/order-system/orders/{oid}/changes", None),
         ("POST", f"/api/orders/pvt/document/{oid}/invoices",
-         {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100}),
+         {"type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100,
+          "items": [{"itemIndex": 0, "price": 100, "quantity": 1}]}),
         ("PATCH", f"/api/order-system/orders/{oid}/changes", {"reason": "x", "manualDiscountValue": 1}),
         ("POST", f"/api/oms/pvt/orders/{oid}/cancel", None),
     ]:
@@ -101,7 +102,8 @@ async def test_valid_credentials_read_and_write(secured) -> None:
                       headers={**GOOD, "X-Mock-Change-Delay-Ms": "0"})
     assert r.status_code == 202
     r = await c.post(f"/api/oms/pvt/orders/{oid}/invoice", headers=GOOD,
-                     json={"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100})
+                     json={"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100,
+          "items": [{"id": "1", "price": 100, "quantity": 1}]})
     assert r.status_code == 200
     audit = await api.audit(oid)
     assert audit["invoicedTotal"] == 100 and audit["finalValue"] == order["value"] - 5
@@ -118,9 +120,11 @@ async def test_read_only_key_reads_but_cannot_write(secured, assert_error) -> No
         assert (await c.get(path, headers=READONLY)).status_code == 200, path
     for method, path, body in [
         ("POST", f"/api/orders/pvt/document/{oid}/invoices",
-         {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100}),
+         {"type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100,
+          "items": [{"itemIndex": 0, "price": 100, "quantity": 1}]}),
         ("POST", f"/api/oms/pvt/orders/{oid}/invoice",
-         {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100}),
+         {"type": "Output", "issuanceDate": "2026-01-09", "invoiceNumber": "1", "invoiceValue": 100,
+          "items": [{"id": "1", "price": 100, "quantity": 1}]}),
         ("PATCH", f"/api/order-system/orders/{oid}/changes", {"reason": "x", "manualDiscountValue": 1}),
         ("POST", f"/api/oms/pvt/orders/{oid}/changes", {"reason": "x", "discountValue": 1}),
         ("POST", f"/api/oms/pvt/orders/{oid}/cancel", None),

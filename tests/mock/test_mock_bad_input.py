@@ -14,7 +14,10 @@ from mock_orders_api.wire import CHANGE_DELAY_HEADER
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}, {"id": "sku-2", "quantity": 1, "price": 3000}]
 MISSING = "9999999-99"
-INV = {"type": "Output", "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": "NFe-9", "invoiceValue": 1000}
+INV = {"type": "Output", "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": "NFe-9", "invoiceValue": 1000,
+       "items": [{"id": "sku-1", "price": 1000, "quantity": 1}]}  # the OMS route's body (SPEC)
+PII = {"type": "Output", "issuedDate": "2026-01-09", "invoiceNumber": "NFe-9", "invoiceValue": 1000,
+       "items": [{"itemIndex": 0, "price": 1000, "quantity": 1}]}  # the PII route's body (PII-SPEC)
 DOC = "/api/orders/pvt/document/{oid}/invoices"
 OMS_INV = "/api/oms/pvt/orders/{oid}/invoice"
 CHG = "/api/order-system/orders/{oid}/changes"
@@ -24,6 +27,11 @@ DELAY = CHANGE_DELAY_HEADER
 
 def inv(**kw: Any) -> dict[str, Any]:
     body = {**INV, **kw}
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def pii(**kw: Any) -> dict[str, Any]:
+    body = {**PII, **kw}
     return {k: v for k, v in body.items() if v is not ...}
 
 
@@ -51,38 +59,50 @@ CASES = [
     Case("inv-malformed-json-oms", "POST", OMS_INV, 400, "malformed json", "MalformedJson", content=b"{'a': 1}"),
     Case("inv-not-utf8", "POST", DOC, 400, "malformed json", "MalformedJson", content=b"\xff\xfe{}"),
     Case("inv-empty-body", "POST", DOC, 400, "json body is required", content=b"  "),
-    Case("inv-array-body", "POST", DOC, 400, "expected a json object", json=[INV]),
-    Case("inv-missing-type", "POST", DOC, 400, "invoice.type", json=inv(type=...)),
-    Case("inv-bad-type", "POST", DOC, 400, "invoice.type", json=inv(type="Sale")),
-    Case("inv-negative-cents", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=-100)),
+    Case("inv-array-body", "POST", OMS_INV, 400, "expected a json object", json=[INV]),
+    Case("inv-missing-type", "POST", OMS_INV, 400, "invoice.type", json=inv(type=...)),
+    Case("inv-bad-type", "POST", OMS_INV, 400, "invoice.type", json=inv(type="Sale")),
+    Case("inv-negative-cents", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=-100)),
     Case("inv-negative-cents-string", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue="-100")),
-    Case("inv-fractional-cents", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=12.5)),
-    Case("inv-integral-float-cents", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=1000.0)),
-    Case("inv-decimal-string", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue="10.50")),
-    Case("inv-zero", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=0)),
-    Case("inv-bool-value", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=True)),
-    Case("inv-missing-value", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue=...)),
-    Case("inv-superscript-digit", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue="\u00b2")),
-    Case("inv-fullwidth-digits", "POST", DOC, 400, "invoice.invoiceValue", json=inv(invoiceValue="\uff11\uff12")),
-    Case("inv-missing-number", "POST", DOC, 400, "invoice.invoiceNumber", json=inv(invoiceNumber=...)),
-    Case("inv-empty-number", "POST", DOC, 400, "invoice.invoiceNumber", json=inv(invoiceNumber=" ")),
-    Case("inv-date-wrong-type", "POST", DOC, 400, "invoice.issuanceDate", json=inv(issuanceDate=20260109)),
-    Case("inv-courier-wrong-type", "POST", DOC, 400, "invoice.courier", json=inv(courier=["x"])),
-    Case("inv-items-not-list", "POST", DOC, 400, "invoice.items", json=inv(items="sku-1")),
-    Case("inv-item-negative-price", "POST", DOC, 400, "invoice.items[0].price",
+    Case("inv-fractional-cents", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=12.5)),
+    Case("inv-integral-float-cents", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=1000.0)),
+    Case("inv-decimal-string", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue="10.50")),
+    Case("inv-zero", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=0)),
+    Case("inv-bool-value", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=True)),
+    Case("inv-missing-value", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue=...)),
+    Case("inv-superscript-digit", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue="\u00b2")),
+    Case("inv-fullwidth-digits", "POST", OMS_INV, 400, "invoice.invoiceValue", json=inv(invoiceValue="\uff11\uff12")),
+    Case("inv-missing-number", "POST", OMS_INV, 400, "invoice.invoiceNumber", json=inv(invoiceNumber=...)),
+    Case("inv-empty-number", "POST", OMS_INV, 400, "invoice.invoiceNumber", json=inv(invoiceNumber=" ")),
+    Case("inv-date-wrong-type", "POST", OMS_INV, 400, "invoice.issuanceDate", json=inv(issuanceDate=20260109)),
+    Case("inv-courier-wrong-type", "POST", OMS_INV, 400, "invoice.courier", json=inv(courier=["x"])),
+    Case("inv-items-not-list", "POST", OMS_INV, 400, "invoice.items", json=inv(items="sku-1")),
+    Case("inv-item-negative-price", "POST", OMS_INV, 400, "invoice.items[0].price",
          json=inv(items=[{"id": "sku-1", "price": -1, "quantity": 1}])),
-    Case("inv-item-zero-quantity", "POST", DOC, 400, "invoice.items[0].quantity",
+    Case("inv-item-zero-quantity", "POST", OMS_INV, 400, "invoice.items[0].quantity",
          json=inv(items=[{"id": "sku-1", "price": 1, "quantity": 0}])),
-    Case("inv-above-remaining", "POST", DOC, 400, "remaining value", "InvalidInvoiceValue",
+    Case("inv-above-remaining", "POST", OMS_INV, 400, "remaining value", "InvalidInvoiceValue",
          json=inv(invoiceValue=10**9)),
-    Case("inv-return-above-invoiced", "POST", DOC, 400, "return invoice value", "InvalidInvoiceValue",
+    Case("inv-return-above-invoiced", "POST", OMS_INV, 400, "return invoice value", "InvalidInvoiceValue",
          json=inv(type="Input", invoiceValue=10**9)),
+    Case("inv-items-missing", "POST", OMS_INV, 400, "invoice.items", json=inv(items=...)),
+    Case("inv-items-empty", "POST", OMS_INV, 400, "invoice.items", json=inv(items=[])),
+    # --- PII invoice body (PII-SPEC InvoiceNotification2) -------------------------------
+    Case("pii-oms-body", "POST", DOC, 400, "invoice.issueddate", json=inv()),
+    Case("pii-bad-date", "POST", DOC, 400, "invoice.issueddate", json=pii(issuedDate="2026-01-09T00:00:00Z")),
+    Case("pii-string-value", "POST", DOC, 400, "invoice.invoicevalue", json=pii(invoiceValue="1000")),
+    Case("pii-items-missing", "POST", DOC, 400, "invoice.items", json=pii(items=...)),
+    Case("pii-item-without-index", "POST", DOC, 400, "invoice.items[0].itemindex",
+         json=pii(items=[{"id": "sku-1", "price": 1000, "quantity": 1}])),
+    Case("pii-item-index-out-of-range", "POST", DOC, 400, "invoice.items[0].itemindex",
+         json=pii(items=[{"itemIndex": 7, "price": 1000, "quantity": 1}])),
+    Case("pii-negative-extra", "POST", DOC, 400, "invoice.extravalue", json=pii(extraValue=-1)),
     # --- invoice: state -----------------------------------------------------------------
     Case("inv-unknown-order", "POST", DOC.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound", json=inv()),
     Case("inv-unknown-order-oms", "POST", OMS_INV.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound",
          json=inv()),
-    Case("inv-canceled-order", "POST", DOC, 409, "canceled", "OrderCanceled", json=inv(), order="canceled"),
-    Case("inv-not-handling-yet", "POST", DOC, 409, "start handling", "InvalidStatus", json=inv(), order="ready"),
+    Case("inv-canceled-order", "POST", OMS_INV, 409, "canceled", "OrderCanceled", json=inv(), order="canceled"),
+    Case("inv-not-handling-yet", "POST", OMS_INV, 409, "start handling", "InvalidStatus", json=inv(), order="ready"),
     # --- Change (order-system) body ----------------------------------------------------------------
     Case("chg-malformed-json", "PATCH", CHG, 400, "malformed json", "MalformedJson", content=b'{"reason": '),
     Case("chg-array-body", "PATCH", CHG, 400, "expected a json object", json=["x"]),
@@ -108,15 +128,15 @@ CASES = [
     Case("chg-remove-too-many", "PATCH", CHG, 400, "cannot remove", json=rm(quantity=3)),
     Case("chg-new-item-without-price", "PATCH", CHG, 400, "change.add[0]",
          json={"reason": "x", "add": {"items": [{"id": "sku-new", "quantity": 1}]}}),
-    Case("chg-value-below-zero", "PATCH", CHG, 400, "negative", "InvalidChange",
+    Case("chg-value-below-zero", "PATCH", CHG, 400, "negative", "CHK0034",
          json={"reason": "x", "manualDiscountValue": 10**9}),
     Case("chg-delay-header-text", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "soon"}),
     Case("chg-delay-header-negative", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "-5"}),
     Case("chg-delay-header-nan", "PATCH", CHG, 400, DELAY, json=rm(), headers={DELAY: "nan"}),
     # --- Change: state -----------------------------------------------------------------------------
     Case("chg-unknown-order", "PATCH", CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound", json=rm()),
-    Case("chg-canceled-order", "PATCH", CHG, 409, "canceled", "OrderCanceled", json=rm(), order="canceled"),
-    Case("chg-not-handling-yet", "PATCH", CHG, 409, "ready-for-handling", "OrderStatusNotChangeable", json=rm(),
+    Case("chg-canceled-order", "PATCH", CHG, 409, "canceled", "SalesOrderSystem008", json=rm(), order="canceled"),
+    Case("chg-not-handling-yet", "PATCH", CHG, 409, "ready-for-handling", "CHK0124", json=rm(),
          order="ready"),
     # --- older oms Change endpoint -------------------------------------------------------------------
     Case("oms-chg-text-discount", "POST", OMS_CHG, 400, "change.discountValue",
@@ -132,7 +152,7 @@ CASES = [
     # --- reads and transitions -----------------------------------------------------------------------
     Case("get-unknown-order", "GET", f"/api/oms/pvt/orders/{MISSING}", 404, MISSING, "OrderNotFound"),
     Case("history-unknown-order", "GET", CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound"),
-    Case("detail-unknown-change", "GET", CHG + "/no-such-change", 404, "no-such-change", "ChangeNotFound"),
+    Case("detail-unknown-change", "GET", CHG + "/no-such-change", 404, "no-such-change", "CHK0289"),
     Case("start-unknown-order", "POST", f"/api/oms/pvt/orders/{MISSING}/start-handling", 404, MISSING),
     Case("start-twice", "POST", "/api/oms/pvt/orders/{oid}/start-handling", 409, "handling", "InvalidStatus"),
     Case("cancel-unknown-order", "POST", f"/api/oms/pvt/orders/{MISSING}/cancel", 404, MISSING),
@@ -203,9 +223,10 @@ async def _order_in_state(api: Any, state: str) -> str:
     if state == "canceled":
         assert (await api.cancel(oid)).status_code == 200
         return oid  # type: ignore[no-any-return]
-    # handling, with history: a partial invoice and a Change that stays pending through the test
-    assert (await api.invoice(oid, 1000, number="NFe-1")).status_code == 200
+    # handling, with history: a Change that stays pending through the test, and a partial invoice
+    # (in that order: VTEX refuses a Change after an invoice, SalesOrderSystem046)
     assert (await api.change(oid, discount=100, delay_ms=60_000)).status_code == 202
+    assert (await api.invoice(oid, 1000, number="NFe-1")).status_code == 200
     return oid  # type: ignore[no-any-return]
 
 

@@ -40,9 +40,12 @@ async def test_concurrent_invoices_and_changes_keep_every_accepted_update(make_a
     async def _invoice(k: int) -> tuple[str, Any]:
         return "invoice", await api.invoice(oid, inv_value, number=f"inv-{k}")
 
+    # One Change first: VTEX refuses every Change after an invoice (SalesOrderSystem046), so
+    # without it a shuffle starting with an invoice would leave no Change to interleave.
+    first = [await _change(n_changes)]
     jobs = [_change(k) for k in range(n_changes)] + [_invoice(k) for k in range(n_invoices)]
     rng.shuffle(jobs)
-    results = await asyncio.gather(*jobs)
+    results = first + list(await asyncio.gather(*jobs))
 
     statuses = [r.status_code for _, r in results]
     assert all(s < 500 for s in statuses), statuses
@@ -89,18 +92,18 @@ async def test_concurrent_invoices_and_changes_keep_every_accepted_update(make_a
         assert audit["verdict"] == ("race" if audit["invoicedTotal"] > audit["finalValue"] else "clean")
 
 
-async def test_concurrent_removals_never_oversell_items(make_api, kind) -> None:
+async def test_concurrent_changes_accept_exactly_one_and_refuse_the_rest_014(make_api, kind) -> None:
     qty, n = 12, 40
-    api = make_api(MockConfig(delay=Fixed(1.0)), kind=kind)
+    api = make_api(MockConfig(delay=Fixed(1500.0)), kind=kind)  # in progress through all 40 requests
     order = await api.handling_order([{"id": "a", "quantity": qty, "price": PRICE}])
     oid = order["orderId"]
     rs = await asyncio.gather(*[api.change(oid, remove=[{"id": "a", "quantity": 1}]) for _ in range(n)])
     codes = sorted(r.status_code for r in rs)
-    assert codes == [202] * qty + [400] * (n - qty)  # pending removals count against the stock
-    assert all("cannot remove" in r.json()["error"]["message"] for r in rs if r.status_code == 400)
+    assert codes == [202] + [409] * (n - 1)  # MOD-ERR SalesOrderSystem014 "Change In Progress"
+    assert all(r.json()["error"]["code"] == "SalesOrderSystem014" for r in rs if r.status_code == 409)
     await api.wait_all_finished(oid, timeout_s=10)
     view = await api.order(oid)
-    assert view["items"][0]["quantity"] == 0 and view["value"] == 0
+    assert view["items"][0]["quantity"] == qty - 1 and view["value"] == (qty - 1) * PRICE
 
 
 async def test_concurrent_invoices_stop_exactly_at_the_order_value(make_api, kind) -> None:
@@ -127,12 +130,18 @@ async def test_concurrent_identical_invoice_retries_count_once(make_api, kind) -
     api = make_api(MockConfig(), kind=kind)
     order = await api.handling_order()
     oid, value = order["orderId"], order["value"]
-    rs = await asyncio.gather(*[api.invoice(oid, value, number="same") for _ in range(20)])
+    # OMS route: every re-send is accepted with a new receipt, and counts once (SPEC)
+    rs = await asyncio.gather(*[api.invoice(oid, value, number="same", path="oms") for _ in range(20)])
     assert {r.status_code for r in rs} == {200}
-    assert len({r.json()["receipt"] for r in rs}) == 1
+    assert len({r.json()["receipt"] for r in rs}) == 20
     audit = await api.audit(oid)
     assert audit["invoicedTotal"] == value
     assert len(audit["invoices"]) == 1 and audit["status"] == "invoiced"
+    # PII route: the number cannot be reused (PII-SPEC); exactly one of the concurrent sends lands
+    oid2 = (await api.handling_order())["orderId"]
+    rs = await asyncio.gather(*[api.invoice(oid2, value, number="same") for _ in range(20)])
+    assert sorted(r.status_code for r in rs) == [200] + [409] * 19
+    assert (await api.audit(oid2))["invoicedTotal"] == value
 
 
 async def test_concurrent_requests_across_orders_stay_separate(make_api) -> None:
@@ -141,8 +150,9 @@ async def test_concurrent_requests_across_orders_stay_separate(make_api) -> None
     jobs = []
     for k, o in enumerate(orders):
         jobs.append(api.change(o["orderId"], discount=100 * (k + 1)))
-        jobs.append(api.invoice(o["orderId"], 1000 + k, number=f"x{k}"))
-    rs = await asyncio.gather(*jobs)
+    rs = list(await asyncio.gather(*jobs))
+    # invoices after the Changes (a Change after an invoice is SalesOrderSystem046)
+    rs += await asyncio.gather(*[api.invoice(o["orderId"], 1000 + k, number=f"x{k}") for k, o in enumerate(orders)])
     assert all(r.status_code in (200, 202) for r in rs), [r.text for r in rs if r.status_code >= 300]
     for k, o in enumerate(orders):
         await api.wait_all_finished(o["orderId"], timeout_s=5)

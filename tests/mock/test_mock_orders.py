@@ -121,7 +121,7 @@ async def test_cancel_then_no_invoice_no_change_no_start(api, assert_error) -> N
     assert [h["status"] for h in (await api.audit(oid))["statusHistory"]] == [
         "ready-for-handling", "handling", "canceled"]
     assert_error(await api.invoice(oid, order["value"]), 409, code="OrderCanceled", mentions="canceled")
-    assert_error(await api.change(oid, remove=[{"id": "sku-1", "quantity": 1}]), 409, code="OrderCanceled")
+    assert_error(await api.change(oid, remove=[{"id": "sku-1", "quantity": 1}]), 409, code="SalesOrderSystem008")
     assert_error(await api.start_handling(oid), 409, code="InvalidStatus", mentions="canceled")
     assert (await api.order(oid))["value"] == order["value"]
 
@@ -148,17 +148,28 @@ async def test_partial_invoices_move_to_invoiced_only_at_the_order_value(api) ->
     assert (await api.audit(oid))["invoicedTotal"] == value
 
 
-async def test_invoice_retry_with_same_number_is_idempotent_and_conflicting_retry_refused(api, assert_error) -> None:
+async def test_oms_invoice_resend_gets_a_new_receipt_that_overrides_the_old_one(api) -> None:
+    """SPEC (OMS invoice notification): same invoiceNumber -> new receipt, overrides; other fields cannot change."""
     order = await api.handling_order()
     oid, value = order["orderId"], order["value"]
-    r1 = await api.invoice(oid, value - 100, number="NF-1")
-    r2 = await api.invoice(oid, value - 100, number="NF-1")
-    assert r1.status_code == r2.status_code == 200
-    assert r1.json()["receipt"] == r2.json()["receipt"]
-    assert_error(await api.invoice(oid, 100, number="NF-1"), 409, code="InvoiceAlreadyExists")
+    r1 = await api.invoice(oid, value - 100, number="NF-1", path="oms")
+    r2 = await api.invoice(oid, value - 100, number="NF-1", path="oms")
+    r3 = await api.invoice(oid, 100, number="NF-1", path="oms")  # a different value cannot change the invoice
+    assert r1.status_code == r2.status_code == r3.status_code == 200
+    assert len({r.json()["receipt"] for r in (r1, r2, r3)}) == 3
     audit = await api.audit(oid)
     assert audit["invoicedTotal"] == value - 100
-    assert len([i for i in audit["invoices"] if i["accepted"]]) == 1
+    [inv] = [i for i in audit["invoices"] if i["accepted"]]
+    assert inv["receipt"] == r3.json()["receipt"]
+
+
+async def test_pii_invoice_number_cannot_be_reused(api, assert_error) -> None:
+    """PII-SPEC: "It is not allowed to use the same invoiceNumber in more than one request"."""
+    order = await api.handling_order()
+    oid, value = order["orderId"], order["value"]
+    assert (await api.invoice(oid, value - 100, number="NF-1")).status_code == 200
+    assert_error(await api.invoice(oid, value - 100, number="NF-1"), 409, code="InvoiceAlreadyExists")
+    assert (await api.audit(oid))["invoicedTotal"] == value - 100
 
 
 async def test_return_invoice_reduces_invoiced_total(api, assert_error) -> None:
@@ -194,7 +205,7 @@ async def test_openapi_lists_the_vtex_paths(make_client) -> None:
     assert "202" in patch["responses"]
     inv = paths["/api/orders/pvt/document/{orderId}/invoices"]["post"]
     schema = inv["requestBody"]["content"]["application/json"]["schema"]
-    assert {"type", "issuanceDate", "invoiceNumber", "invoiceValue"} <= set(schema["required"])
+    assert {"type", "issuedDate", "invoiceNumber", "invoiceValue", "items"} <= set(schema["required"])
     assert any(p.startswith("/_mock/") for p in paths)  # the admin API is documented too
 
 
@@ -205,3 +216,12 @@ async def test_independent_apps_do_not_share_state(make_client) -> None:
     assert (await a.get("/api/oms/pvt/orders/1-01")).status_code == 200
     assert (await b.get("/api/oms/pvt/orders/1-01")).status_code == 404
     assert (await b.post("/_mock/orders", json={"items": ITEMS, "orderId": "1-01"})).status_code == 201
+
+
+async def test_a_partially_invoiced_order_cannot_be_canceled(api, assert_error) -> None:
+    """SPEC `cancel.post`, VTEX's order-canceling guide: partially invoiced -> 400."""
+    order = await api.handling_order()
+    oid = order["orderId"]
+    assert (await api.invoice(oid, 100)).status_code == 200
+    assert_error(await api.cancel(oid), 400, code="OrderPartiallyInvoiced")
+    assert (await api.order(oid))["status"] == "handling"

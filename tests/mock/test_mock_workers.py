@@ -39,15 +39,18 @@ def test_changes_queue_behind_busy_workers_and_start_when_one_frees() -> None:
     assert [r.finished_ns for r in recs] == [100 * _MS, 101 * _MS, 200 * _MS]
 
 
-def test_one_orders_changes_stay_in_order_under_a_pool() -> None:
+def test_a_second_change_on_one_order_is_refused_under_a_pool_014() -> None:
     order = OrderStore().create({"items": ITEMS, "status": "handling"}, now_ns=0)
     pool = changes.WorkerPool(4)
     first = _register(pool, order, 100, 0)
-    second = _register(pool, order, 10, _MS)
-    assert second.started_ns is None  # a free worker does not overtake the order's chain
+    with pytest.raises(changes.Conflict) as err:  # MOD-ERR SalesOrderSystem014, not a queue per order
+        _register(pool, order, 10, _MS)
+    assert err.value.code == "SalesOrderSystem014"
     pool.advance(10**12)
-    assert second.ready_ns == second.started_ns == first.finished_ns == 100 * _MS
-    assert second.finished_ns == 110 * _MS and order.value == 2000
+    assert first.finished_ns == 100 * _MS and order.value == 3000
+    second = _register(pool, order, 10, 200 * _MS)
+    pool.advance(10**12)
+    assert second.started_ns == 200 * _MS and order.value == 2000
 
 
 def test_replay_is_independent_of_when_the_pool_is_looked_at() -> None:
