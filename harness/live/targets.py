@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from harness.core.scenario import Scenario
@@ -53,6 +54,10 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
         assert scenario.target.url is not None
         yield OpenTarget("url", scenario.target.url.rstrip("/"), creds)
         return
+    if creds.app_key is not None and creds.admin_token is None:
+        # With VTEX keys set the mock's admin API needs a token: the embedded mock gets a
+        # per-run one (the harness is its only admin client).
+        creds = replace(creds, admin_token=secrets.token_urlsafe(24))
     config = mock_config(scenario, creds)
     try:
         with MockProcess(config) as proc:
