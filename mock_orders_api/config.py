@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
+from mock_orders_api.delays import MAX_DELAY_MS, DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
 
 Policy = Literal["vulnerable", "strict"]
@@ -225,7 +225,6 @@ def _short(value: Any, limit: int = 80) -> str:
 
 # --- bounds ------------------------------------------------------------------------
 
-MAX_DELAY_MS = 3_600_000.0  # one hour: any Change delay, settle time or hook delay
 MAX_HOOK_TIMEOUT_S = 60.0
 MAX_ORDER_TTL_S = 30 * 86_400.0
 _COUNT_SETTINGS: tuple[tuple[str, int, int], ...] = (

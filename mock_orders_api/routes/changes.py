@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mock_orders_api import wire
-from mock_orders_api.config import MAX_DELAY_MS
+from mock_orders_api.delays import MAX_DELAY_MS
 from mock_orders_api.domain import changes
 from mock_orders_api.domain.model import ChangeRecord, ChangeSpec
 from mock_orders_api.errors import ApiError, Conflict, NotFound
