@@ -344,3 +344,14 @@ def test_secrets_from_files(tmp_path, monkeypatch) -> None:
     assert (cfg.app_key, cfg.app_token, cfg.admin_token) == ("k", "tok-from-env-file", "adm-from-file")
     with pytest.raises(ConfigError, match="cannot read secret file"):
         config_from_args(p.parse_args(["--admin-token-file", str(tmp_path / "missing")]))
+
+
+async def test_refused_invoice_bodies_are_kept_truncated(api) -> None:
+    oid = (await api.handling_order())["orderId"]
+    pad = "x" * 100_000
+    r = await api.invoice(oid, 10**9, number="NFe-big", invoiceUrl=pad, items=[{"id": "sku-1", "price": 1,
+                                                                              "quantity": 1, "note": pad}])
+    assert r.status_code == 400, r.text  # above the order value: refused
+    refused = [i for i in (await api.audit(oid))["invoices"] if not i["accepted"]]
+    assert len(json.dumps(refused)) < 10_000
+    assert refused[0]["body"]["truncatedFromBytes"] > 200_000
