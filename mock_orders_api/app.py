@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -56,6 +56,12 @@ async def _http_error(request: Request, err: Exception) -> Response:
                           and r.path_regex.match(request.url.path) for m in r.methods})
         headers["Allow"] = ", ".join(allowed)
     return error_response(e, headers)
+
+
+async def _client_gone(request: Request, err: Exception) -> Response:
+    """The client closed the connection before its body arrived: nothing to answer, nothing to log
+    (journaled as 499, nginx's "client closed request")."""
+    return Response(status_code=499)
 
 
 async def _server_error(request: Request, err: Exception) -> Response:
@@ -99,7 +105,8 @@ def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time
                 Route("/docs", _docs, methods=["GET"], include_in_schema=False)],
         middleware=[Middleware(JournalMiddleware, journal=state.journal, clock=clock),
                     Middleware(BodyLimitMiddleware, limit=lambda: state.config.max_body_bytes)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, ClientDisconnect: _client_gone,
+                            Exception: _server_error},
         lifespan=_lifespan,
     )
     app.state.mock = state

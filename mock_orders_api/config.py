@@ -94,7 +94,7 @@ class MockConfig:
         if "seed" in patch:
             seed = patch["seed"]
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63:
-                raise ConfigError(f"{where}.seed: expected an integer 0..2**63-1; got {_short(seed)}")
+                raise ConfigError(f"{where}.seed: expected an integer 0..2**63-1; got {short_repr(seed)}")
             changes["seed"] = seed
         if "hook_url" in patch:
             changes["hook_url"] = None if patch["hook_url"] in (None, "") else check_hook_url(patch["hook_url"],
@@ -105,7 +105,8 @@ class MockConfig:
             timeout = check_ms(patch["hook_timeout_s"], f"{where}.hook_timeout_s", what="seconds",
                                maximum=MAX_HOOK_TIMEOUT_S)
             if timeout <= 0:
-                raise ConfigError(f"{where}.hook_timeout_s: expected seconds > 0; got {_short(patch['hook_timeout_s'])}")
+                raise ConfigError(f"{where}.hook_timeout_s: expected seconds > 0; "
+                                  f"got {short_repr(patch['hook_timeout_s'])}")
             changes["hook_timeout_s"] = timeout
         if "hook_retries" in patch:
             retries = patch["hook_retries"]
@@ -113,7 +114,7 @@ class MockConfig:
                 retries = int(retries)
             if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_HOOK_RETRIES:
                 raise ConfigError(f"{where}.hook_retries: expected an integer 0..{MAX_HOOK_RETRIES}; "
-                                  f"got {_short(retries)}")
+                                  f"got {short_repr(retries)}")
             changes["hook_retries"] = retries
         if "hook_delay_ms" in patch:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
@@ -193,11 +194,11 @@ def check_ms(value: Any, where: str, what: str = "milliseconds", maximum: float 
     try:
         ms = float(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
-        raise ConfigError(f"{where}: expected {what} as a finite number; got {_short(value)}") from None
+        raise ConfigError(f"{where}: expected {what} as a finite number; got {short_repr(value)}") from None
     if isinstance(value, bool) or not math.isfinite(ms) or ms < 0:
-        raise ConfigError(f"{where}: expected a finite number >= 0; got {_short(value)}")
+        raise ConfigError(f"{where}: expected a finite number >= 0; got {short_repr(value)}")
     if ms > maximum:
-        raise ConfigError(f"{where}: at most {maximum:g} {what} (the mock's bound); got {_short(value)}")
+        raise ConfigError(f"{where}: at most {maximum:g} {what} (the mock's bound); got {short_repr(value)}")
     return ms
 
 
@@ -209,11 +210,11 @@ def check_count(value: Any, where: str, low: int, high: int, optional: bool = Fa
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         none = " or null" if optional else ""
-        raise ConfigError(f"{where}: expected an integer {low}..{high}{none}; got {_short(value)}")
+        raise ConfigError(f"{where}: expected an integer {low}..{high}{none}; got {short_repr(value)}")
     return value
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
     """`repr(value)` cut to `limit` characters: error messages echo input, never all of it
     (and repr of a huge int raises past 4300 digits)."""
     try:
@@ -308,7 +309,7 @@ def check_hook_allow(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}: expected a list of host names, IPs or CIDRs (or \"*\"); got {_short(value)}")
+        raise ConfigError(f"{where}: expected a list of host names, IPs or CIDRs (or \"*\"); got {short_repr(value)}")
     for entry in value:
         if "/" in entry:
             try:

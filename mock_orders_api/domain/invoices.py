@@ -188,5 +188,6 @@ def _kept_body(body: dict[str, Any]) -> dict[str, Any]:
     size = len(json.dumps(body))
     if size <= _KEPT_BODY_BYTES:
         return body
-    kept = {k: v for k, v in body.items() if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 256)}
+    kept = {k: v for k, v in body.items()
+            if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 256)}
     return {**kept, "truncatedFromBytes": size}

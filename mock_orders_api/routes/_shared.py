@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_orders_api import wire
-from mock_orders_api.config import check_ms
+from mock_orders_api.config import check_ms, short_repr
 from mock_orders_api.errors import ApiError, BadRequest, ConfigError, Forbidden, Unauthorized
 from mock_orders_api.state import MockState
 
@@ -87,13 +87,13 @@ def check_browser_safe(request: Request) -> None:
         media = (content_type or "").split(";")[0].strip().lower()
         if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
             raise UnsupportedMediaType(f"{request.method} {request.url.path}: expected Content-Type: "
-                                       f"application/json; got {_short(content_type or 'none')}")
+                                       f"application/json; got {short_repr(content_type or 'none')}")
     site = headers.get("sec-fetch-site")
     origin = headers.get("origin")
     host = headers.get("host")
     if site == "cross-site" or (origin is not None and (host is None or origin.split("://", 1)[-1] != host)):
         raise Forbidden(f"{request.method} {request.url.path}: cross-origin browser requests are refused "
-                        f"(Origin {_short(origin)}); call the mock from a client, not a web page",
+                        f"(Origin {short_repr(origin)}); call the mock from a client, not a web page",
                         code="CrossOriginRefused")
 
 
@@ -155,7 +155,7 @@ async def json_body(request: Request, where: str) -> Any:
     except RecursionError:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson") from None
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
-        raise BadRequest(f"{where}: malformed JSON ({_short(str(err), 200)})", code="MalformedJson") from None
+        raise BadRequest(f"{where}: malformed JSON ({short_repr(str(err), 200)})", code="MalformedJson") from None
     if _depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson")
     return body
@@ -186,11 +186,6 @@ def _depth(value: Any) -> int:
                 return deepest
             stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
     return deepest
-
-
-def _short(text: str | None, limit: int = 80) -> str:
-    text = repr(text)
-    return text if len(text) <= limit else text[:limit] + "...(truncated)"
 
 
 def json_response(content: Any, status: int = 200) -> JSONResponse:

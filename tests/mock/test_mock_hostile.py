@@ -18,7 +18,12 @@ from mock_orders_api.__main__ import exposure_error, main
 from mock_orders_api.config import MockConfig, hook_target_allowed
 from mock_orders_api.delays import Fixed
 from mock_orders_api.errors import ConfigError
-from mock_orders_api.wire import ADMIN_TOKEN_HEADER, APP_KEY_HEADER, APP_TOKEN_HEADER, CHANGE_DELAY_HEADER
+from mock_orders_api.wire import (
+    ADMIN_TOKEN_HEADER,
+    APP_KEY_HEADER,
+    APP_TOKEN_HEADER,
+    CHANGE_DELAY_HEADER,
+)
 
 ITEMS = [{"id": "sku-1", "quantity": 2, "price": 5000}]
 INV = {"type": "Output", "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": "NFe-1"}
@@ -253,7 +258,8 @@ def _raw(sock: socket.socket, timeout_s: float = 5.0) -> bytes:
             return data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
@@ -330,8 +336,9 @@ def test_exposure_rule() -> None:
 
 
 def test_secrets_from_files(tmp_path, monkeypatch) -> None:
-    from mock_orders_api.__main__ import add_serve_arguments, config_from_args
     import argparse
+
+    from mock_orders_api.__main__ import add_serve_arguments, config_from_args
 
     (tmp_path / "admin").write_text("adm-from-file\n")
     (tmp_path / "token").write_text("tok-from-env-file\n")
@@ -355,3 +362,19 @@ async def test_refused_invoice_bodies_are_kept_truncated(api) -> None:
     refused = [i for i in (await api.audit(oid))["invoices"] if not i["accepted"]]
     assert len(json.dumps(refused)) < 10_000
     assert refused[0]["body"]["truncatedFromBytes"] > 200_000
+
+
+def test_a_client_that_disconnects_mid_body_is_journaled_not_logged_as_an_error(live_mock, caplog) -> None:
+    m = live_mock(MockConfig())
+    with _connect(m.url) as s:
+        s.sendall(b"POST /_mock/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"items\": ")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        statuses = [e["status"] for e in m.app.state.mock.journal.query() if e["path"] == "/_mock/orders"]
+        if statuses:
+            break
+        time.sleep(0.02)
+    assert statuses == [499]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
