@@ -179,10 +179,10 @@ def check_workers(value: Any, where: str) -> int | None:
     """A Change-worker count >= 1, or None / "" / "unbounded" for no bound."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unbounded")):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 20:
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected an integer >= 1 or null (unbounded); got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+        raise ConfigError(f"{where}: expected an integer 1..100000 or null (unbounded); got {short_repr(value)}")
     return value
 
 

@@ -80,6 +80,8 @@ async def test_huge_cents_on_invoices_and_changes_are_400_and_change_nothing(api
     (b'{"delay": {"kind": "fixed", "ms": 1e300}}', "at most"),
     (b'{"delay": "uniform:0,1e308"}', "at most"),
     (b'{"max_pending_changes": 0}', "max_pending_changes"),
+    (b'{"change_workers": 10000000000000000000000}', "change_workers"),
+    (b'{"hook_retries": 10000000000000000000000}', "hook_retries"),
 ])
 async def test_overflowing_config_values_are_400_and_leave_the_config(api, assert_error, patch: bytes,
                                                                       mentions: str) -> None:
