@@ -155,7 +155,7 @@ async def json_body(request: Request, where: str) -> Any:
     except RecursionError:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson") from None
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
-        raise BadRequest(f"{where}: malformed JSON ({short_repr(str(err), 200)})", code="MalformedJson") from None
+        raise BadRequest(f"{where}: malformed JSON ({str(err)[:200]})", code="MalformedJson") from None
     if _depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson")
     return body
