@@ -97,6 +97,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "mock_soak", "machine": machine(), "duration_s": args.duration_s, "workers": args.workers,
         "rss_start_mib": round(after_warmup[0], 1), "rss_end_mib": round(samples[-1][1], 1),
         "rss_max_mib": round(max(rss for _, rss in samples), 1), "rss_first_mib": round(samples[0][1], 1),
+        # The trend: RSS at each tenth of the run (flat once the bounds are reached).
+        "rss_by_tenth_mib": [round(next(rss for t, rss in samples if t >= args.duration_s * k / 10), 1)
+                             for k in range(10)] + [round(samples[-1][1], 1)],
         "samples": len(samples), **counts, "orders": health["orders"], "orders_evicted": health["ordersEvicted"],
         "journal_bytes": health["journalBytes"], "journal_dropped": health["journalDropped"],
     }
@@ -107,6 +110,7 @@ def _table(r: dict[str, Any]) -> str:
             ("5xx / transport errors", f"{r['server_errors']} / {r['transport_errors']}"),
             ("RSS at first sample (MiB)", r["rss_first_mib"]), ("RSS start, after warm-up (MiB)", r["rss_start_mib"]),
             ("RSS end (MiB)", r["rss_end_mib"]), ("RSS max (MiB)", r["rss_max_mib"]),
+            ("RSS at each tenth (MiB)", " ".join(str(v) for v in r["rss_by_tenth_mib"])),
             ("orders held / evicted", f"{r['orders']} / {r['orders_evicted']}"),
             ("journal bytes / dropped entries", f"{r['journal_bytes']} / {r['journal_dropped']}")]
     return "\n".join(f"{k:<34} {v}" for k, v in rows)
