@@ -1,11 +1,19 @@
-"""`python -m mock_orders_api` (also `race-harness serve`)."""
+"""`python -m mock_orders_api` (also `race-harness serve`).
+
+Protected mode, as Redis has it: on a non-loopback address the mock refuses to start
+(exit 2, one line saying why and how) unless VTEX credentials and an admin token are
+configured, or `--insecure` is given. Secrets come from env vars or files (`*_FILE` env
+vars, `--*-file` flags); the plain `--app-key`/`--app-token`/`--admin-token` flags stay
+for quick local use (they are visible in `ps`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 
-from mock_orders_api.config import POLICIES, MockConfig
+from mock_orders_api.config import POLICIES, MockConfig, read_secret_file
 from mock_orders_api.delays import DELAY_SYNTAX
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.ratelimit import ROUTE_NAMES
@@ -22,6 +30,24 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app-key", help="require this X-VTEX-API-AppKey (prefer env VTEX_APP_KEY)")
     p.add_argument("--app-token", help="require this X-VTEX-API-AppToken (prefer env VTEX_APP_TOKEN)")
     p.add_argument("--admin-token", help="protect /_mock with this token (prefer env MOCK_ADMIN_TOKEN)")
+    p.add_argument("--app-token-file", metavar="PATH", help="read the app token from this file "
+                   "(env VTEX_APP_TOKEN_FILE)")
+    p.add_argument("--admin-token-file", metavar="PATH", help="read the admin token from this file "
+                   "(env MOCK_ADMIN_TOKEN_FILE)")
+    p.add_argument("--insecure", action="store_true", help="serve on a non-loopback address without "
+                   "credentials (protected mode off: anyone who reaches the port controls the mock)")
+    p.add_argument("--hook-allow", metavar="LIST", help="comma list of hosts, IPs or CIDRs hooks may target "
+                   "besides loopback; * = any (env MOCK_HOOK_ALLOW)")
+    p.add_argument("--journal-bytes", type=int, metavar="N", help="bound of the request journal in bytes "
+                   "(env MOCK_JOURNAL_BYTES; default 64 MiB)")
+    p.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body accepted "
+                   "(env MOCK_MAX_BODY_BYTES; default 1 MiB)")
+    p.add_argument("--max-pending-changes", type=int, metavar="N", help="unfinished Changes per order "
+                   "(env MOCK_MAX_PENDING_CHANGES; default 100)")
+    p.add_argument("--max-orders", type=int, metavar="N", help="keep at most N orders, evicting the oldest "
+                   "(env MOCK_MAX_ORDERS; default unbounded)")
+    p.add_argument("--order-ttl-s", type=float, metavar="S", help="evict orders older than S seconds "
+                   "(env MOCK_ORDER_TTL_S; default never)")
     p.add_argument("--hook-url", metavar="URL", help="POST order status changes to this http(s) URL from the start "
                    "(no ping; env MOCK_HOOK_URL); or configure it with POST /api/orders/hook/config")
     p.add_argument("--hook-status", metavar="LIST", help="comma list of statuses the hook is told about "
@@ -46,14 +72,41 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
                                ("settle_ms", args.settle_ms), ("seed", args.seed), ("hook_url", args.hook_url),
                                ("hook_status", args.hook_status), ("hook_delay_ms", args.hook_delay_ms),
                                ("change_workers", args.change_workers), ("rate_limits", args.rate_limit),
-                               ("change_cancel_rate", args.change_cancel_rate))
+                               ("change_cancel_rate", args.change_cancel_rate), ("hook_allow", args.hook_allow),
+                               ("journal_bytes", args.journal_bytes), ("max_body_bytes", args.max_body_bytes),
+                               ("max_pending_changes", args.max_pending_changes), ("max_orders", args.max_orders),
+                               ("order_ttl_s", args.order_ttl_s))
              if v is not None}
     cfg = cfg.updated(patch, where="flags", startup=True)
     for attr in ("app_key", "app_token", "admin_token"):
         if getattr(args, attr):
             setattr(cfg, attr, getattr(args, attr))
+    for attr in ("app_token", "admin_token"):
+        path = getattr(args, f"{attr}_file")
+        if path:
+            setattr(cfg, attr, read_secret_file(path, f"--{attr.replace('_', '-')}-file"))
     cfg.check_auth()
     return cfg
+
+
+def exposure_error(host: str, cfg: MockConfig, insecure: bool) -> str | None:
+    """Why serving on `host` is refused (protected mode), or None if it is allowed."""
+    if insecure or _is_loopback(host) or (cfg.app_key is not None and cfg.admin_token is not None):
+        return None
+    missing = " and ".join(n for n, v in (("VTEX credentials (VTEX_APP_KEY + VTEX_APP_TOKEN)", cfg.app_key),
+                                          ("an admin token (MOCK_ADMIN_TOKEN or --admin-token-file)",
+                                           cfg.admin_token)) if v is None)
+    return (f"refusing to serve on non-loopback address {host} without {missing}: anyone who reaches it could "
+            f"change orders and the mock's settings; set them, bind 127.0.0.1, or pass --insecure")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -67,6 +120,10 @@ def run_serve(args: argparse.Namespace) -> int:
         port = args.port if args.port is not None else _env_port(os.environ.get("MOCK_PORT", "8080"))
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    refused = None if args.fd is not None else exposure_error(host, cfg, args.insecure)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     if args.fd is None:
         print(f"mock Orders API on http://{host}:{port} (policy={cfg.policy}, delay={cfg.delay.spec()}, "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from mock_orders_api.delays import DelayDistribution, Fixed, parse_delay
+from mock_orders_api.delays import MAX_DELAY_MS, DelayDistribution, Fixed, parse_delay
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.faults import FaultRule, parse_faults
 from mock_orders_api.ratelimit import parse_limits
@@ -54,6 +55,16 @@ class MockConfig:
     rate_limits: dict[str, float] = field(default_factory=dict)
     # Seeded fault schedule per route name (faults.py): 500, 503, slow, response lost; empty = off.
     faults: dict[str, FaultRule] = field(default_factory=dict)
+    # Memory bounds (see docs/mock.md "Limits"): every input is bounded so a long or hostile
+    # session cannot grow the process without bound.
+    journal_bytes: int = 64 << 20  # the request journal's estimated size; oldest entries dropped past it
+    max_body_bytes: int = 1 << 20  # request bodies above this get 413 (from Content-Length, or while streaming)
+    max_pending_changes: int = 100  # unfinished Changes per order; more get 409 TooManyPendingChanges
+    max_orders: int | None = None  # keep at most this many orders (the oldest are evicted); None: no bound
+    order_ttl_s: float | None = None  # evict orders created more than this many seconds ago; None: never
+    # Hosts (names, IPs or CIDRs; "*" = any) a hook may target besides loopback: a mock reachable
+    # from elsewhere must not become a request relay to arbitrary hosts.
+    hook_allow: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The config as the admin API shows it (credentials masked)."""
@@ -73,18 +84,24 @@ class MockConfig:
             "invoice_first": self.invoice_first,
             "rate_limits": {route: f"{rate:g}/s" for route, rate in self.rate_limits.items()},
             "faults": {route: rule.spec() for route, rule in self.faults.items()},
+            "journal_bytes": self.journal_bytes,
+            "max_body_bytes": self.max_body_bytes,
+            "max_pending_changes": self.max_pending_changes,
+            "max_orders": self.max_orders,
+            "order_ttl_s": self.order_ttl_s,
+            "hook_allow": list(self.hook_allow),
         }
 
     def updated(self, patch: dict[str, Any], where: str = "config", startup: bool = False) -> MockConfig:
         """A validated copy with `patch` applied; raises ConfigError and leaves self untouched.
 
-        `startup` also allows the settings only flags/env set (`hook_url`, `hook_status`).
+        `startup` also allows the settings only flags/env set (`STARTUP_SETTINGS`).
         """
         allowed = set(RUNTIME_SETTINGS) | (set(STARTUP_SETTINGS) if startup else set())
         unknown = set(patch) - allowed
         if unknown:
-            hint = ("; the hook URL and statuses are set with POST /api/orders/hook/config"
-                    if unknown & set(STARTUP_SETTINGS) else "")
+            hint = ("; these are set at startup (flags / env), the hook URL and statuses with "
+                    "POST /api/orders/hook/config" if unknown & set(STARTUP_SETTINGS) else "")
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; settable: {sorted(allowed)}{hint}")
         changes: dict[str, Any] = {}
         if "policy" in patch:
@@ -95,8 +112,8 @@ class MockConfig:
             changes["settle_ms"] = check_ms(patch["settle_ms"], f"{where}.settle_ms")
         if "seed" in patch:
             seed = patch["seed"]
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ConfigError(f"{where}.seed: expected an integer; got {seed!r}")
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63:
+                raise ConfigError(f"{where}.seed: expected an integer 0..2**63-1; got {short_repr(seed)}")
             changes["seed"] = seed
         if "hook_url" in patch:
             changes["hook_url"] = None if patch["hook_url"] in (None, "") else check_hook_url(patch["hook_url"],
@@ -104,16 +121,19 @@ class MockConfig:
         if "hook_status" in patch:
             changes["hook_status"] = check_hook_statuses(patch["hook_status"], f"{where}.hook_status")
         if "hook_timeout_s" in patch:
-            timeout = check_ms(patch["hook_timeout_s"], f"{where}.hook_timeout_s", what="seconds")
+            timeout = check_ms(patch["hook_timeout_s"], f"{where}.hook_timeout_s", what="seconds",
+                               maximum=MAX_HOOK_TIMEOUT_S)
             if timeout <= 0:
-                raise ConfigError(f"{where}.hook_timeout_s: expected seconds > 0; got {patch['hook_timeout_s']!r}")
+                raise ConfigError(f"{where}.hook_timeout_s: expected seconds > 0; "
+                                  f"got {short_repr(patch['hook_timeout_s'])}")
             changes["hook_timeout_s"] = timeout
         if "hook_retries" in patch:
             retries = patch["hook_retries"]
             if isinstance(retries, str) and retries.strip().isdigit():
                 retries = int(retries)
             if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_HOOK_RETRIES:
-                raise ConfigError(f"{where}.hook_retries: expected an integer 0..{MAX_HOOK_RETRIES}; got {retries!r}")
+                raise ConfigError(f"{where}.hook_retries: expected an integer 0..{MAX_HOOK_RETRIES}; "
+                                  f"got {short_repr(retries)}")
             changes["hook_retries"] = retries
         if "hook_delay_ms" in patch:
             changes["hook_delay_ms"] = check_ms(patch["hook_delay_ms"], f"{where}.hook_delay_ms")
@@ -131,6 +151,16 @@ class MockConfig:
         if "change_cancel_rate" in patch:
             changes["change_cancel_rate"] = check_probability(patch["change_cancel_rate"],
                                                               f"{where}.change_cancel_rate")
+        for name, low, high in _COUNT_SETTINGS:
+            if name in patch:
+                changes[name] = check_count(patch[name], f"{where}.{name}", low, high,
+                                            optional=name in _OPTIONAL_SETTINGS)
+        if "order_ttl_s" in patch:
+            ttl = patch["order_ttl_s"]
+            changes["order_ttl_s"] = (None if ttl in (None, "") else
+                                      check_ms(ttl, f"{where}.order_ttl_s", what="seconds", maximum=MAX_ORDER_TTL_S))
+        if "hook_allow" in patch:
+            changes["hook_allow"] = check_hook_allow(patch["hook_allow"], f"{where}.hook_allow")
         return replace(self, **changes)
 
     @classmethod
@@ -151,15 +181,13 @@ class MockConfig:
             except ValueError:
                 raise ConfigError(f"MOCK_SEED: expected an integer; got {env['MOCK_SEED']!r}") from None
         for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers",
-                     "change_cancel_rate", "invoice_first", "rate_limits"):
+                     "change_cancel_rate", "invoice_first", "rate_limits", "journal_bytes", "max_body_bytes",
+                     "max_pending_changes", "max_orders", "order_ttl_s", "hook_allow"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
-        cfg.app_key = env.get("VTEX_APP_KEY") or None
-        cfg.app_token = env.get("VTEX_APP_TOKEN") or None
-        cfg.admin_token = env.get("MOCK_ADMIN_TOKEN") or None
-        cfg.readonly_app_key = env.get("VTEX_READONLY_APP_KEY") or None
-        cfg.readonly_app_token = env.get("VTEX_READONLY_APP_TOKEN") or None
+        for attr, name in SECRET_ENV.items():
+            setattr(cfg, attr, secret_from_env(env, name))
         cfg.check_auth()
         return cfg
 
@@ -182,10 +210,10 @@ def check_workers(value: Any, where: str) -> int | None:
     """A Change-worker count >= 1, or None / "" / "unbounded" for no bound."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unbounded")):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 20:
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected an integer >= 1 or null (unbounded); got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+        raise ConfigError(f"{where}: expected an integer 1..100000 or null (unbounded); got {short_repr(value)}")
     return value
 
 
@@ -200,21 +228,89 @@ def check_probability(value: Any, where: str) -> float:
     return p
 
 
-def check_ms(value: Any, where: str, what: str = "milliseconds") -> float:
+def check_ms(value: Any, where: str, what: str = "milliseconds", maximum: float | None = None) -> float:
+    """A number >= 0 and <= `maximum` (default: MAX_DELAY_MS for milliseconds): a delay of 1e300
+    would leave work pending forever, so every delay and timeout has a sane ceiling."""
+    if maximum is None:
+        maximum = MAX_DELAY_MS if what == "milliseconds" else math.inf
     try:
         ms = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {what} as a number; got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
+        raise ConfigError(f"{where}: expected {what} as a finite number; got {short_repr(value)}") from None
     if isinstance(value, bool) or not math.isfinite(ms) or ms < 0:
-        raise ConfigError(f"{where}: expected a finite number >= 0; got {value!r}")
+        raise ConfigError(f"{where}: expected a finite number >= 0; got {short_repr(value)}")
+    if ms > maximum:
+        raise ConfigError(f"{where}: at most {maximum:g} {what} (the mock's bound); got {short_repr(value)}")
     return ms
+
+
+def check_count(value: Any, where: str, low: int, high: int, optional: bool = False) -> int | None:
+    """An integer in low..high (digit strings accepted: env vars); None / "" if `optional`."""
+    if optional and value in (None, ""):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 20:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        none = " or null" if optional else ""
+        raise ConfigError(f"{where}: expected an integer {low}..{high}{none}; got {short_repr(value)}")
+    return value
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: error messages echo input, never all of it
+    (and repr of a huge int raises past 4300 digits)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"
+
+
+# --- bounds ------------------------------------------------------------------------
+
+MAX_HOOK_TIMEOUT_S = 60.0
+MAX_ORDER_TTL_S = 30 * 86_400.0
+_COUNT_SETTINGS: tuple[tuple[str, int, int], ...] = (
+    ("journal_bytes", 1 << 16, 1 << 34), ("max_body_bytes", 1 << 10, 1 << 28),
+    ("max_pending_changes", 1, 100_000), ("max_orders", 1, 100_000_000),
+)
+_OPTIONAL_SETTINGS = frozenset({"max_orders"})
+
+# --- secrets -------------------------------------------------------------------------
+
+# Each secret comes from its env var, or from the file its `<NAME>_FILE` env var names (never
+# only from a flag: flags are visible in `ps`).
+SECRET_ENV: dict[str, str] = {"app_key": "VTEX_APP_KEY", "app_token": "VTEX_APP_TOKEN",
+                              "admin_token": "MOCK_ADMIN_TOKEN", "readonly_app_key": "VTEX_READONLY_APP_KEY",
+                              "readonly_app_token": "VTEX_READONLY_APP_TOKEN"}
+
+
+def secret_from_env(env: dict[str, str], name: str) -> str | None:
+    """`env[name]`, else the content of the file `env[name + "_FILE"]` names, else None."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    return read_secret_file(path, f"{name}_FILE") if path else None
+
+
+def read_secret_file(path: str, where: str) -> str:
+    """The secret in a file (surrounding whitespace stripped); ConfigError if unreadable or empty."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read(1 << 16).strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where}: cannot read secret file {path!r}: {err}") from None
+    if not secret:
+        raise ConfigError(f"{where}: secret file {path!r} is empty")
+    return secret
 
 
 # --- order hooks ---------------------------------------------------------------------
 
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
-                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits", "faults")
-STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status")
+                                     "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits",
+                                     "faults", "max_pending_changes", "max_orders", "order_ttl_s")
+STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status", "journal_bytes", "max_body_bytes", "hook_allow")
 MAX_HOOK_RETRIES = 20
 
 # The statuses this mock moves orders through, i.e. the ones a hook can be notified of.
@@ -245,6 +341,41 @@ def check_hook_url(value: Any, where: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: expected an http:// or https:// URL with a host; got {value!r}")
     return url
+
+
+def check_hook_allow(value: Any, where: str) -> tuple[str, ...]:
+    """Hosts a hook may target besides loopback: a list or comma-separated string of host names,
+    IP addresses or CIDR networks; "*" allows any host."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of host names, IPs or CIDRs (or \"*\"); got {short_repr(value)}")
+    for entry in value:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"{where}: {entry!r} is not a valid CIDR network") from None
+    return tuple(v.lower() for v in value)
+
+
+def hook_target_allowed(url: str, allow: tuple[str, ...]) -> bool:
+    """Whether a hook may POST to `url`: loopback always, other hosts only if `allow` lists them.
+
+    Judged on the URL's host as written (no DNS lookup: the mock must not resolve names an
+    anonymous caller picks); "localhost" counts as loopback."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if "*" in allow or host in allow:
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
+    if ip.is_loopback:
+        return True
+    return any("/" in a and ip in ipaddress.ip_network(a, strict=False) for a in allow)
 
 
 def check_hook_statuses(value: Any, where: str) -> tuple[str, ...] | None:

@@ -109,6 +109,8 @@ _KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
     "normal": (Normal, ("mean_ms", "sd_ms")),
     "lognormal": (LogNormal, ("median_ms", "sigma")),
 }
+MAX_DELAY_MS = 3_600_000.0  # one hour: the bound of every delay the mock takes (a Change pending for ever is a leak)
+_MAX_SIGMA = 10.0
 DELAY_SYNTAX = "fixed:MS | uniform:MIN,MAX | normal:MEAN,SD | lognormal:MEDIAN,SIGMA"
 
 
@@ -147,10 +149,13 @@ def parse_delay(value: str | dict[str, Any] | DelayDistribution, where: str = "d
     for name, v in raw.items():
         try:
             num = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.{name}: expected a number; got {v!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{where}.{name}: expected a finite number; got {v!r:.80}") from None
         if isinstance(v, bool) or not math.isfinite(num) or num < 0:
-            raise ConfigError(f"{where}.{name}: expected a finite number >= 0; got {v!r}")
+            raise ConfigError(f"{where}.{name}: expected a finite number >= 0; got {v!r:.80}")
+        bound = _MAX_SIGMA if name == "sigma" else MAX_DELAY_MS
+        if num > bound:
+            raise ConfigError(f"{where}.{name}: at most {bound:g} (the mock's bound); got {v!r:.80}")
         nums[name] = num
     if kind == "uniform" and nums["min_ms"] > nums["max_ms"]:
         raise ConfigError(f"{where}: uniform needs min_ms <= max_ms; got {nums['min_ms']} > {nums['max_ms']}")

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from mock_orders_api import child_env
 from mock_orders_api.app import create_app
-from mock_orders_api.config import MockConfig
+from mock_orders_api.config import SECRET_ENV, MockConfig
 from mock_orders_api.errors import RaceHarnessError
 from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.lifeline import spawn
@@ -154,11 +154,19 @@ class MockProcess:
                             ("MOCK_HOOK_TIMEOUT_S", str(cfg.hook_timeout_s)),
                             ("MOCK_HOOK_RETRIES", str(cfg.hook_retries)),
                             ("MOCK_HOOK_DELAY_MS", str(cfg.hook_delay_ms)),
-                            ("MOCK_CHANGE_WORKERS", str(cfg.change_workers) if cfg.change_workers else None)):
+                            ("MOCK_CHANGE_WORKERS", str(cfg.change_workers) if cfg.change_workers else None),
+                            ("MOCK_JOURNAL_BYTES", str(cfg.journal_bytes)),
+                            ("MOCK_MAX_BODY_BYTES", str(cfg.max_body_bytes)),
+                            ("MOCK_MAX_PENDING_CHANGES", str(cfg.max_pending_changes)),
+                            ("MOCK_MAX_ORDERS", str(cfg.max_orders) if cfg.max_orders else None),
+                            ("MOCK_ORDER_TTL_S", str(cfg.order_ttl_s) if cfg.order_ttl_s else None),
+                            ("MOCK_HOOK_ALLOW", ",".join(cfg.hook_allow) or None)):
             if value is None:
                 env.pop(name, None)
             else:
                 env[name] = value
+        for name in SECRET_ENV.values():  # a parent's secret files must not override the config's secrets
+            env.pop(f"{name}_FILE", None)
         # Own session and parent-death signal (mock_orders_api.lifeline): a Ctrl-C at the terminal
         # is the parent's to handle, and a killed parent leaves no mock holding the port.
         self._proc = spawn(args, pass_fds=(self._sock.fileno(),), env=env)

@@ -40,11 +40,12 @@ class MockState:
         self.clock = clock
         self.deterministic = deterministic
         self.store = OrderStore()
-        self.journal = Journal(config.journal_size)
+        self.journal = Journal(config.journal_size, config.journal_bytes)
         self.rng = random.Random(config.seed)
         self.limiter = RateLimiter()
         self.faults = FaultSchedule()
         self._outcome_rng = random.Random(f"{config.seed}:outcome")
+        self.evicted = 0  # orders dropped by evict_orders
         self._timers = LoopTimers(clock)
         self.pool = changes.WorkerPool(config.change_workers) if config.change_workers else None
         # Order hooks: every status change (creation included) goes through store.listeners.
@@ -100,10 +101,21 @@ class MockState:
             return
         self._advance(order, now)
 
+    def evict_orders(self, now_ns: int) -> None:
+        """Make room before an order is created: drop orders older than `order_ttl_s`, then the
+        oldest ones beyond `max_orders - 1` (both off unless configured); counted in `evicted`."""
+        ttl, cap = self.config.order_ttl_s, self.config.max_orders
+        cutoff = None if ttl is None else now_ns - int(ttl * 1e9)
+        while (oldest := self.store.oldest()) is not None and (
+                (cutoff is not None and oldest.created_ns < cutoff) or (cap is not None and len(self.store) >= cap)):
+            self.store.remove(oldest.order_id)
+            self.evicted += 1
+
     def reset(self) -> None:
         self._timers.cancel_all()
         self.store.clear()
         self.journal.clear()
+        self.evicted = 0
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
         self.rng = random.Random(self.config.seed)
         self.limiter.reset()

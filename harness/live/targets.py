@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -59,6 +60,10 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
         _check_reachable(url)
         yield OpenTarget("url", url, creds)
         return
+    if creds.app_key is not None and creds.admin_token is None:
+        # With VTEX keys set the mock's admin API needs a token: the embedded mock gets a
+        # per-run one (the harness is its only admin client).
+        creds = replace(creds, admin_token=secrets.token_urlsafe(24))
     config = mock_config(scenario, creds)
     try:
         with MockProcess(config) as proc:

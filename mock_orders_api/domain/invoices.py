@@ -9,6 +9,7 @@ settle time S, then to `invoiced` (immediately when S = 0).
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -148,6 +149,7 @@ def post_invoice(
     except ApiError as err:
         record.status = err.status
         record.reason = err.message
+        record.body = _kept_body(spec.body)
         order.invoices.append(record)
         raise
     record.accepted = True
@@ -215,3 +217,17 @@ def settle(order: Order, now_ns: int, invoice_first: str = "over-invoice") -> bo
         order.set_status(PAYMENT_APPROVED if stuck else INVOICED, due)
         return True
     return False
+
+
+_KEPT_BODY_BYTES = 4096
+
+
+def _kept_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A refused invoice's body as the audit keeps it: whole up to 4 KiB, else its short scalar
+    fields and the size it had (refusals are unbounded in number; their bodies must not be)."""
+    size = len(json.dumps(body))
+    if size <= _KEPT_BODY_BYTES:
+        return body
+    kept = {k: v for k, v in body.items()
+            if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 256)}
+    return {**kept, "truncatedFromBytes": size}

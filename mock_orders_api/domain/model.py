@@ -428,9 +428,13 @@ _STATUS_DESCRIPTIONS = {
 def cents(value: Any, where: str, minimum: int = 0, what: str = "an integer number of cents") -> int:
     """An integer amount (cents, or a count); digit strings are accepted as VTEX examples send them."""
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        if len(value.strip()) > 18:  # int() past 4300 digits raises; no amount has more than 18
+            raise BadRequest(f"{where}: expected {what} below 10**18; got {len(value.strip())} digits")
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{where}: expected {what} >= {minimum}; got {value!r}")
+        raise BadRequest(f"{where}: expected {what} >= {minimum}; got {value!r:.100}")
     if value < minimum:
         raise BadRequest(f"{where}: expected an integer >= {minimum}; got {value}")
+    if value >= 10**18:
+        raise BadRequest(f"{where}: expected {what} below 10**18")
     return value

@@ -27,6 +27,13 @@ class OrderStore:
     def clear(self) -> None:
         self._orders.clear()
 
+    def oldest(self) -> Order | None:
+        """The order created first among those held (dicts keep insertion order)."""
+        return next(iter(self._orders.values()), None)
+
+    def remove(self, order_id: str) -> None:
+        self._orders.pop(order_id, None)
+
     def get(self, order_id: str) -> Order:
         try:
             return self._orders[order_id]
@@ -68,8 +75,12 @@ class OrderStore:
             order_id = f"{next(self._ids)}-01"
             while order_id in self._orders:
                 order_id = f"{next(self._ids)}-01"
-        elif not isinstance(order_id, str) or not order_id or "/" in order_id:
-            raise BadRequest(f"order.orderId: expected a non-empty string without '/'; got {order_id!r}")
+        elif (not isinstance(order_id, str) or not order_id or len(order_id) > 128 or order_id in (".", "..")
+              or not order_id.isprintable() or any(c in order_id for c in "/?#%\\")):
+            # The id must round-trip through a URL path: '.'/'..' are normalised away by clients,
+            # '/?#%\' and control characters change the path.
+            raise BadRequest(f"order.orderId: expected 1..128 printable characters, not '.' or '..', "
+                             f"without / ? # % or \\; got {order_id!r:.100}")
         elif order_id in self._orders:
             raise Conflict(f"order {order_id!r} already exists", code="OrderAlreadyExists")
         order = Order(

@@ -6,6 +6,11 @@ auth function first, read and validate the whole body, then act on the order in
 one synchronous section (no `await`), stamping `acted_ns`: that section is
 atomic on the event loop, which is what "under the order's lock" means here.
 Errors are raised as `ApiError`s and rendered in one place (see app.py).
+
+Hostile input never reaches a handler as a 500: bodies are bounded (limits.py), JSON is
+parsed with bounded depth and integer size, credentials are compared as bytes, and every
+state-changing route refuses non-JSON content types and cross-site browser requests
+(`ApiRoute` does that before the handler runs; the simulated mode calls the bare handler).
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_orders_api import wire
-from mock_orders_api.config import check_ms
-from mock_orders_api.errors import BadRequest, ConfigError, Forbidden, Unauthorized
+from mock_orders_api.config import check_ms, short_repr
+from mock_orders_api.errors import ApiError, BadRequest, ConfigError, Forbidden, Unauthorized
 from mock_orders_api.state import MockState
 
 Handler = Callable[[Request], Awaitable[Response]]
 Auth = Literal["vtex", "admin"]
 
-_MAX_BODY = 1 << 20
+MAX_JSON_DEPTH = 64  # deeper bodies are refused: no VTEX body nests past ~5 levels
+MAX_INT_DIGITS = 30  # JSON integers longer than this are refused (cents fit in 20 digits)
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH_PARAM = re.compile(r"{(\w+)}")
 VTEX_TAG = "Orders API (VTEX-shaped)"
 ADMIN_TAG = "Mock admin"
@@ -46,23 +53,66 @@ class ApiRoute(Route):
                  errors: Sequence[int] = (), body: dict[str, Any] | None = None,
                  headers: Sequence[tuple[str, dict[str, Any], str]] = (),
                  query: Sequence[tuple[str, dict[str, Any], str]] = (), description: str | None = None) -> None:
-        super().__init__(path, handler, methods=[method])
+        super().__init__(path, _guarded(handler) if method in _STATE_CHANGING else handler, methods=[method])
         self.method = method
         self.handler = handler  # the bare handler: what the simulated mode's in-process dispatch calls
-        self.operation = _operation(path, auth=auth, summary=summary, status=status, errors=errors, body=body,
-                                    headers=headers, query=query, description=description)
+        self.operation = _operation(path, method, auth=auth, summary=summary, status=status, errors=errors,
+                                    body=body, headers=headers, query=query, description=description)
 
 
-def _operation(path: str, *, auth: Auth, summary: str, status: int, errors: Sequence[int],
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+def _guarded(handler: Handler) -> Handler:
+    """A state-changing handler behind the browser guard (see `check_browser_safe`)."""
+    async def _handler(request: Request) -> Response:
+        check_browser_safe(request)
+        return await handler(request)
+    return _handler
+
+
+def check_browser_safe(request: Request) -> None:
+    """Refuse what a web page could send cross-site without a CORS preflight.
+
+    A body must be declared JSON (415 otherwise: text/plain and form posts are "simple"
+    requests a browser sends from any page); a bodyless request a browser marks as
+    cross-site (`Sec-Fetch-Site`, or an `Origin` that is not this host) gets 403. The mock
+    sends no CORS headers, so a preflighted request from a page is refused by the browser."""
+    headers = request.headers
+    content_type = headers.get("content-type")
+    has_body = headers.get("transfer-encoding") is not None or headers.get("content-length", "0").strip() != "0"
+    if content_type is not None or has_body:
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+            raise UnsupportedMediaType(f"{request.method} {request.url.path}: expected Content-Type: "
+                                       f"application/json; got {short_repr(content_type or 'none')}")
+    site = headers.get("sec-fetch-site")
+    origin = headers.get("origin")
+    host = headers.get("host")
+    if site == "cross-site" or (origin is not None and (host is None or origin.split("://", 1)[-1] != host)):
+        raise Forbidden(f"{request.method} {request.url.path}: cross-origin browser requests are refused "
+                        f"(Origin {short_repr(origin)}); call the mock from a client, not a web page",
+                        code="CrossOriginRefused")
+
+
+def _operation(path: str, method: str, *, auth: Auth, summary: str, status: int, errors: Sequence[int],
                body: dict[str, Any] | None, headers: Sequence[tuple[str, dict[str, Any], str]],
                query: Sequence[tuple[str, dict[str, Any], str]], description: str | None) -> dict[str, Any]:
     params: list[dict[str, Any]] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in _PATH_PARAM.findall(path)]
     params += [{"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in query]
     params += [{"name": n, "in": "header", "required": False, "schema": s, "description": d} for n, s, d in headers]
+    # Every status the route can really answer (the contract test checks it): auth (401/403),
+    # the guard of state-changing routes (403/415), body limits (400/413), unknown path ids (404).
     statuses = set(errors) | {401, 403}
     if body is not None or headers or query:
         statuses.add(400)
+    if method in _STATE_CHANGING:
+        statuses.update((400, 413, 415))
+    if _PATH_PARAM.search(path):
+        statuses.add(404)
     responses: dict[str, Any] = {str(status): {"description": "No Content"} if status == 204 else
                                  {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
     for s in sorted(statuses):
@@ -92,15 +142,50 @@ def acted(request: Request, order_id: str | None = None) -> tuple[int, int]:
 
 
 async def json_body(request: Request, where: str) -> Any:
+    """The request's JSON body (its size is bounded by limits.BodyLimitMiddleware); 400 if it is
+    not JSON, nests deeper than MAX_JSON_DEPTH or holds an integer over MAX_INT_DIGITS digits."""
     raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise BadRequest(f"{where}: body larger than {_MAX_BODY} bytes")
     if not raw.strip():
         raise BadRequest(f"{where}: a JSON body is required")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadRequest(f"{where}: malformed JSON ({err})", code="MalformedJson") from None
+        body = json.loads(raw, parse_int=_bounded_int)
+    except _IntTooLong as err:
+        raise BadRequest(f"{where}: an integer has {err.digits} digits; at most {MAX_INT_DIGITS} are accepted",
+                         code="MalformedJson") from None
+    except RecursionError:
+        raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson") from None
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        raise BadRequest(f"{where}: malformed JSON ({str(err)[:200]})", code="MalformedJson") from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson")
+    return body
+
+
+class _IntTooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _IntTooLong(digits)
+    return int(text)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (a recursive walk is what overflows)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def json_response(content: Any, status: int = 200) -> JSONResponse:
@@ -121,7 +206,10 @@ def pinned_ms(request: Request, header: str) -> float | None:
 # --- auth (plain functions, called first by every handler) ---------------------------
 
 def _matches(given: str | None, expected: str | None) -> bool:
-    return given is not None and expected is not None and hmac.compare_digest(given, expected)
+    """Constant-time comparison on bytes: `compare_digest` raises on non-ASCII str. Header values
+    arrive latin-1 decoded (their raw bytes); configured secrets are UTF-8."""
+    return (given is not None and expected is not None
+            and hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode("utf-8")))
 
 
 def vtex_auth(request: Request) -> None:
@@ -142,8 +230,12 @@ def vtex_auth(request: Request) -> None:
 
 
 def admin_auth(request: Request) -> None:
-    expected = mock(request).config.admin_token
+    cfg = mock(request).config
+    expected = cfg.admin_token
     if expected is None:
+        if cfg.app_key is not None:  # the VTEX API is protected: an open admin API would bypass that
+            raise Unauthorized("admin API: VTEX credentials are set, so /_mock needs an admin token; "
+                               "start the mock with MOCK_ADMIN_TOKEN (or --admin-token-file)")
         return
     given = request.headers.get(wire.ADMIN_TOKEN_HEADER)
     auth = request.headers.get("authorization", "")

@@ -59,6 +59,7 @@ async def health(request: Request) -> Response:
     state = mock(request)
     return json_response({"status": "ok", "orders": len(state.store), "pendingChanges": state.pending_changes(),
                           "journalEntries": len(state.journal), "journalDropped": state.journal.dropped,
+                          "journalBytes": state.journal.bytes, "ordersEvicted": state.evicted,
                           "policy": state.config.policy, "monotonicNs": state.clock()})
 
 
@@ -101,7 +102,9 @@ async def create_order(request: Request) -> Response:
     admin_auth(request)
     body = await json_body(request, "order")
     _, now = acted(request)
-    order = mock(request).store.create(body, now)
+    state = mock(request)
+    state.evict_orders(now)
+    order = state.store.create(body, now)
     request.state.order_id = order.order_id
     return json_response(order.view(), 201)
 

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mock_orders_api import faults, wire
+from mock_orders_api.delays import MAX_DELAY_MS
 from mock_orders_api.domain import changes
 from mock_orders_api.domain.model import CHANGE_OUTCOMES, ChangeRecord, ChangeSpec
-from mock_orders_api.errors import ApiError, BadRequest, NotFound
+from mock_orders_api.errors import ApiError, BadRequest, Conflict, NotFound
 from mock_orders_api.routes._shared import (
     ITEM_SCHEMA,
     ApiRoute,
@@ -62,13 +63,17 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     arrival, now = acted(request, order_id)
     order = state.order(order_id, now)
     spec = spec_of(body)
+    if len(order.unfinished_changes()) >= state.config.max_pending_changes:
+        raise Conflict(f"order {order_id} already has {state.config.max_pending_changes} pending Changes "
+                       f"(max_pending_changes); wait for one to finish", code="TooManyPendingChanges")
     rng_state = None if state.deterministic else state.rng.getstate()  # deterministic: a fresh RNG per Change
     pinned = pinned_ms(request, wire.CHANGE_DELAY_HEADER)
     pinned_outcome = request.headers.get(wire.CHANGE_OUTCOME_HEADER)
     if pinned_outcome is not None and pinned_outcome not in CHANGE_OUTCOMES:
         raise BadRequest(f"header {wire.CHANGE_OUTCOME_HEADER.lower()}: expected one of {list(CHANGE_OUTCOMES)}; "
                          f"got {pinned_outcome!r}")
-    delay = state.config.delay.sample(state.delay_rng(order)) if pinned is None else pinned
+    # A drawn delay is capped like a pinned one (a lognormal tail must not pin a Change for ever).
+    delay = min(state.config.delay.sample(state.delay_rng(order)), MAX_DELAY_MS) if pinned is None else pinned
     try:
         record = changes.register(
             order, spec, policy=state.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,

@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from mock_orders_api import wire
 from mock_orders_api.domain import hooks
-from mock_orders_api.errors import NotFound
+from mock_orders_api.config import hook_target_allowed
+from mock_orders_api.errors import BadRequest, NotFound
 from mock_orders_api.routes._shared import ApiRoute, json_body, json_response, mock, vtex_auth
 
 HOOK_CONFIG_SCHEMA: dict[str, Any] = {
@@ -43,6 +44,10 @@ async def hook_config_set(request: Request) -> Response:
     body = await json_body(request, "hook config")
     hook = hooks.parse_hook_config(body)
     state = mock(request)
+    if not hook_target_allowed(hook.url, state.config.hook_allow):
+        # Otherwise any caller could make the mock send requests anywhere (a relay).
+        raise BadRequest(f"hook.url: {hook.url!r:.200} is not loopback; allow its host with --hook-allow "
+                         f"(env MOCK_HOOK_ALLOW)", code="HookTargetNotAllowed")
     await state.hooks.ping(hook)
     state.hooks.config = hook
     return json_response(hook.view())

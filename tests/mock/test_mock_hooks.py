@@ -258,7 +258,7 @@ async def test_invalid_config_is_400_naming_the_field(hooked, receiver, assert_e
 
 
 async def test_hook_config_needs_vtex_auth(hooked, receiver, assert_error) -> None:
-    api = hooked(_cfg(app_key="k", app_token="t", readonly_app_key="rk", readonly_app_token="rt"))
+    api = hooked(_cfg(app_key="k", app_token="t", readonly_app_key="rk", readonly_app_token="rt", admin_token="adm"))
     body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": receiver.url}}
     assert_error(await api.client.post("/api/orders/hook/config", json=body), 401)
     ro = {"X-VTEX-API-AppKey": "rk", "X-VTEX-API-AppToken": "rt"}
