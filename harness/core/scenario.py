@@ -269,7 +269,8 @@ class Scenario:
         """A copy with command-line overrides applied (None = keep); values are validated.
 
         `hook_url` turns the scenario into integration mode against one running
-        service named "integration" (thresholds naming other guards are dropped).
+        service named "integration". Its thresholds are `integration_thresholds` (the
+        scenario's race bounds re-aimed at it): an unknown service is never judged by nothing.
         """
         src = self.source
         out = self
@@ -280,7 +281,7 @@ class Scenario:
             _check_hook_delay(integ, out.sweep, src)
             out = replace(out, target=replace(out.target, integration=integ),
                           guards=replace(out.guards, names=("integration",)),
-                          thresholds=tuple(t for t in out.thresholds if t.guard == "integration"))
+                          thresholds=integration_thresholds(out.thresholds))
         if trials_per_offset is not None:
             tpo = _int(trials_per_offset, src, "sweep.trials_per_offset (override)", minimum=1)
             out = replace(out, sweep=replace(out.sweep, trials_per_offset=tpo))
@@ -290,6 +291,27 @@ class Scenario:
             url = _url(target_url, src, "target.url (override)")
             out = replace(out, target=replace(out.target, kind="url", url=url))
         return out
+
+
+# A correct integration waits for the Change (or invoices before it arrives): the model puts
+# its residual race window within the timing tolerance of offset 0, so it is judged at
+# |offset| >= 50 ms, with the limit the reference scenario uses for its guarded connector.
+DEFAULT_INTEGRATION_THRESHOLD = Threshold("integration", max_upper=0.1, min_abs_offset_ms=50.0)
+
+
+def integration_thresholds(thresholds: tuple[Threshold, ...]) -> tuple[Threshold, ...]:
+    """The thresholds judging a service given by `--hook-url`/`--feed` (named "integration").
+
+    The scenario's upper bounds on races (the limits it sets a correct integration, at the
+    offsets where that integration is safe) apply to it; lower bounds (which prove a naive
+    service races) do not. A scenario without any: DEFAULT_INTEGRATION_THRESHOLD. Failed trials
+    (no_invoice, hook_failed, extra_invoice, wrong_value) fail the gate via `[gate] max_failed`."""
+    own = tuple(t for t in thresholds if t.guard == "integration")
+    if own:
+        return own
+    bounds = {replace(t, guard="integration", min_lower=None) for t in thresholds if t.max_upper is not None}
+    return tuple(sorted(bounds, key=lambda t: (t.max_upper or 0.0, t.min_abs_offset_ms))) or (
+        DEFAULT_INTEGRATION_THRESHOLD,)
 
 
 def _threshold_dict(t: Threshold) -> dict[str, Any]:
@@ -783,6 +805,8 @@ __all__ = [
     "RunSettings",
     "Scenario",
     "Service",
+    "DEFAULT_INTEGRATION_THRESHOLD",
+    "integration_thresholds",
     "Simulate",
     "Sweep",
     "Target",
