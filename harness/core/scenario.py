@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from harness.builtin_scenarios import find_scenario
@@ -265,6 +265,7 @@ class Scenario:
         seed: int | None = None,
         target_url: str | None = None,
         hook_url: str | None = None,
+        offsets_ms: Iterable[float] | None = None,
     ) -> Scenario:
         """A copy with command-line overrides applied (None = keep); values are validated.
 
@@ -274,6 +275,13 @@ class Scenario:
         """
         src = self.source
         out = self
+        if offsets_ms is not None:
+            offsets = tuple(sorted({_number(o, src, "sweep.offsets_ms (override)") for o in offsets_ms}))
+            if not offsets:
+                raise _error(src, "sweep.offsets_ms (override)", "a non-empty list of offsets in ms", [])
+            out = replace(out, sweep=replace(out.sweep, offsets_ms=offsets))
+            if out.target.integration is not None:
+                _check_hook_delay(out.target.integration, out.sweep, src)
         if hook_url is not None:
             url = _url(hook_url, src, "target.integration.hook_url (override)")
             old = out.target.integration or Integration(services=())
@@ -291,6 +299,22 @@ class Scenario:
             url = _url(target_url, src, "target.url (override)")
             out = replace(out, target=replace(out.target, kind="url", url=url))
         return out
+
+    def with_services(self, names: Iterable[str]) -> Scenario:
+        """Integration mode: a copy running only these services (and only their thresholds)."""
+        wanted = tuple(names)
+        integ = self.target.integration
+        if integ is None:
+            raise ScenarioError(f"{self.source}: services={list(wanted)}: not an integration scenario")
+        have = [sv.name for sv in integ.services]
+        unknown = [n for n in wanted if n not in have]
+        if unknown or not wanted:
+            raise ScenarioError(f"{self.source}: target.integration.services: expected names among {have}; "
+                                f"got {list(wanted)}")
+        kept = tuple(sv for sv in integ.services if sv.name in wanted)
+        return replace(self, target=replace(self.target, integration=replace(integ, services=kept)),
+                       guards=replace(self.guards, names=tuple(sv.name for sv in kept)),
+                       thresholds=tuple(t for t in self.thresholds if t.guard in wanted))
 
 
 # A correct integration waits for the Change (or invoices before it arrives): the model puts
