@@ -138,6 +138,9 @@ class MockProcess:
                             ("MOCK_HOOK_TIMEOUT_S", str(cfg.hook_timeout_s)),
                             ("MOCK_HOOK_RETRIES", str(cfg.hook_retries)),
                             ("MOCK_HOOK_DELAY_MS", str(cfg.hook_delay_ms)),
+                            ("MOCK_HOOK_RETRY_HORIZON_S", str(cfg.hook_retry_horizon_s)),
+                            ("MOCK_HOOK_DUPLICATE_RATE", str(cfg.hook_duplicate_rate)),
+                            ("MOCK_HOOK_EXTRA_DELAY_MS", str(cfg.hook_extra_delay_ms)),
                             ("MOCK_CHANGE_WORKERS", str(cfg.change_workers) if cfg.change_workers else None)):
             if value is None:
                 env.pop(name, None)

@@ -64,6 +64,11 @@ class Integration:
     services: tuple[Service, ...]
     hook_delay_ms: float = 600.0  # the mock delivers the handling hook this long after start-handling
     invoice_wait_ms: float = 5000.0  # bound on waiting for the service's invoice after the hook
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every hook (e.g. a shared secret the service checks)
+    # The mock's seeded delivery plan (VTEX: at-least-once, no ordering guarantee): the probability
+    # that a notification is sent twice, and the largest extra delay of each copy.
+    duplicate_rate: float = 0.0
+    extra_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,9 @@ class Scenario:
             target["integration"] = {
                 "hook_delay_ms": integ.hook_delay_ms,
                 "invoice_wait_ms": integ.invoice_wait_ms,
+                "headers": dict(integ.headers),
+                "duplicate_rate": integ.duplicate_rate,
+                "extra_delay_ms": integ.extra_delay_ms,
                 "services": [
                     {"name": sv.name, "hook_url": sv.hook_url, **({"command": list(sv.command)} if sv.command else {})}
                     for sv in integ.services
@@ -467,8 +475,17 @@ def _parse_integration(t: _Table) -> Integration:
         services.append(Service(name, hook_url, tuple(command)))
     hook_delay = _number(t.take("hook_delay_ms", 600), t.source, t.path("hook_delay_ms"), minimum=0)
     wait = _number(t.take("invoice_wait_ms", 5000), t.source, t.path("invoice_wait_ms"), minimum=0, exclusive=True)
+    headers = t.take("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                for k, v in headers.items()):
+        raise _error(t.source, t.path("headers"), "a table of header name = string value", headers)
+    duplicate_rate = _number(t.take("duplicate_rate", 0.0), t.source, t.path("duplicate_rate"), minimum=0)
+    if duplicate_rate > 1:
+        raise _error(t.source, t.path("duplicate_rate"), "a probability in [0, 1]", duplicate_rate)
+    extra_delay = _number(t.take("extra_delay_ms", 0.0), t.source, t.path("extra_delay_ms"), minimum=0)
     t.finish()
-    return Integration(tuple(services), hook_delay, wait)
+    return Integration(tuple(services), hook_delay, wait, tuple(sorted(headers.items())), duplicate_rate,
+                       extra_delay)
 
 
 def _check_hook_delay(integ: Integration, sweep: Sweep, source: str) -> None:

@@ -42,7 +42,9 @@ class IntegrationRunner(Runner):
 
     async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
         """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
-        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": {}}}
+        integ = self.scenario.target.integration
+        headers = dict(integ.headers) if integ is not None else {}
+        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": headers}}
         deadline = time.monotonic() + SERVICE_START_S
         while True:
             event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
