@@ -178,3 +178,33 @@ def test_a_service_failing_its_job_fails_the_gate(kind: str, outcome: str, shown
         assert (df.outcome == outcome).all(), df.outcome.tolist()
     assert summary["gate"]["outcomes"]["integration"]["failed"] == ((df.outcome == outcome) & ~df.late).sum()
     assert shown in out, out
+
+
+@pytest.mark.parametrize("kind, extra_invoices", [("naive", True), ("dedup", False)])
+def test_duplicate_hooks_catch_a_service_that_does_not_deduplicate(kind: str, extra_invoices: bool,
+                                                                   tmp_path: Path) -> None:
+    """The seeded delivery plan sends every hook twice (VTEX: at-least-once); a service that invoices
+    per delivery sends extra invoices (failures), one that deduplicates does not."""
+    scenario = tmp_path / "dup.toml"
+    scenario.write_text(SCENARIO.read_text().replace("invoice_wait_ms = 5000", "invoice_wait_ms = 5000\n"
+                                                     "duplicate_rate = 1.0\nextra_delay_ms = 20"))
+    out = tmp_path / "out"
+    with MockProcess(MockConfig()) as mock:
+        svc = subprocess.Popen([sys.executable, str(SERVICE), "--kind", kind, "--api-url", mock.url],
+                               stdout=subprocess.PIPE, text=True, env=child_env())
+        try:
+            assert svc.stdout is not None
+            line = svc.stdout.readline()
+            main(["run", str(scenario), "--trials", "1", "--target-url", mock.url, "--hook-url",
+                  line.split()[-1] + "/hook", "--out", str(out), "--no-progress"])
+        finally:
+            svc.terminate()
+            svc.wait(timeout=10)
+    [run_dir] = list(out.iterdir())
+    df = pd.read_csv(run_dir / "trials.csv")
+    hooks = json.loads((run_dir / "summary.json").read_text())["hooks"]["services"]["integration"]
+    assert hooks["duplicates"] == len(df)  # every trigger hook's copy was sent before the trial was judged
+    positive = df[df.offset_ms > 0]
+    assert ((positive.outcome == "extra_invoice").all() if extra_invoices
+            else not (df.outcome == "extra_invoice").any()), df.outcome.tolist()
+    assert bool(hooks["extra_invoices"]) == extra_invoices
