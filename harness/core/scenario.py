@@ -296,6 +296,7 @@ class Scenario:
             integ = replace(old, services=(Service("integration", url),))
             _check_hook_delay(integ, out.sweep, src)
             out = replace(out, target=replace(out.target, integration=integ),
+                          description=f"Your integration at {url} (scenario {out.name})",
                           guards=replace(out.guards, names=("integration",)),
                           thresholds=integration_thresholds(out.thresholds))
         if trials_per_offset is not None:

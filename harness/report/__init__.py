@@ -146,7 +146,8 @@ def build_report(run_dir: Path | str) -> Report:
 
     pngs = {
         "race_rate": plots.plot_race_rate(rates, _race_model_for_plot(rates, meta, summary["rate_bin_ms"]),
-                                          run_dir / "race_rate.png"),
+                                          run_dir / "race_rate.png",
+                                          plots.INTEGRATION_OFFSET_LABEL if integration else plots.OFFSET_LABEL),
         "timeline": plots.plot_timeline(row.to_dict() if row is not None else None, history, audit,
                                         run_dir / "timeline.png"),
         "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),

@@ -91,9 +91,18 @@ def _model_points(model: ModelSpec, x_min: float, x_max: float, knots: Iterable[
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
-def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str) -> Path:
+# Each mode's offset: client modes time the invoice against the Change; integration mode times the
+# Change against the hook that triggers the service (a positive offset = the Change comes later).
+OFFSET_LABEL = "t_invoice − t_change"
+INTEGRATION_OFFSET_LABEL = "t_change − t_hook"
+
+
+def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str,
+                   offset_label: str = OFFSET_LABEL) -> Path:
     """Measured race rate vs planned offset per guard, with 95% Wilson bands,
     and the race model (dashed) for the unguarded integration.
+
+    `offset_label`: the mode's offset definition (integration mode: INTEGRATION_OFFSET_LABEL).
 
     `model` is a function offset_ms -> probability (drawn on a dense grid), a
     sequence of (offset_ms, probability) points, or None.
@@ -124,7 +133,7 @@ def plot_race_rate(rate_table: pd.DataFrame, model: ModelSpec, out: Path | str) 
         ax.plot(mx, my, linestyle="--", color=_COLORS["none"], linewidth=1.2, alpha=0.9, label="none (race model)")
     ax.axvline(0.0, color="#999999", linewidth=0.8)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("planned offset t_invoice − t_change (ms)")
+    ax.set_xlabel(f"planned offset {offset_label} (ms)")
     ax.set_ylabel("race rate (accepted invoice > final value)")
     ax.set_title("Race rate vs offset (bands: 95% Wilson interval)")
     ax.grid(True, alpha=0.3)
