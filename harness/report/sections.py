@@ -25,7 +25,7 @@ from harness.core.adaptive import describe_edges
 
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
 RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5xx, or a late trial) and failed "
-              "ones (no invoice, guard timeout) are left out and counted apart. "
+              "ones (no invoice, hook not accepted, extra invoice, wrong value, guard timeout) are left out and counted apart. "
               "Intervals are 95% Wilson score intervals.")
 GATE_NOTE = ("Each threshold holds for the worst offset bin of its window, decided by an anytime-valid sequential "
              "test (docs/model.md). Every trial is accounted: failed trials fail the gate beyond the scenario's "
