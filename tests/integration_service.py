@@ -7,8 +7,7 @@ it prints `listening on http://127.0.0.1:PORT` once it listens. Kinds (what a te
 - dedup: naive, but each (order, state) is handled once (duplicates from the delivery plan are ignored);
 - idle: accepts every hook and never invoices;
 - error500: answers the ping with 200 and every notification with 500;
-- double: invoices twice (a second invoice number for the same value);
-- feed-naive / feed-guarded: no hook; read the Feed v3 (`GET /api/orders/feed`), commit every item.
+- double: invoices twice (a second invoice number for the same value).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ def _finished(api: str, order_id: str) -> bool:
 
 
 def _invoice(api: str, order_id: str, kind: str) -> None:
-    if kind in ("guarded", "feed-guarded"):
+    if kind == "guarded":
         deadline = time.monotonic() + 5
         while not _finished(api, order_id) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -91,17 +90,6 @@ def main() -> None:
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Hook)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}", flush=True)
-    if kind.startswith("feed-"):
-        def poll() -> None:
-            while True:
-                items = _call(api, "GET", "/api/orders/feed?maxlot=10") or []
-                for item in items:
-                    handle(str(item.get("orderId")), str(item.get("state")))
-                if items:
-                    _call(api, "POST", "/api/orders/feed", {"handles": [i["handle"] for i in items]})
-                else:
-                    time.sleep(0.02)
-        threading.Thread(target=poll, daemon=True).start()
     srv.serve_forever()
 
 

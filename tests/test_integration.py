@@ -139,11 +139,8 @@ def _check_service(kind: str, tmp_path: Path, trials: int, *extra: str) -> tuple
             assert svc.stdout is not None
             line = svc.stdout.readline()
             assert line.startswith("listening on "), line
-            argv = ["check", str(SCENARIO), "--trials", str(trials), "--target-url", mock.url,
-                    "--out", str(tmp_path), "--no-progress", *extra]
-            if not kind.startswith("feed-"):
-                argv += ["--hook-url", line.split()[-1] + "/hook"]
-            code = main(argv)
+            code = main(["check", str(SCENARIO), "--trials", str(trials), "--target-url", mock.url,
+                         "--hook-url", line.split()[-1] + "/hook", "--out", str(tmp_path), "--no-progress", *extra])
         finally:
             svc.terminate()
             svc.wait(timeout=10)
