@@ -26,6 +26,7 @@ from harness.live.runner import Runner
 
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 _AUDIT_POLL_S = 0.05
+_EXTRA_INVOICE_GRACE_MS = 300.0  # after the first invoice is seen: time for an extra one to show
 _DUPLICATE_GRACE_MS = 500.0  # after the last planned copy of the trigger hook: time for the service to act
 
 
@@ -99,6 +100,8 @@ class IntegrationRunner(Runner):
             audit: dict[str, Any] = event.response_body
             now = self.clock.now_ns()
             invoiced = bool(audit.get("invoices"))
+            if invoiced and not hold_ns:  # a second invoice may follow the first: judge it too
+                hold_ns = now + round(_EXTRA_INVOICE_GRACE_MS * 1e6)
             if invoiced and audit.get("verdict") != "pending" and now >= hold_ns:
                 return audit
             if (not invoiced and now >= wait_until_ns) or now >= settle_until:
