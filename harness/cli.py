@@ -385,6 +385,12 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
             continue
         print(f"  {name:15s} races {g['races']}/{g['trials']} judged  rate {g['rate']:.3f}  "
               f"95% CI [{g['ci_low']:.3f}, {g['ci_high']:.3f}]{counts}")
+    for name, svc in ((summary.get("hooks") or {}).get("services") or {}).items():
+        extra = svc.get("extra_invoices") or {}
+        extras = ", ".join(f"{n} x HTTP {status}" for status, n in sorted(extra.items())) or "none"
+        print(f"  {name:15s} hooks: {svc['deliveries']} sent, {svc['delivered']} accepted (200), "
+              f"{svc['failed_attempts']} failed, {svc['duplicates']} duplicates, {svc['retries']} retries; "
+              f"extra invoices: {extras}")
     rounds = summary.get("rounds") or {}
     if rounds.get("rounds"):
         print(f"  rounds: {rounds['rounds']} ({'+'.join(map(str, rounds['trials_per_round']))} trials, budget "

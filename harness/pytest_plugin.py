@@ -1,25 +1,36 @@
 """pytest plugin (entry point `race_harness`): the mock and integration runs as fixtures.
 
-For a team's own test suite::
+For a team's own test suite (the README's example)::
 
     def test_guarded_connector_does_not_race(run_integration_scenario):
-        summary = run_integration_scenario("integration-reference", trials=11)
-        assert summary.race_rate_upper("guarded") < 0.05   # 0/77: upper bound 0.048
+        summary = run_integration_scenario("integration-reference", services=["guarded"],
+                                           offsets_ms=[-300, 300], trials=56)
+        summary.assert_passed()   # AssertionError names the threshold, its worst bin and bound
 
 Fixtures:
 - `race_mock`: a running mock Orders API (child process, free loopback port),
   reset before each test: `.url`, `.set_policy()`, `.set_delay()`,
   `.set_settle_ms()`, `.create_order()`, `.audit()`, `.verdicts()`, `.admin()`.
-- `run_integration_scenario(path, hook_url=None, trials=None, seed=None)`:
-  runs a scenario (a built-in scenario's name or a TOML path; its own
-  embedded mock) into `tmp_path` and returns a `RunSummary`. Call it from synchronous tests (it runs its own event loop).
+  Its `.url` is known before your service starts: point the service at it, then pass
+  `target_url=race_mock.url` (and the service's `hook_url=`) to `run_integration_scenario`.
+- `run_integration_scenario(scenario, *, services=None, target_url=None, hook_url=None,
+  trials=None, seed=None, offsets_ms=None)`: runs a scenario (a built-in scenario's name or a TOML path) into
+  `tmp_path` as `race-harness check` does (rounds that stop once the gate decides) and returns a
+  `RunSummary`. Without `target_url` the run has its own embedded mock
+  and starts each service from the scenario's `command` (`{api_url}` = that mock); with
+  `hook_url` one already-running service named "integration" is judged by the scenario's race
+  bounds (harness.core.scenario.integration_thresholds). `services` keeps only the named
+  services; `offsets_ms` replaces the sweep's offsets (fewer bins, fewer trials). Call it from synchronous tests (it runs its own event loop).
+
+How many trials: the gate decides each offset bin on its own (docs/model.md). With no race,
+a bin proves "rate <= 0.1" after 56 trials, "<= 0.25" after 20, "<= 0.5" after 8.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -69,6 +80,20 @@ class RunSummary:
     @property
     def gate_passed(self) -> bool:
         return self.gate_verdict == "pass"
+
+    def hooks(self, name: str) -> dict[str, Any]:
+        """Integration mode: hook deliveries and extra invoices of one service (summary.json `hooks.services`)."""
+        return dict(((self.data.get("hooks") or {}).get("services") or {}).get(name) or {})
+
+    def assert_passed(self) -> None:
+        """AssertionError unless the gate passed, naming every threshold or accounting check that
+        did not (its verdict, worst bin, bound against the limit) and the run folder."""
+        gate = self.data["gate"]
+        if gate["verdict"] == "pass":
+            return
+        lines = [f"{t['threshold']}: {t['reason']}" for t in gate["thresholds"]
+                 if t["verdict"] != "pass"] + list(gate.get("reasons") or [])
+        raise AssertionError(f"gate {gate['verdict'].upper()} ({self.run_dir}):\n  " + "\n  ".join(lines))
 
 
 class MockHandle:
@@ -135,15 +160,28 @@ def race_mock(race_mock_server: MockHandle) -> MockHandle:
 
 @pytest.fixture
 def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
-    """`run_integration_scenario(path, hook_url=None, trials=None, seed=None) -> RunSummary`."""
+    """`run_integration_scenario(scenario, *, services=None, target_url=None, hook_url=None, trials=None,
+    seed=None, offsets_ms=None) -> RunSummary` (see the module docstring)."""
+    from harness.analysis.rounds import threshold_decide
+    from harness.core.adaptive import CHECK_BUDGET_GRIDS
     from harness.core.scenario import load_scenario
     from harness.live.run import run_scenario
+    from harness.rounds import RoundLoop
     from harness.report import build_report
 
-    def _run(path: str | Path, hook_url: str | None = None, trials: int | None = None,
-             seed: int | None = None) -> RunSummary:
-        scenario = load_scenario(path).with_overrides(trials_per_offset=trials, seed=seed, hook_url=hook_url)
-        run_dir, _ = run_scenario(scenario, tmp_path / "reports")
+    def _run(scenario: str | Path, *, services: Sequence[str] | None = None, target_url: str | None = None,
+             hook_url: str | None = None, trials: int | None = None, seed: int | None = None,
+             offsets_ms: Sequence[float] | None = None) -> RunSummary:
+        loaded = load_scenario(scenario)
+        if services is not None:
+            loaded = loaded.with_services(services)
+        loaded = loaded.with_overrides(trials_per_offset=trials, seed=seed, target_url=target_url,
+                                       hook_url=hook_url, offsets_ms=offsets_ms)
+        # As `race-harness check` runs it: rounds that stop once the gate decides, within a budget.
+        rounds = RoundLoop(loaded, threshold_decide(loaded.thresholds, loaded.gate),
+                           max_trials=loaded.gate.max_trials or CHECK_BUDGET_GRIDS * loaded.n_trials,
+                           early_stop=True)
+        run_dir, _ = run_scenario(loaded, tmp_path / "reports", rounds=rounds)
         return RunSummary(run_dir, build_report(run_dir).summary)
 
     return _run

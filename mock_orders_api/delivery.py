@@ -8,11 +8,21 @@
   JSONata `expression` but does not evaluate it: every status change is
   delivered (as with `disableSingleFire: true`).
 * Delivery never blocks the mock: a status change (always a synchronous
-  section on the event loop) only schedules a task. Tasks of one order are
-  chained, so its notifications arrive in status order. Each attempt has a
-  timeout (`hook_timeout_s`); errors, timeouts and non-2xx answers are retried
-  `hook_retries` times with a 50 ms x 2^n backoff. Every attempt is journaled
-  (`GET /_mock/hooks`, and the order's audit under `hooks`).
+  section on the event loop) only schedules a task. Without a delivery plan the
+  tasks of one order are chained, so its notifications arrive in status order.
+  Success is HTTP 200 within `hook_timeout_s` (default 5 s; VTEX: "200 within
+  5000 ms", Orders Feed guide); anything else is retried on a geometric schedule
+  (RETRY_BASE_MS x 2^(n-1); VTEX: "an internal geometric progression") while
+  the retry stays within `hook_retry_horizon_s` of the status change and at
+  most `hook_retries` times. Every attempt is journaled (`GET /_mock/hooks`,
+  and the order's audit under `hooks`).
+* The delivery plan (VTEX hooks and feed are at-least-once, duplicates by
+  design, no ordering guarantee: ERP integration guide and FAQ) is seeded by
+  the mock's seed, the order id and the status, so a trial replays:
+  `hook_duplicate_rate` sends a second copy, `hook_extra_delay_ms` adds an
+  extra delay in [0, max] to each copy; with either set an order's
+  notifications are not chained (they may arrive out of status order). Each
+  journal entry carries `copy` (0 = original, 1 = duplicate) and `extraDelayMs`.
 * A pinned delay (`hook_delay_ms`, or the `X-Mock-Hook-Delay-Ms` header on the
   request that changes the status) makes the first attempt go out that long
   after the status change, so a harness knows when the hook will arrive.
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mock_orders_api.config import MockConfig
-from mock_orders_api.domain.hooks import ACCOUNT, CREATED_LAST_STATE, DOMAIN, ORIGIN_KEY, HookConfig, startup_hook
+from mock_orders_api.domain.hooks import ACCOUNT, CREATED_LAST_STATE, ORIGIN_KEY, HookConfig, domain_of, startup_hook
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest
 from mock_orders_api.journal import Journal
@@ -40,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MS = 50.0  # before retry n (1-based): BACKOFF_MS * 2**(n-1)
+RETRY_BASE_MS = 100.0  # retry n (1-based) goes RETRY_BASE_MS * 2**(n-1) after the failed attempt
 MAX_PENDING = 10_000  # scheduled deliveries not yet finished; beyond that a notification is dropped
 
 
@@ -54,6 +65,8 @@ class _Delivery:
     headers: dict[str, str]
     change_ns: int
     due_ns: int
+    copy: int = 0  # 0: the notification; 1: the duplicate the delivery plan adds
+    extra_delay_ms: float = 0.0
 
 
 class HookDispatcher:
@@ -105,13 +118,22 @@ class HookDispatcher:
         else:
             last_state = previous
             last_change = history[-2]["date"] if len(history) > 1 else order.created_at
-        payload = {"Domain": DOMAIN, "OrderId": order.order_id, "State": order.status, "LastState": last_state,
-                   "LastChange": last_change, "CurrentChange": history[-1]["date"],
+        payload = {"Domain": domain_of(order.status), "OrderId": order.order_id, "State": order.status,
+                   "LastState": last_state, "LastChange": last_change, "CurrentChange": history[-1]["date"],
                    "Origin": {"Account": ACCOUNT, "Key": ORIGIN_KEY}}
-        delivery = _Delivery(order=order, state=order.status, last_state=last_state,
-                             body=json.dumps(payload, separators=(",", ":")).encode(), url=hook.url,
-                             headers={"content-type": "application/json", **hook.headers}, change_ns=ns,
-                             due_ns=ns + round(delay_ms * 1e6))
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", **hook.headers}
+        planned = settings.hook_duplicate_rate > 0 or settings.hook_extra_delay_ms > 0
+        rng = random.Random(f"{settings.seed}:{order.order_id}:{order.status}:{len(history)}")
+        copies = 2 if planned and rng.random() < settings.hook_duplicate_rate else 1
+        for copy in range(copies):
+            extra = rng.uniform(0.0, settings.hook_extra_delay_ms) if settings.hook_extra_delay_ms > 0 else 0.0
+            delivery = _Delivery(order=order, state=order.status, last_state=last_state, body=body, url=hook.url,
+                                 headers=headers, change_ns=ns, due_ns=ns + round((delay_ms + extra) * 1e6),
+                                 copy=copy, extra_delay_ms=round(extra, 3))
+            self._schedule(delivery, chained=not planned)
+
+    def _schedule(self, delivery: _Delivery, chained: bool) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -120,10 +142,12 @@ class HookDispatcher:
         if len(self._tasks) >= MAX_PENDING:
             self._record(delivery, 0, None, None, 0, f"not scheduled: {MAX_PENDING} deliveries pending", "dropped")
             return
-        oid = order.order_id
-        task = loop.create_task(self._deliver(delivery, self._tails.get(oid)), name=f"hook {oid} {order.status}")
+        oid = delivery.order.order_id
+        previous = self._tails.get(oid) if chained else None
+        task = loop.create_task(self._deliver(delivery, previous), name=f"hook {oid} {delivery.state}")
         self._tasks.add(task)
-        self._tails[oid] = task
+        if chained:
+            self._tails[oid] = task
         task.add_done_callback(lambda t: self._finished(oid, t))
 
     def _finished(self, order_id: str, task: asyncio.Task[None]) -> None:
@@ -139,16 +163,19 @@ class HookDispatcher:
             await asyncio.wait([previous])  # this order's earlier notifications go first
         settings = self._settings()
         due = d.due_ns
-        attempts = 1 + settings.hook_retries
-        for attempt in range(1, attempts + 1):
+        horizon_ns = d.change_ns + round(settings.hook_retry_horizon_s * 1e9)
+        attempt = 0
+        while True:
+            attempt += 1
             while (wait_ns := due - self._clock()) > 0:  # a loop (uvloop: ms timers) may wake early
                 await asyncio.sleep(wait_ns / 1e9)
             status, error, sent, done = await self._send(d.url, d.body, d.headers, self._settings().hook_timeout_s)
-            outcome = "delivered" if error is None else ("retrying" if attempt < attempts else "gave-up")
-            self._record(d, attempt, due, sent, status, error, outcome, done)
-            if error is None:
+            scheduled, due = due, self._clock() + round(RETRY_BASE_MS * 2 ** (attempt - 1) * 1e6)
+            again = error is not None and attempt <= settings.hook_retries and due <= horizon_ns
+            outcome = "delivered" if error is None else ("retrying" if again else "gave-up")
+            self._record(d, attempt, scheduled, sent, status, error, outcome, done)
+            if not again:
                 return
-            due = self._clock() + round(BACKOFF_MS * 2 ** (attempt - 1) * 1e6)
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str],
                     timeout_s: float) -> tuple[int, str | None, int, int]:
@@ -167,7 +194,7 @@ class HookDispatcher:
         except httpx.HTTPError as err:
             return 0, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, sent, self._clock()
         done = self._clock()
-        if 200 <= r.status_code < 300:
+        if r.status_code == 200:  # VTEX: "must always respond with HTTP status 200" (Orders Feed guide)
             return r.status_code, None, sent, done
         return r.status_code, f"HTTP {r.status_code}", sent, done
 
@@ -177,7 +204,7 @@ class HookDispatcher:
                  "changeNs": d.change_ns, "scheduledNs": due, "sentNs": sent, "doneNs": done, "status": status,
                  "error": error, "outcome": outcome,
                  "latencyMs": None if sent is None or done is None else round((done - sent) / 1e6, 3),
-                 "url": d.url}
+                 "url": d.url, "copy": d.copy, "extraDelayMs": d.extra_delay_ms}
         self.journal.add(entry)
         d.order.hooks.append(entry)
 

@@ -183,8 +183,8 @@ def test_failed_trials_fail_by_default_and_pass_only_when_allowed() -> None:
     assert report.thresholds[0].verdict == "pass"  # the failed trial is not counted as "no race" either
     assert (report.thresholds[0].races, report.thresholds[0].trials) == (0, 60)
     assert report.verdict == "fail"
-    assert report.reasons == ("FAIL integration: 1 of 61 trials failed their own job (no invoice / guard timeout) "
-                              "> max_failed 0",)
+    assert report.reasons == ("FAIL integration: 1 of 61 trials failed their own job (no_invoice, hook_failed, "
+                              "extra_invoice, wrong_value, guard_timeout) > max_failed 0",)
     assert report.accounting == {"integration": {"race": 0, "no_race": 60, "not_judged": 0, "failed": 1}}
     assert one(df, t, GatePolicy(max_failed=1)).verdict == "pass"
     two = frame({("integration", 100.0): {"clean": 60, "no_invoice": 1, "guard_timeout": 1}})

@@ -164,8 +164,31 @@ class TestClientOutcome:
             client_outcome(change_event(), None, -1, INITIAL, "timeout")[0],
             client_outcome(change_event(), invoice_event(500), INITIAL, INITIAL, "")[0],
             integration_outcome(change_event(), {"verdict": "clean", "invoices": []})[0],
+            integration_outcome(change_event(), {"verdict": "clean", "invoices": [],
+                                                 "hooks": [{"state": "handling", "attempt": 1, "status": 500,
+                                                            "outcome": "gave-up", "error": "HTTP 500"}]})[0],
+            integration_outcome(change_event(), {"verdict": "clean", "finalValue": FINAL, "invoices": [
+                {"accepted": True, "status": 200, "invoiceValue": FINAL},
+                {"accepted": False, "status": 400, "invoiceValue": FINAL}]})[0],
+            integration_outcome(change_event(), {"verdict": "clean", "finalValue": FINAL, "invoices": [
+                {"accepted": True, "status": 200, "invoiceValue": FINAL - 1}]})[0],
         }
         assert seen == set(Outcome)
+
+    def test_integration_failures_are_failed_kind_and_name_what_happened(self) -> None:
+        out, why = integration_outcome(change_event(), {"verdict": "clean", "finalValue": FINAL, "invoices": [
+            {"accepted": True, "status": 200, "invoiceValue": FINAL},
+            {"accepted": False, "status": 409, "invoiceValue": FINAL + 1}]})
+        assert out is Outcome.EXTRA_INVOICE and "HTTP 200" in why and "HTTP 409" in why
+        # A hook delivered on a retry is accepted: VTEX retries too.
+        hooks = [{"state": "handling", "attempt": 1, "status": 500, "outcome": "retrying"},
+                 {"state": "handling", "attempt": 2, "status": 200, "outcome": "delivered"}]
+        assert integration_outcome(change_event(), {"verdict": "clean", "invoices": [], "hooks": hooks})[0] \
+            is Outcome.NO_INVOICE
+        # A race stays a race even with extra invoices.
+        assert integration_outcome(change_event(), {"verdict": "race", "invoices": [{}, {}]})[0] is Outcome.RACE
+        from harness.core.names import outcome_kind
+        assert {outcome_kind(o) for o in ("hook_failed", "extra_invoice", "wrong_value")} == {"failed"}
 
 
 # --------------------------------------------------------------------------- cross_check

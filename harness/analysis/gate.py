@@ -208,8 +208,8 @@ def _accounting_reasons(acc: Accounting, policy: GatePolicy) -> tuple[list[str],
     for guard, c in acc.items():
         total = sum(c.values())
         if c["failed"] > policy.max_failed:
-            fails.append(f"FAIL {guard}: {c['failed']} of {total} trials failed their own job (no invoice / guard "
-                         f"timeout) > max_failed {policy.max_failed}")
+            fails.append(f"FAIL {guard}: {c['failed']} of {total} trials failed their own job (no_invoice, hook_failed, "
+                         f"extra_invoice, wrong_value, guard_timeout) > max_failed {policy.max_failed}")
         if total and c["not_judged"] / total > policy.max_not_judged_fraction:
             inconclusive.append(f"INCONCLUSIVE {guard}: {c['not_judged']} of {total} trials not judged "
                                 f"(indeterminate or late, {c['not_judged'] / total:.1%}) > max_not_judged_fraction "

@@ -168,26 +168,47 @@ def change_delay_stats(points: Sequence[tuple[float, float, float]]) -> dict[str
     }
 
 
-def hook_stats(audits: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Integration mode: how promptly and how fast the mock delivered order hooks.
+def hook_stats(audits: Iterable[Mapping[str, Any]],
+               service_of: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Integration mode: how the mock delivered order hooks, and what each service did with them.
 
-    `lateness_ms` = sent - scheduled (the mock's own delivery delay beyond the
-    pinned one); `round_trip_ms` = the receiving service's answer time.
+    `audits`: audits.jsonl records ({trial_id, audit}); `service_of`: trial_id -> service name.
+    `lateness_ms` = sent - scheduled (the mock's own delivery delay beyond the pinned one);
+    `round_trip_ms` = the receiving service's answer time. `services` holds, per service:
+    `deliveries` (attempts sent), `delivered` (attempts answered 200), `failed_attempts`,
+    `duplicates` (extra copies the delivery plan sent), `retries`, and `extra_invoices`
+    (invoice requests beyond a trial's first, by HTTP status: accepted or refused).
     """
     late: list[float] = []
     rtt: list[float] = []
     failed = 0
-    for audit in audits:
+    services: dict[str, dict[str, Any]] = {}
+    for record in audits:
+        audit = record.get("audit") if isinstance(record.get("audit"), Mapping) else record
+        name = (service_of or {}).get(int(record.get("trial_id", -1)), "integration")
+        svc = services.setdefault(name, {"deliveries": 0, "delivered": 0, "failed_attempts": 0, "duplicates": 0,
+                                         "retries": 0, "extra_invoices": {}})
         for d in audit.get("hooks") or []:
-            if d.get("sentNs") is not None and d.get("scheduledNs") is not None:
-                late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
-            if d.get("status") and 200 <= d["status"] < 300 and d.get("latencyMs") is not None:
-                rtt.append(float(d["latencyMs"]))
-            elif d.get("outcome") != "delivered":
+            if d.get("sentNs") is not None:
+                svc["deliveries"] += 1
+                if d.get("scheduledNs") is not None:
+                    late.append((d["sentNs"] - d["scheduledNs"]) / 1e6)
+            if d.get("outcome") == "delivered":
+                svc["delivered"] += 1
+                if d.get("latencyMs") is not None:
+                    rtt.append(float(d["latencyMs"]))
+            else:
                 failed += 1
+                svc["failed_attempts"] += 1
+            svc["duplicates"] += int(bool(d.get("copy")))
+            svc["retries"] += int((d.get("attempt") or 0) > 1)
+        for inv in (audit.get("invoices") or [])[1:]:
+            key = str(inv.get("status"))
+            svc["extra_invoices"][key] = svc["extra_invoices"].get(key, 0) + 1
     return {"deliveries": len(late), "failed_attempts": failed,
             "lateness_ms": quantiles(pd.Series(late, dtype=float)),
-            "round_trip_ms": quantiles(pd.Series(rtt, dtype=float))}
+            "round_trip_ms": quantiles(pd.Series(rtt, dtype=float)),
+            "services": services}
 
 
 def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateReport,

@@ -10,7 +10,9 @@ exactly one of
 - "no_race": the system stayed consistent (`clean`, `invoice_refused`, `change_refused`);
 - "not_judged": the harness cannot tell (`indeterminate`, or a `late` trial whose timing missed
   its planned offset): excluded from rates, counted, and too many make a verdict INCONCLUSIVE;
-- "failed": the guard or integration failed its own job (`no_invoice`, `guard_timeout`):
+- "failed": the guard or integration failed its own job (`no_invoice`, `guard_timeout`; integration
+  mode: `hook_failed` [the trigger hook never got a 200], `extra_invoice` [more than one invoice
+  request, accepted or refused], `wrong_value` [an accepted invoice below the final value]):
   never "no race" (an integration that never invoices must not pass); a FAIL unless the
   scenario's `[gate] max_failed` allows it.
 """
@@ -34,6 +36,9 @@ _KIND_OF: dict[str, OutcomeKind] = {
     "indeterminate": "not_judged",
     "no_invoice": "failed",
     "guard_timeout": "failed",
+    "hook_failed": "failed",
+    "extra_invoice": "failed",
+    "wrong_value": "failed",
 }
 
 

@@ -18,6 +18,9 @@ class Outcome(str, enum.Enum):
     CHANGE_REFUSED = "change_refused"
     GUARD_TIMEOUT = "guard_timeout"
     NO_INVOICE = "no_invoice"  # integration mode: the service sent no invoice within the wait
+    HOOK_FAILED = "hook_failed"  # integration mode: the service never accepted the trigger hook (200)
+    EXTRA_INVOICE = "extra_invoice"  # integration mode: more than one invoice request (accepted or refused)
+    WRONG_VALUE = "wrong_value"  # integration mode: the accepted invoice is below the final order value
     INDETERMINATE = "indeterminate"  # timeout / 5xx: a request may or may not have applied
 
 
@@ -69,23 +72,49 @@ def cross_check(outcome: Outcome, invoice_ok: bool, change_ok: bool, audit: dict
     return verdict, not problems, "; ".join(problems)
 
 
-def integration_outcome(change: RequestEvent | None, audit: dict[str, Any] | None) -> tuple[Outcome, str]:
+def integration_outcome(change: RequestEvent | None, audit: dict[str, Any] | None,
+                        trigger_state: str = "handling") -> tuple[Outcome, str]:
     """Integration mode: the service's requests are not ours to see, so the mock's audit decides;
-    the harness's own Change request only has to have an answer."""
+    the harness's own Change request only has to have an answer.
+
+    Precedence: a race is a race whatever else went wrong; then every way the service failed
+    its own job is a failure (never "no race"): the trigger hook not accepted, no invoice,
+    more than one invoice request, an accepted invoice for less than the final value."""
     if change is not None and change.indeterminate:
         return Outcome.INDETERMINATE, f"change: {change.error or f'HTTP {change.status}'}"
     if audit is None:
         return Outcome.INDETERMINATE, "no audit from the target"
     invoices = audit.get("invoices") or []
-    if not invoices:
-        return Outcome.NO_INVOICE, "the service sent no invoice in time"
     verdict = audit.get("verdict")
-    if verdict == "pending":
+    if invoices and verdict == "pending":
         return Outcome.INDETERMINATE, "a Change had not finished when the trial ended"
     if verdict == "race":
         return Outcome.RACE, ""
-    if not any(i.get("accepted") for i in invoices):
+    hook_problem = _hook_not_accepted(audit, trigger_state)
+    if hook_problem:
+        return Outcome.HOOK_FAILED, hook_problem
+    if not invoices:
+        return Outcome.NO_INVOICE, "the service sent no invoice in time"
+    if len(invoices) > 1:
+        return Outcome.EXTRA_INVOICE, f"{len(invoices)} invoice requests: " + ", ".join(
+            f"HTTP {i.get('status')} (value {i.get('invoiceValue')})" for i in invoices)
+    accepted = [i for i in invoices if i.get("accepted")]
+    if not accepted:
         return Outcome.INVOICE_REFUSED, ""
+    final = audit.get("finalValue")
+    if final is not None and int(accepted[0].get("invoiceValue", -1)) != int(final):
+        return Outcome.WRONG_VALUE, f"invoice value {accepted[0].get('invoiceValue')} != final value {final}"
     if change is None or not change.ok:
         return Outcome.CHANGE_REFUSED, ""
     return Outcome.CLEAN, ""
+
+
+def _hook_not_accepted(audit: dict[str, Any], state: str) -> str:
+    """Why the trigger hook counts as not accepted ("" when some attempt was delivered).
+
+    Feed trials have no hook attempts at all: nothing to judge there."""
+    attempts = [k for k in audit.get("hooks") or [] if k.get("state") == state]
+    if not attempts or any(k.get("outcome") == "delivered" for k in attempts):
+        return ""
+    shown = ", ".join(k.get("error") or f"HTTP {k.get('status')}" for k in attempts if k.get("attempt"))
+    return f"the {state} hook was never accepted ({len(attempts)} attempt(s): {shown or 'none sent'})"

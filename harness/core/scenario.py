@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from harness.builtin_scenarios import find_scenario
@@ -65,6 +65,11 @@ class Integration:
     services: tuple[Service, ...]
     hook_delay_ms: float = 600.0  # the mock delivers the handling hook this long after start-handling
     invoice_wait_ms: float = 5000.0  # bound on waiting for the service's invoice after the hook
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every hook (e.g. a shared secret the service checks)
+    # The mock's seeded delivery plan (VTEX: at-least-once, no ordering guarantee): the probability
+    # that a notification is sent twice, and the largest extra delay of each copy.
+    duplicate_rate: float = 0.0
+    extra_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,9 @@ class Scenario:
             target["integration"] = {
                 "hook_delay_ms": integ.hook_delay_ms,
                 "invoice_wait_ms": integ.invoice_wait_ms,
+                "headers": dict(integ.headers),
+                "duplicate_rate": integ.duplicate_rate,
+                "extra_delay_ms": integ.extra_delay_ms,
                 "services": [
                     {"name": sv.name, "hook_url": sv.hook_url, **({"command": list(sv.command)} if sv.command else {})}
                     for sv in integ.services
@@ -287,22 +295,32 @@ class Scenario:
         seed: int | None = None,
         target_url: str | None = None,
         hook_url: str | None = None,
+        offsets_ms: Iterable[float] | None = None,
     ) -> Scenario:
         """A copy with command-line overrides applied (None = keep); values are validated.
 
         `hook_url` turns the scenario into integration mode against one running
-        service named "integration" (thresholds naming other guards are dropped).
+        service named "integration". Its thresholds are `integration_thresholds` (the
+        scenario's race bounds re-aimed at it): an unknown service is never judged by nothing.
         """
         src = self.source
         out = self
+        if offsets_ms is not None:
+            offsets = tuple(sorted({_number(o, src, "sweep.offsets_ms (override)") for o in offsets_ms}))
+            if not offsets:
+                raise _error(src, "sweep.offsets_ms (override)", "a non-empty list of offsets in ms", [])
+            out = replace(out, sweep=replace(out.sweep, offsets_ms=offsets))
+            if out.target.integration is not None:
+                _check_hook_delay(out.target.integration, out.sweep, src)
         if hook_url is not None:
             url = _url(hook_url, src, "target.integration.hook_url (override)")
             old = out.target.integration or Integration(services=())
             integ = replace(old, services=(Service("integration", url),))
             _check_hook_delay(integ, out.sweep, src)
             out = replace(out, target=replace(out.target, integration=integ),
+                          description=f"Your integration at {url} (scenario {out.name})",
                           guards=replace(out.guards, names=("integration",)),
-                          thresholds=tuple(t for t in out.thresholds if t.guard == "integration"))
+                          thresholds=integration_thresholds(out.thresholds))
         if trials_per_offset is not None:
             tpo = _int(trials_per_offset, src, "sweep.trials_per_offset (override)", minimum=1)
             out = replace(out, sweep=replace(out.sweep, trials_per_offset=tpo))
@@ -312,6 +330,43 @@ class Scenario:
             url = _url(target_url, src, "target.url (override)")
             out = replace(out, target=replace(out.target, kind="url", url=url))
         return out
+
+    def with_services(self, names: Iterable[str]) -> Scenario:
+        """Integration mode: a copy running only these services (and only their thresholds)."""
+        wanted = tuple(names)
+        integ = self.target.integration
+        if integ is None:
+            raise ScenarioError(f"{self.source}: services={list(wanted)}: not an integration scenario")
+        have = [sv.name for sv in integ.services]
+        unknown = [n for n in wanted if n not in have]
+        if unknown or not wanted:
+            raise ScenarioError(f"{self.source}: target.integration.services: expected names among {have}; "
+                                f"got {list(wanted)}")
+        kept = tuple(sv for sv in integ.services if sv.name in wanted)
+        return replace(self, target=replace(self.target, integration=replace(integ, services=kept)),
+                       guards=replace(self.guards, names=tuple(sv.name for sv in kept)),
+                       thresholds=tuple(t for t in self.thresholds if t.guard in wanted))
+
+
+# A correct integration waits for the Change (or invoices before it arrives): the model puts
+# its residual race window within the timing tolerance of offset 0, so it is judged at
+# |offset| >= 50 ms, with the limit the reference scenario uses for its guarded connector.
+DEFAULT_INTEGRATION_THRESHOLD = Threshold("integration", max_upper=0.1, min_abs_offset_ms=50.0)
+
+
+def integration_thresholds(thresholds: tuple[Threshold, ...]) -> tuple[Threshold, ...]:
+    """The thresholds judging a service given by `--hook-url`/`--feed` (named "integration").
+
+    The scenario's upper bounds on races (the limits it sets a correct integration, at the
+    offsets where that integration is safe) apply to it; lower bounds (which prove a naive
+    service races) do not. A scenario without any: DEFAULT_INTEGRATION_THRESHOLD. Failed trials
+    (no_invoice, hook_failed, extra_invoice, wrong_value) fail the gate via `[gate] max_failed`."""
+    own = tuple(t for t in thresholds if t.guard == "integration")
+    if own:
+        return own
+    bounds = {replace(t, guard="integration", min_lower=None) for t in thresholds if t.max_upper is not None}
+    return tuple(sorted(bounds, key=lambda t: (t.max_upper or 0.0, t.min_abs_offset_ms))) or (
+        DEFAULT_INTEGRATION_THRESHOLD,)
 
 
 def _threshold_dict(t: Threshold) -> dict[str, Any]:
@@ -443,8 +498,17 @@ def _parse_integration(t: _Table) -> Integration:
         services.append(Service(name, hook_url, tuple(command)))
     hook_delay = _number(t.take("hook_delay_ms", 600), t.source, t.path("hook_delay_ms"), minimum=0)
     wait = _number(t.take("invoice_wait_ms", 5000), t.source, t.path("invoice_wait_ms"), minimum=0, exclusive=True)
+    headers = t.take("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                for k, v in headers.items()):
+        raise _error(t.source, t.path("headers"), "a table of header name = string value", headers)
+    duplicate_rate = _number(t.take("duplicate_rate", 0.0), t.source, t.path("duplicate_rate"), minimum=0)
+    if duplicate_rate > 1:
+        raise _error(t.source, t.path("duplicate_rate"), "a probability in [0, 1]", duplicate_rate)
+    extra_delay = _number(t.take("extra_delay_ms", 0.0), t.source, t.path("extra_delay_ms"), minimum=0)
     t.finish()
-    return Integration(tuple(services), hook_delay, wait)
+    return Integration(tuple(services), hook_delay, wait, tuple(sorted(headers.items())), duplicate_rate,
+                       extra_delay)
 
 
 def _check_hook_delay(integ: Integration, sweep: Sweep, source: str) -> None:
@@ -810,6 +874,8 @@ __all__ = [
     "RunSettings",
     "Scenario",
     "Service",
+    "DEFAULT_INTEGRATION_THRESHOLD",
+    "integration_thresholds",
     "Simulate",
     "Sweep",
     "Target",

@@ -46,8 +46,12 @@ def change_body(scenario: Scenario) -> dict[str, Any]:
 def mock_settings(scenario: Scenario) -> dict[str, Any]:
     """The mock configuration (`PATCH /_mock/config`) a run applies before its first trial."""
     m = scenario.mock
-    return {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed,
-            **m.extra_settings()}
+    settings = {"policy": m.policy, "delay": m.change_delay.spec(), "settle_ms": m.settle_ms, "seed": scenario.seed,
+                **m.extra_settings()}
+    integ = scenario.target.integration
+    if integ is not None:  # integration mode: the hook delivery plan (seeded by `seed`)
+        settings.update(hook_duplicate_rate=integ.duplicate_rate, hook_extra_delay_ms=integ.extra_delay_ms)
+    return settings
 
 
 def invoice_body(invoice_number: str, value: int) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from harness.live.runner import Runner
 
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 _AUDIT_POLL_S = 0.05
+_EXTRA_INVOICE_GRACE_MS = 300.0  # after the first invoice is seen: time for an extra one to show
+_DUPLICATE_GRACE_MS = 500.0  # after the last planned copy of the trigger hook: time for the service to act
 
 
 class IntegrationRunner(Runner):
@@ -42,7 +44,9 @@ class IntegrationRunner(Runner):
 
     async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
         """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
-        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": {}}}
+        integ = self.scenario.target.integration
+        headers = dict(integ.headers) if integ is not None else {}
+        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": headers}}
         deadline = time.monotonic() + SERVICE_START_S
         while True:
             event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
@@ -73,7 +77,12 @@ class IntegrationRunner(Runner):
                                 f"start-handling: {handled.error or handled.status}")
         change = await client.change(hist, order_id, self._change_body, t_hook + round(p.offset_ms * 1e6),
                                      p.change_delay_ms)
-        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change)
+        # With a delivery plan, the duplicate copies still come after the invoice: judge once they had
+        # time to arrive and be acted on, so a service invoicing per copy shows its extra invoices.
+        hold_ns = (t_hook + round((integ.extra_delay_ms + _DUPLICATE_GRACE_MS) * 1e6)
+                   if integ.duplicate_rate > 0 or integ.extra_delay_ms > 0 else 0)
+        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change,
+                                          hold_ns)
         result = integration_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
                                     order_id=order_id, initial_value=initial, change=change, audit=audit,
                                     t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6,
@@ -81,8 +90,8 @@ class IntegrationRunner(Runner):
         return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
 
     async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,
-                             change: h.RequestEvent) -> dict[str, Any] | None:
-        """The audit once the service invoiced and every Change finished, or at the bounds."""
+                             change: h.RequestEvent, hold_ns: int = 0) -> dict[str, Any] | None:
+        """The audit once the service invoiced, every Change finished and `hold_ns` passed, or at the bounds."""
         settle_until = wait_until_ns + round((self.scenario.guards.timeout_ms + 1000) * 1e6)
         while True:
             event = await client.audit(None, order_id)
@@ -91,7 +100,9 @@ class IntegrationRunner(Runner):
             audit: dict[str, Any] = event.response_body
             now = self.clock.now_ns()
             invoiced = bool(audit.get("invoices"))
-            if invoiced and audit.get("verdict") != "pending":
+            if invoiced and not hold_ns:  # a second invoice may follow the first: judge it too
+                hold_ns = now + round(_EXTRA_INVOICE_GRACE_MS * 1e6)
+            if invoiced and audit.get("verdict") != "pending" and now >= hold_ns:
                 return audit
             if (not invoiced and now >= wait_until_ns) or now >= settle_until:
                 return audit

@@ -25,7 +25,7 @@ from harness.analysis.summary import build_summary, change_delay_stats, hook_sta
 from harness.core.thresholds import GatePolicy, Threshold
 from harness.errors import ReportError
 from harness.report import html, markdown, plots
-from harness.report.evidence import JsonlStats, audits, build_evidence, change_delays, pick_evidence, scan_jsonl
+from harness.report.evidence import JsonlStats, audit_records, build_evidence, change_delays, pick_evidence, scan_jsonl
 from harness.report.junit import junit_xml
 from harness.report.reproducer import write_reproducer
 from harness.report.sections import build_document
@@ -140,7 +140,8 @@ def build_report(run_dir: Path | str) -> Report:
     calibration = _read_calibration(run_dir)
     summary = build_summary(
         df, meta, gate=results, evidence=evidence, warnings=_warnings(df, hist_stats, audit_stats),
-        hooks=hook_stats(audits(run_dir / "audits.jsonl")) if integration else None,
+        hooks=hook_stats(audit_records(run_dir / "audits.jsonl"), dict(zip(df["trial_id"].astype(int), df["guard"])))
+        if integration else None,
         change_delay=change_delay_stats(delays), calibration=calibration,
     )
     rates = rate_table(df, summary["rate_bin_ms"], model_from_run(meta))

@@ -45,18 +45,24 @@ def scan_jsonl(path: Path, trial_id: int | None, stats: JsonlStats) -> Iterator[
                 yield obj
 
 
-def audits(path: Path) -> Iterator[dict[str, Any]]:
-    """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
+def audit_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every audits.jsonl record {trial_id, order_id, audit} (streamed; unparsable or empty ones skipped)."""
     if not path.exists():
         return
     with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
-                audit = (json.loads(line) or {}).get("audit")
+                record = json.loads(line) or {}
             except json.JSONDecodeError:
                 continue
-            if isinstance(audit, dict):
-                yield audit
+            if isinstance(record, dict) and isinstance(record.get("audit"), dict):
+                yield record
+
+
+def audits(path: Path) -> Iterator[dict[str, Any]]:
+    """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
+    for record in audit_records(path):
+        yield record["audit"]
 
 
 def change_delays(path: Path) -> list[tuple[float, float, float]]:
@@ -143,4 +149,4 @@ def build_evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: lis
     }
 
 
-__all__ = ["JsonlStats", "audits", "build_evidence", "change_delays", "pick_evidence", "scan_jsonl"]
+__all__ = ["JsonlStats", "audit_records", "audits", "build_evidence", "change_delays", "pick_evidence", "scan_jsonl"]

@@ -25,7 +25,7 @@ from harness.core.adaptive import describe_edges
 
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
 RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5xx, or a late trial) and failed "
-              "ones (no invoice, guard timeout) are left out and counted apart. "
+              "ones (no invoice, hook not accepted, extra invoice, wrong value, guard timeout) are left out and counted apart. "
               "Intervals are 95% Wilson score intervals.")
 GATE_NOTE = ("Each threshold holds for the worst offset bin of its window, decided by an anytime-valid sequential "
              "test (docs/model.md). Every trial is accounted: failed trials fail the gate beyond the scenario's "
@@ -247,6 +247,21 @@ def _model_sentence(summary: Mapping[str, Any]) -> str:
     return text
 
 
+def _integration_facts(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Integration mode: the services under test, how each is reached, and the hook delivery plan."""
+    integ = ((meta.get("scenario") or {}).get("target") or {}).get("integration")
+    if not integ:
+        return []
+    facts = [(f"service {sv.get('name')}", f"hook {sv.get('hook_url')}"
+              + (f" (started by the harness: {' '.join(sv['command'])})" if sv.get("command") else ""))
+             for sv in integ.get("services") or []]
+    facts.append(("hook delivery plan",
+                  f"pinned delay {fmt(integ.get('hook_delay_ms'))} ms; duplicate rate {fmt(integ.get('duplicate_rate', 0))}, "
+                  f"extra delay up to {fmt(integ.get('extra_delay_ms', 0))} ms (seeded by the run's seed); "
+                  f"offset = t_change − t_hook"))
+    return facts
+
+
 def _run_facts(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[str, str]]:
     run = summary["run"]
     target = summary.get("target") or {}
@@ -270,6 +285,7 @@ def _run_facts(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tupl
         ("started / finished", f"{fmt(run['started_at'])} / {fmt(run['finished_at'])}"),
         ("trials", f"{run['trials']} of {fmt(run['planned_trials'])} planned, concurrency {fmt(run.get('concurrency'))}"),
         ("wall time", f"{fmt(run['wall_s'], 1)} s ({fmt(run['trials_per_s'], 1)} trials/s)"),
+        *_integration_facts(meta),
         *played,
         ("host", f"python {host.get('python', '?')}, {host.get('platform', '?')}, {host.get('cpus', '?')} CPUs"),
     ]

@@ -19,11 +19,20 @@ from typing import Any
 from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_statuses, check_hook_url
 from mock_orders_api.errors import BadRequest, ConfigError
 
-__all__ = ["HOOK_STATUSES", "HookConfig", "parse_hook_config", "startup_hook"]
+__all__ = ["HOOK_STATUSES", "HookConfig", "domain_of", "parse_hook_config", "startup_hook"]
 
 ACCOUNT = "mockstore"
 ORIGIN_KEY = "vtexappkey-mockstore"
-DOMAIN = "Marketplace"
+# `Domain` per flow: VTEX's own hook example sends "Fulfillment" for `ready-for-handling` (Orders API
+# reference, hook notification example); the statuses before the seller's fulfilment flow are the
+# marketplace's.
+MARKETPLACE_STATES = frozenset({"order-created", "payment-pending", "payment-approved", "window-to-cancel",
+                                "waiting-for-seller-decision", "approve-payment", "request-cancel"})
+
+
+def domain_of(state: str) -> str:
+    return "Marketplace" if state in MARKETPLACE_STATES else "Fulfillment"
+
 FILTER_TYPES = ("FromWorkflow", "FromOrders")
 # `LastState` of the notification sent when an order is created (the mock has no earlier
 # states; in VTEX's workflow ready-for-handling follows window-to-cancel).

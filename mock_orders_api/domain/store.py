@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 from mock_orders_api.dates import iso_now
@@ -13,9 +14,12 @@ from mock_orders_api.errors import BadRequest, Conflict, NotFound
 class OrderStore:
     """All orders of one mock instance, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_id: int | None = None) -> None:
         self._orders: dict[str, Order] = {}
-        self._ids = itertools.count(1_000_001)
+        # A random base per mock: a service pointed at the wrong mock asks for ids this one never
+        # made (404), instead of finding another mock's order of the same number.
+        self._ids = itertools.count(first_id if first_id is not None else random.SystemRandom().randrange(
+            1_000_001, 90_000_000))
         self.listeners: list[StatusListener] = []  # shared with every order (status changes)
 
     def __len__(self) -> int:

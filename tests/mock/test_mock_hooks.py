@@ -232,7 +232,7 @@ async def test_failed_ping_is_400_and_leaves_config_unchanged(hooked, receiver, 
         ({"filter": {"type": "FromFeed", "status": ["handling"]}, "hook": {"url": "http://x"}}, "filter.type"),
         ({"filter": {"type": "FromWorkflow"}, "hook": {"url": "http://x"}}, "filter.status"),
         ({"filter": {"type": "FromWorkflow", "status": []}, "hook": {"url": "http://x"}}, "filter.status"),
-        ({"filter": {"type": "FromWorkflow", "status": ["handlin"]}, "hook": {"url": "http://x"}}, "filter.status[0]"),
+        ({"filter": {"type": "FromWorkflow", "status": [3]}, "hook": {"url": "http://x"}}, "filter.status[0]"),
         ({"filter": {"type": "FromWorkflow", "status": ["handling"], "expression": "x"}, "hook": {"url": "http://x"}},
          "expression"),
         ({"filter": {"type": "FromOrders"}, "hook": {"url": "http://x"}}, "filter.expression"),
@@ -278,7 +278,7 @@ async def test_payload_shape_and_headers_on_creation_and_start_handling(hooked, 
     created, handling = await _wait_states(receiver, poll, oid, ["ready-for-handling", "handling"])
     for call in (created, handling):
         assert set(call["json"]) == PAYLOAD_KEYS
-        assert call["json"]["Domain"] == "Marketplace" and call["json"]["OrderId"] == oid
+        assert call["json"]["Domain"] == "Fulfillment" and call["json"]["OrderId"] == oid  # VTEX's example
         assert call["json"]["Origin"] == {"Account": "mockstore", "Key": "vtexappkey-mockstore"}
         assert call["headers"]["x-secret"] == "s3" and call["headers"]["content-type"] == "application/json"
         assert _iso(call["json"]["CurrentChange"]) >= _iso(call["json"]["LastChange"])
@@ -499,7 +499,7 @@ def test_startup_hook_from_flags_and_env(monkeypatch) -> None:
         monkeypatch.delenv(name, raising=False)
     cfg = cli.config_from_args(_parse([]))
     assert (cfg.hook_url, cfg.hook_status, cfg.hook_timeout_s, cfg.hook_retries, cfg.hook_delay_ms) == (
-        None, None, 2.0, 3, 0.0)
+        None, None, 5.0, 20, 0.0)
     cfg = cli.config_from_args(_parse(["--hook-url", "http://127.0.0.1:9/h", "--hook-status", "handling, invoiced"]))
     assert cfg.hook_url == "http://127.0.0.1:9/h" and cfg.hook_status == ("handling", "invoiced")
     monkeypatch.setenv("MOCK_HOOK_URL", "https://erp.example/hook")
@@ -508,7 +508,7 @@ def test_startup_hook_from_flags_and_env(monkeypatch) -> None:
     cfg = cli.config_from_args(_parse(["--hook-status", "all"]))  # flags override env; "all" = every status
     assert (cfg.hook_url, cfg.hook_status, cfg.hook_retries) == ("https://erp.example/hook", None, 5)
     for env, argv, mentions in ((None, ["--hook-url", "ftp://x"], "flags.hook_url"),
-                                (None, ["--hook-status", "handling,shipped"], "flags.hook_status[1]"),
+                                (("MOCK_HOOK_DUPLICATE_RATE", "2"), [], "env.hook_duplicate_rate"),
                                 (("MOCK_HOOK_TIMEOUT_S", "0"), [], "env.hook_timeout_s")):
         if env:
             monkeypatch.setenv(*env)
@@ -535,3 +535,33 @@ async def test_delivery_latency_on_loopback(hooked, receiver, poll) -> None:
           f"sent->answered p50 {statistics.median(e['latencyMs'] for e in h['deliveries']):.2f} ms")
     assert lat[0] > 0  # causality only: each arrival after its status change (the figures are printed)
     assert all(d["sentNs"] >= d["changeNs"] for d in h["deliveries"])
+
+
+# --- VTEX's delivery contract and the seeded delivery plan -------------------------------------------
+
+async def test_only_200_counts_as_delivered(hooked, receiver, poll) -> None:
+    """VTEX: the receiver "must always respond with HTTP status 200" (Orders Feed guide): a 204 is retried."""
+    api = hooked(_cfg(hook_retries=1))
+    await _configure(api, receiver.url, status=["handling"])
+    receiver.script = lambda call: (204, 0.0)
+    await api.handling_order()
+    h = await _settled(api, poll)
+    assert [(e["status"], e["outcome"]) for e in h["deliveries"]] == [(204, "retrying"), (204, "gave-up")]
+
+
+async def test_filter_accepts_any_status_string_as_vtex_does(hooked, receiver) -> None:
+    """VTEX does not validate filter values (ERP integration guide): `cancelation-request` is a valid entry."""
+    api = hooked(_cfg())
+    await _configure(api, receiver.url, status=["cancelation-request", "handling"])
+
+
+async def test_delivery_plan_duplicates_each_notification_with_seeded_extra_delay(hooked, receiver, poll) -> None:
+    api = hooked(_cfg(hook_duplicate_rate=1.0, hook_extra_delay_ms=30))
+    await _configure(api, receiver.url, status=["handling"])
+    oid = (await api.handling_order())["orderId"]
+    await _wait_states(receiver, poll, oid, ["handling", "handling"])
+    entries = (await _settled(api, poll))["deliveries"]
+    assert sorted(e["copy"] for e in entries) == [0, 1]
+    assert all(0 <= e["extraDelayMs"] <= 30 and e["outcome"] == "delivered" for e in entries)
+    audit = await api.audit(oid)
+    assert sorted(k["copy"] for k in audit["hooks"]) == [0, 1]
