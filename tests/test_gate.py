@@ -266,3 +266,38 @@ def test_alpha_changes_the_boundary() -> None:
     df = frame(bins("finished-check", (0, 60)))
     assert one(df, MAX, GatePolicy(alpha=0.01)).verdict == "inconclusive"
     assert one(frame(bins("finished-check", (0, 86))), MAX, GatePolicy(alpha=0.01)).verdict == "pass"
+
+
+# --------------------------------------------------------------------------- limits decided without bounds
+
+
+@pytest.mark.parametrize("threshold, counts, verdict, words", [
+    (Threshold("x", max_upper=0.0), (0, 10), "inconclusive", "0/10 races, no finite run proves a rate of exactly 0"),
+    (Threshold("x", max_upper=0.0), (1, 10), "fail", "1/10 races, a race proves the rate > max 0"),
+    (Threshold("x", max_upper=1.0), (3, 10), "pass", "3/10 races, every rate meets max 1"),
+    (Threshold("x", min_lower=0.0), (3, 10), "pass", "3/10 races, every rate meets min 0"),
+    (Threshold("x", min_lower=1.0), (10, 10), "inconclusive", "10/10 races, no finite run proves a rate of exactly 1"),
+    (Threshold("x", min_lower=1.0), (9, 10), "fail",
+     "9/10 races, a trial without a race proves the rate < min 1"),
+])
+def test_limits_of_zero_and_one_are_decided_exactly_with_their_reason(
+        threshold: Threshold, counts: tuple[int, int], verdict: str, words: str) -> None:
+    [t] = one(frame(bins("x", counts)), threshold).thresholds
+    assert t.verdict == verdict
+    assert t.reason == (f"{verdict.upper()} x: worst bin 100 ms {words} "
+                        f"({counts[0]}/{counts[1]} races pooled over 1 bin(s), all offsets)")
+
+
+def test_threshold_detail_for_summary_json() -> None:
+    [t] = one(frame(bins("x", (0, 60), (1, 60))), Threshold("x", max_upper=0.1)).thresholds
+    first, second = t.bins
+    assert t.as_dict() == {
+        "threshold": "x: race rate <= 0.1 in every offset bin of all offsets", "guard": "x",
+        "max_upper": 0.1, "min_lower": None, "verdict": "inconclusive", "reason": t.reason,
+        "races": 1, "trials": 120,
+        "bins": [{"offset_ms": 100.0, "races": 0, "trials": 60, "verdict": "pass", "lower": 0.0,
+                  "upper": first.upper},
+                 {"offset_ms": 200.0, "races": 1, "trials": 60, "verdict": "inconclusive", "lower": 0.0,
+                  "upper": second.upper}]}
+    assert first.upper < 0.1 < second.upper
+    assert t.reason.startswith("INCONCLUSIVE x: worst bin 200 ms 1/60 races, anytime 95% upper bound ")

@@ -192,3 +192,19 @@ def test_integration_row_cross_checks_the_audit() -> None:
     refused = _row(_change(status=409), _full_audit(verdict="clean"))
     assert refused.outcome == Outcome.CHANGE_REFUSED.value
     assert not refused.agree  # client change refused, audit has an accepted change
+
+
+def test_integration_row_identifies_the_trial_and_its_plan() -> None:
+    # The Change is planned at the offset from the hook; the service, not the harness, plans the invoice.
+    row = _row(_change(), _full_audit())
+    assert (row.trial_id, row.seq, row.guard, row.offset_ms, row.order_id) == (3, 4, "svc", 30.0, "1-01")
+    assert row.duration_ms == 12.5
+    assert row.change_planned_ms == 30.0
+    assert math.isnan(row.invoice_planned_ms)
+
+
+def test_integration_row_when_every_invoice_was_refused_shows_the_refusal() -> None:
+    audit = _full_audit(verdict="clean", accepted=False)
+    row = _row(_change(), audit)
+    assert row.outcome == Outcome.INVOICE_REFUSED.value
+    assert (row.invoice_value, row.invoice_status, row.invoiced_total) == (10000, 409, 0)
