@@ -301,3 +301,44 @@ def test_threshold_detail_for_summary_json() -> None:
                   "upper": second.upper}]}
     assert first.upper < 0.1 < second.upper
     assert t.reason.startswith("INCONCLUSIVE x: worst bin 200 ms 1/60 races, anytime 95% upper bound ")
+
+
+# --------------------------------------------------------------------------- reason lines (what `check` prints)
+
+
+@pytest.mark.parametrize("threshold, counts, verdict, worst, template", [
+    (MAX, [(0, 60)], "pass", 0, "anytime 95% upper bound {upper} <= max 0.1"),
+    (MAX, [(1, 60)], "inconclusive", 0, "anytime 95% upper bound {upper} > max 0.1"),
+    # FAIL names the bin proven furthest over (200 ms), not the 1/2 bin whose upper bound is higher;
+    # a FAIL bound is at the Bonferroni-corrected level (2 bins: 97.5%).
+    (MAX, [(1, 2), (15, 30)], "fail", 1, "anytime 97.5% lower bound {lower} > max 0.1"),
+    (Threshold("x", min_lower=0.5), [(8, 8)], "pass", 0, "anytime 95% lower bound {lower} >= min 0.5"),
+    (Threshold("x", min_lower=0.5), [(15, 20)], "inconclusive", 0, "anytime 95% lower bound {lower} < min 0.5"),
+    (Threshold("x", min_lower=0.5), [(1, 2), (0, 30)], "fail", 1, "anytime 97.5% upper bound {upper} < min 0.5"),
+])
+def test_reason_line_names_the_worst_bin_and_its_bound(threshold: Threshold, counts: list[tuple[int, int]],
+                                                       verdict: str, worst: int, template: str) -> None:
+    t = Threshold("x", threshold.max_upper, threshold.min_lower)
+    [tv] = one(frame(bins("x", *counts)), t).thresholds
+    assert tv.verdict == verdict
+    b = tv.bins[worst]
+    assert b.verdict == verdict  # the worst bin decides
+    races, trials = sum(r for r, _ in counts), sum(n for _, n in counts)
+    bound = template.format(lower=f"{b.lower:.4g}", upper=f"{b.upper:.4g}")
+    assert tv.reason == (f"{verdict.upper()} x: worst bin {b.offset_ms:g} ms {b.races}/{b.trials} races, {bound} "
+                         f"({races}/{trials} races pooled over {len(counts)} bin(s), all offsets)")
+
+
+def test_min_lower_bin_bounds_are_race_rate_bounds_around_the_observed_rate() -> None:
+    # 15/20 races: the race rate's anytime bounds straddle 0.75 strictly inside (0, 1) (the
+    # decision bounds the no-race rate; the bins report it back in race-rate terms).
+    [tv] = one(frame(bins("x", (15, 20))), Threshold("x", min_lower=0.5)).thresholds
+    [b] = tv.bins
+    assert 0.0 < b.lower < 0.5 < 0.75 < b.upper < 1.0
+
+
+def test_alpha_changes_the_min_lower_boundary() -> None:
+    # 8 races in 8 prove the race rate >= 0.5 at alpha 0.05 (LLR 3.24 >= log 20) but not at 0.01 (log 100).
+    assert math.log(20) <= llr(0, 8, 0.25, 0.5) < math.log(100)
+    low = Threshold("none", min_lower=0.5)
+    assert one(frame(bins("none", (8, 8))), low, GatePolicy(alpha=0.01)).verdict == "inconclusive"
