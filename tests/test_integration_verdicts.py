@@ -192,6 +192,8 @@ def test_integration_row_cross_checks_the_audit() -> None:
     refused = _row(_change(status=409), _full_audit(verdict="clean"))
     assert refused.outcome == Outcome.CHANGE_REFUSED.value
     assert not refused.agree  # client change refused, audit has an accepted change
+    assert refused.error == ""  # a refused Change is a judged outcome, not an error
+    assert row.error == ""
 
 
 def test_integration_row_identifies_the_trial_and_its_plan() -> None:
