@@ -342,3 +342,61 @@ def test_alpha_changes_the_min_lower_boundary() -> None:
     assert math.log(20) <= llr(0, 8, 0.25, 0.5) < math.log(100)
     low = Threshold("none", min_lower=0.5)
     assert one(frame(bins("none", (8, 8))), low, GatePolicy(alpha=0.01)).verdict == "inconclusive"
+
+
+# --------------------------------------------------------------------------- windows and bins
+
+
+def _bin_offsets(spec: dict[tuple[str, float], dict[str, int]], t: Threshold) -> list[float]:
+    return [b.offset_ms for b in one(frame(spec), t).thresholds[0].bins]
+
+
+def test_window_edges_are_inclusive_and_both_conditions_apply() -> None:
+    cells = {("x", o): {"clean": 1} for o in (-60.0, -50.0, -49.0, 45.0, 49.0, 50.0, 200.0, 201.0)}
+    cells[("other", 100.0)] = {"race": 1}  # another guard's trials are never in the window
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, min_abs_offset_ms=50)) == [-60.0, -50.0, 50.0, 200.0, 201.0]
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, offset_range_ms=(-50.0, 200.0))) == \
+        [-50.0, -49.0, 45.0, 49.0, 50.0, 200.0]
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, min_abs_offset_ms=50, offset_range_ms=(45.0, 200.0))) == \
+        [50.0, 200.0]
+
+
+def test_bins_are_in_offset_order_whatever_the_trial_order() -> None:
+    spec = {("x", 300.0): {"clean": 5}, ("x", 100.0): {"race": 1, "clean": 4}, ("x", 200.0): {"clean": 5}}
+    [tv] = one(frame(spec), Threshold("x", max_upper=0.1)).thresholds
+    assert [(b.offset_ms, b.races) for b in tv.bins] == [(100.0, 1), (200.0, 0), (300.0, 0)]
+
+
+def test_continuously_drawn_offsets_are_decided_per_bin_not_per_trial() -> None:
+    # 400 distinct offsets with one trial each: bins of 10 ms (10 trials), so each bin can be decided.
+    spec = {("x", o + 0.5): {"clean": 1} for o in range(400)}
+    [tv] = one(frame(spec), Threshold("x", max_upper=0.1)).thresholds
+    assert len(tv.bins) == 40
+    assert [(b.offset_ms, b.trials) for b in tv.bins[:2]] == [(5.0, 10), (15.0, 10)]
+    assert all(b.trials == 10 for b in tv.bins)
+
+
+def test_threshold_without_bound_reports_its_counts() -> None:
+    t = Threshold("none")
+    [tv] = one(frame(bins("none", (3, 10))), t).thresholds
+    assert (tv.threshold, tv.verdict, tv.races, tv.trials, tv.bins) == (t, "fail", 3, 10, ())
+    assert tv.reason == ("FAIL none: threshold sets neither max_upper nor min_lower "
+                         "(3/10 races pooled over 1 bin(s), all offsets)")
+
+
+def test_a_window_with_only_unjudged_trials_is_inconclusive_with_its_open_bin() -> None:
+    t = Threshold("x", max_upper=0.1)
+    report = one(frame({("x", 100.0): {"indeterminate": 2, "no_invoice": 1}}), t)
+    [tv] = report.thresholds
+    assert (tv.threshold, tv.verdict, tv.races, tv.trials) == (t, "inconclusive", 0, 0)
+    assert [(b.offset_ms, b.races, b.trials, b.verdict, b.lower, b.upper) for b in tv.bins] == \
+        [(100.0, 0, 0, "inconclusive", 0.0, 1.0)]
+    assert report.undecided() == [("x", 100.0)]  # further rounds go there
+
+
+def test_both_sides_undecided_name_both_bounds() -> None:
+    [tv] = one(frame(bins("x", (10, 40))), Threshold("x", max_upper=0.5, min_lower=0.1)).thresholds
+    assert tv.verdict == "inconclusive"
+    assert tv.reason == ("INCONCLUSIVE x: worst bin 100 ms 10/40 races, anytime 95% lower bound 0.04857 < min 0.1; "
+                         "worst bin 100 ms 10/40 races, anytime 95% upper bound 0.4396 <= max 0.5 "
+                         "(10/40 races pooled over 1 bin(s), all offsets)")
