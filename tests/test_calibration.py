@@ -295,3 +295,12 @@ def test_calibrate_rounds_add_trials_and_the_simulated_run_replays_them(tmp_path
     meta = [json.loads((r / "run.json").read_text(encoding="utf-8"))["rounds"] for r in (live, sim)]
     assert meta[0]["trials_per_round"] == meta[1]["trials_per_round"] and sum(meta[0]["trials_per_round"]) == 24
     assert meta[1]["replayed"] is True
+
+
+def test_verdict_sentence_of_a_pass_and_of_an_older_result_without_verdict() -> None:
+    # calibration.json written before the three-verdict gate has only "passed".
+    base = {"gated_guard": "none", "gated_model": "model", "gated_fraction": 0.95, "min_coverage": 0.9}
+    tail = ": the live none curve's 95% intervals cover the model in 95% of its bins (needed 90%)"
+    assert verdict_sentence({**base, "verdict": "pass", "passed": True}) == "passed" + tail
+    assert verdict_sentence({**base, "passed": True}) == "passed" + tail
+    assert verdict_sentence({**base, "passed": False}) == "FAILED" + tail
