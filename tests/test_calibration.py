@@ -304,3 +304,13 @@ def test_verdict_sentence_of_a_pass_and_of_an_older_result_without_verdict() -> 
     assert verdict_sentence({**base, "verdict": "pass", "passed": True}) == "passed" + tail
     assert verdict_sentence({**base, "passed": True}) == "passed" + tail
     assert verdict_sentence({**base, "passed": False}) == "FAILED" + tail
+
+
+def test_detection_power_by_hand_for_one_trial_and_at_the_edges_of_the_probability_range() -> None:
+    # One trial: Wilson(0/1) = [0, 0.79] holds 0.1, Wilson(1/1) = [0.21, 1] excludes it; the rate
+    # 0.1 - 0.2 is no probability, so the power is P(1 race | rate 0.3) = 0.3.
+    assert detection_power(1, 0.1) == pytest.approx(0.3)
+    # Model 0.2 and a true rate of 0 (a side that *is* a probability): 0/10 gives Wilson [0, 0.28],
+    # which still holds 0.2, so 10 trials can never notice it: power 0, whatever the other side says.
+    assert detection_power(10, 0.2) == 0.0
+    assert detection_power(10, 0.8) == 0.0  # the mirror, at a true rate of 1
