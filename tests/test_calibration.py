@@ -314,3 +314,11 @@ def test_detection_power_by_hand_for_one_trial_and_at_the_edges_of_the_probabili
     # which still holds 0.2, so 10 trials can never notice it: power 0, whatever the other side says.
     assert detection_power(10, 0.2) == 0.0
     assert detection_power(10, 0.8) == 0.0  # the mirror, at a true rate of 1
+
+
+def test_a_bad_delay_in_the_run_is_named_where_it_comes_from() -> None:
+    from harness.analysis.calibration import calibrate_trials
+    from mock_orders_api.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^run\.json mock\.delay: unknown delay distribution 'bogus'"):
+        calibrate_trials(pd.DataFrame(), None, {"mock": {"delay": "bogus:1"}})
