@@ -322,3 +322,17 @@ def test_a_bad_delay_in_the_run_is_named_where_it_comes_from() -> None:
 
     with pytest.raises(ConfigError, match=r"^run\.json mock\.delay: unknown delay distribution 'bogus'"):
         calibrate_trials(pd.DataFrame(), None, {"mock": {"delay": "bogus:1"}})
+
+
+def test_power_of_counts_judged_bins_and_lists_the_weak_ones() -> None:
+    from harness.analysis.calibration import power_of
+
+    rates = pd.DataFrame({"offset_ms": [0.0, 100.0, 200.0, 300.0], "trials": [0, 1, 50, 40],
+                          "model": [0.5, 0.1, 0.5, math.nan]})
+    # Judged bins: 100 ms (1 trial: power 0.3, by hand in the detection_power test) and 200 ms;
+    # the bin without trials and the one without a model value are not bins of the verdict.
+    assert power_of(rates, "model") == {
+        "deviation": 0.2, "power": DETECT_POWER, "bins": 2, "powered": 1,
+        "underpowered": [{"offset_ms": 100.0, "trials": 1, "model": 0.1, "power": pytest.approx(0.3)}]}
+    assert power_of(rates, "conditional") == {"deviation": 0.2, "power": DETECT_POWER, "bins": 0, "powered": 0,
+                                              "underpowered": []}

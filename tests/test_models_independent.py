@@ -451,3 +451,10 @@ def test_calibration_edge_inputs() -> None:
                          "change_delay_ms": [10.0]})
     res, live, _ = calibrate_trials(near, None, {"mock": {"delay": "fixed:10", "policy": "vulnerable"}})
     assert live.loc[0, "model"] == 0.0  # no settle_ms recorded: no settle window
+
+
+def test_a_settle_window_shorter_than_a_millisecond_still_races() -> None:
+    # The invoice-first window is (-settle, 0) for any settle > 0, in fractional milliseconds too.
+    for guard in ("none", "finished-check"):
+        assert model_race_probability(-0.5, Normal(400.0, 100.0), 1.0, "vulnerable", guard) == 1.0
+        assert model_race_probability(-0.5, Normal(400.0, 100.0), 0.4, "vulnerable", guard) == 0.0
