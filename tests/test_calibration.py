@@ -336,3 +336,13 @@ def test_power_of_counts_judged_bins_and_lists_the_weak_ones() -> None:
         "underpowered": [{"offset_ms": 100.0, "trials": 1, "model": 0.1, "power": pytest.approx(0.3)}]}
     assert power_of(rates, "conditional") == {"deviation": 0.2, "power": DETECT_POWER, "bins": 0, "powered": 0,
                                               "underpowered": []}
+
+
+def test_enough_powered_bins_is_inclusive_and_one_bin_can_pass() -> None:
+    # Ten covered bins, nine of them big enough to notice a 0.2 deviation: 9 >= 0.9 x 10 passes.
+    rows = [("none", 100.0 * i, 80, round(i / 10 * 80), i / 10) for i in range(9)] + [("none", 900.0, 2, 2, 0.9)]
+    res = coverage(rates(rows))
+    assert (res["gated_fraction"], res["gated_power"]["bins"], res["gated_power"]["powered"]) == (1.0, 10, 9)
+    assert res["verdict"] == "pass"
+    one_bin = coverage(rates([("none", 100.0, 80, 40, 0.5)]))
+    assert (one_bin["gated_power"]["bins"], one_bin["verdict"]) == (1, "pass")
