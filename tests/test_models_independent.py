@@ -100,6 +100,7 @@ def test_model_per_guard_and_policy_hand_table() -> None:
     assert m(-1.0, d, 0.0, "vulnerable", "none") == 0.0  # no settle window
     # Change first (offset 0 included): finished-check closes it, none races with P(D > offset).
     assert m(0.0, d, SETTLE, "vulnerable", "finished-check") == 0.0
+    assert m(0.5, d, SETTLE, "vulnerable", "finished-check") == 0.0
     assert m(0.0, d, SETTLE, "vulnerable", "none") == pytest.approx(float(stats.norm(400, 100).sf(0.0)), abs=1e-15)
     assert m(500.0, d, SETTLE, "vulnerable", "finished-check") == 0.0
     for off in (-100.0, 0.0, 500.0):
