@@ -346,3 +346,10 @@ def test_enough_powered_bins_is_inclusive_and_one_bin_can_pass() -> None:
     assert res["verdict"] == "pass"
     one_bin = coverage(rates([("none", 100.0, 80, 40, 0.5)]))
     assert (one_bin["gated_power"]["bins"], one_bin["verdict"]) == (1, "pass")
+
+
+def test_a_deviation_no_rate_can_have_cannot_be_detected() -> None:
+    # model 0.5 +- 0.6: neither side is a probability, so no bin has power (the docstring's "sides
+    # that are probabilities"); one side in range keeps its own power.
+    assert detection_power(50, 0.5, deviation=0.6) == 0.0
+    assert 0.0 < detection_power(20, 0.6, deviation=0.45) < 1.0
