@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def _audit(verdict: str, invoices: int = 1) -> dict[str, Any]:
 
 
 def test_a_settled_invoice_is_judged_at_the_first_poll(monkeypatch: pytest.MonkeyPatch) -> None:
-    audit, clock, client = _await(monkeypatch, lambda t: _audit("clean"))
+    audit, _, client = _await(monkeypatch, lambda t: _audit("clean"))
     assert audit == _audit("clean")
     assert client.polls == [0]
 
@@ -78,13 +79,13 @@ def test_a_settled_invoice_is_judged_at_the_first_poll(monkeypatch: pytest.Monke
 def test_a_service_that_never_invoices_is_judged_exactly_at_the_invoice_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     # Polls every 50 ms; the wait ends at 100 ms, so the third poll (at 100 ms) is the last:
     # the trial becomes no_invoice then, not at the longer settle bound and not earlier.
-    audit, clock, client = _await(monkeypatch, lambda t: _audit("none", invoices=0))
+    audit, _, client = _await(monkeypatch, lambda t: _audit("none", invoices=0))
     assert audit == _audit("none", invoices=0)
     assert client.polls == [0, 50 * MS, 100 * MS]
 
 
 def test_an_invoice_that_arrives_before_the_wait_ends_is_judged_when_it_appears(monkeypatch: pytest.MonkeyPatch) -> None:
-    audit, clock, client = _await(monkeypatch, lambda t: _audit("race") if t >= 60 * MS else _audit("none", 0),
+    audit, _, client = _await(monkeypatch, lambda t: _audit("race") if t >= 60 * MS else _audit("none", 0),
                                   wait_until_ms=500)
     assert audit == _audit("race")
     assert client.polls == [0, 50 * MS, 100 * MS]
@@ -92,7 +93,7 @@ def test_an_invoice_that_arrives_before_the_wait_ends_is_judged_when_it_appears(
 
 def test_a_pending_change_is_awaited_past_the_invoice_wait_until_it_settles(monkeypatch: pytest.MonkeyPatch) -> None:
     # Invoiced early but the Change is still processing: judging now would call a race "pending".
-    audit, clock, client = _await(monkeypatch, lambda t: _audit("race") if t >= 300 * MS else _audit("pending"))
+    audit, _, client = _await(monkeypatch, lambda t: _audit("race") if t >= 300 * MS else _audit("pending"))
     assert audit == _audit("race")
     assert client.polls[-1] == 300 * MS
     assert len(client.polls) == 7
@@ -100,7 +101,7 @@ def test_a_pending_change_is_awaited_past_the_invoice_wait_until_it_settles(monk
 
 def test_a_change_that_never_settles_is_given_up_at_guard_timeout_plus_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
     # settle bound = invoice wait (100 ms) + guard timeout (500 ms) + 1000 ms = 1600 ms, on the poll grid.
-    audit, clock, client = _await(monkeypatch, lambda t: _audit("pending"))
+    audit, _, client = _await(monkeypatch, lambda t: _audit("pending"))
     assert audit == _audit("pending")  # the oracle then calls it indeterminate
     assert client.polls[-1] == 1600 * MS
     assert len(client.polls) == 33
@@ -110,7 +111,7 @@ def test_a_change_that_never_settles_is_given_up_at_guard_timeout_plus_one_secon
 
 
 def test_a_failed_audit_request_gives_no_audit(monkeypatch: pytest.MonkeyPatch) -> None:
-    audit, clock, client = _await(monkeypatch, lambda t: None)
+    audit, _, client = _await(monkeypatch, lambda t: None)
     assert audit is None
     assert client.polls == [0]
     audit, _, client = _await(monkeypatch, lambda t: None if t >= 50 * MS else _audit("none", 0))
