@@ -295,3 +295,61 @@ def test_calibrate_rounds_add_trials_and_the_simulated_run_replays_them(tmp_path
     meta = [json.loads((r / "run.json").read_text(encoding="utf-8"))["rounds"] for r in (live, sim)]
     assert meta[0]["trials_per_round"] == meta[1]["trials_per_round"] and sum(meta[0]["trials_per_round"]) == 24
     assert meta[1]["replayed"] is True
+
+
+def test_verdict_sentence_of_a_pass_and_of_an_older_result_without_verdict() -> None:
+    # calibration.json written before the three-verdict gate has only "passed".
+    base = {"gated_guard": "none", "gated_model": "model", "gated_fraction": 0.95, "min_coverage": 0.9}
+    tail = ": the live none curve's 95% intervals cover the model in 95% of its bins (needed 90%)"
+    assert verdict_sentence({**base, "verdict": "pass", "passed": True}) == "passed" + tail
+    assert verdict_sentence({**base, "passed": True}) == "passed" + tail
+    assert verdict_sentence({**base, "passed": False}) == "FAILED" + tail
+
+
+def test_detection_power_by_hand_for_one_trial_and_at_the_edges_of_the_probability_range() -> None:
+    # One trial: Wilson(0/1) = [0, 0.79] holds 0.1, Wilson(1/1) = [0.21, 1] excludes it; the rate
+    # 0.1 - 0.2 is no probability, so the power is P(1 race | rate 0.3) = 0.3.
+    assert detection_power(1, 0.1) == pytest.approx(0.3)
+    # Model 0.2 and a true rate of 0 (a side that *is* a probability): 0/10 gives Wilson [0, 0.28],
+    # which still holds 0.2, so 10 trials can never notice it: power 0, whatever the other side says.
+    assert detection_power(10, 0.2) == 0.0
+    assert detection_power(10, 0.8) == 0.0  # the mirror, at a true rate of 1
+
+
+def test_a_bad_delay_in_the_run_is_named_where_it_comes_from() -> None:
+    from harness.analysis.calibration import calibrate_trials
+    from mock_orders_api.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^run\.json mock\.delay: unknown delay distribution 'bogus'"):
+        calibrate_trials(pd.DataFrame(), None, {"mock": {"delay": "bogus:1"}})
+
+
+def test_power_of_counts_judged_bins_and_lists_the_weak_ones() -> None:
+    from harness.analysis.calibration import power_of
+
+    rates = pd.DataFrame({"offset_ms": [0.0, 100.0, 200.0, 300.0], "trials": [0, 1, 50, 40],
+                          "model": [0.5, 0.1, 0.5, math.nan]})
+    # Judged bins: 100 ms (1 trial: power 0.3, by hand in the detection_power test) and 200 ms;
+    # the bin without trials and the one without a model value are not bins of the verdict.
+    assert power_of(rates, "model") == {
+        "deviation": 0.2, "power": DETECT_POWER, "bins": 2, "powered": 1,
+        "underpowered": [{"offset_ms": 100.0, "trials": 1, "model": 0.1, "power": pytest.approx(0.3)}]}
+    assert power_of(rates, "conditional") == {"deviation": 0.2, "power": DETECT_POWER, "bins": 0, "powered": 0,
+                                              "underpowered": []}
+
+
+def test_enough_powered_bins_is_inclusive_and_one_bin_can_pass() -> None:
+    # Ten covered bins, nine of them big enough to notice a 0.2 deviation: 9 >= 0.9 x 10 passes.
+    rows = [("none", 100.0 * i, 80, round(i / 10 * 80), i / 10) for i in range(9)] + [("none", 900.0, 2, 2, 0.9)]
+    res = coverage(rates(rows))
+    assert (res["gated_fraction"], res["gated_power"]["bins"], res["gated_power"]["powered"]) == (1.0, 10, 9)
+    assert res["verdict"] == "pass"
+    one_bin = coverage(rates([("none", 100.0, 80, 40, 0.5)]))
+    assert (one_bin["gated_power"]["bins"], one_bin["verdict"]) == (1, "pass")
+
+
+def test_a_deviation_no_rate_can_have_cannot_be_detected() -> None:
+    # model 0.5 +- 0.6: neither side is a probability, so no bin has power (the docstring's "sides
+    # that are probabilities"); one side in range keeps its own power.
+    assert detection_power(50, 0.5, deviation=0.6) == 0.0
+    assert 0.0 < detection_power(20, 0.6, deviation=0.45) < 1.0

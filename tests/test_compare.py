@@ -121,3 +121,17 @@ def test_window_bounds_are_inclusive_and_combine() -> None:
     meta = {"scenario": {"thresholds": [{"guard": "none", "bogus": 1},
                                         {"guard": "none", "max_upper": 0.5, "min_abs_offset_ms": 10}]}}
     assert windows_from_run(meta, STANDARD) == [Window(10.0), STANDARD]
+
+
+def test_a_guard_without_shared_offsets_does_not_hide_the_next_guard() -> None:
+    df = frame({("none", 100.0): ["race"] * 2, ("serialized", 900.0): ["clean"],  # no offset shared with none
+                ("finished-check", 100.0): ["clean"] * 2})
+    assert [c["guard"] for c in compare_guards(df, [STANDARD])] == ["finished-check"]
+
+
+def test_interval_level_follows_alpha_and_ranged_window_is_reported() -> None:
+    df = frame({("none", 100.0): ["race"] * 7 + ["clean"] * 3, ("finished-check", 100.0): ["race"] + ["clean"] * 9})
+    (c,) = compare_guards(df, [Window(0.0, (50.0, 200.0))], alpha=0.2)
+    low, high = confint_proportions_2indep(7, 10, 1, 10, method="newcomb", compare="diff", alpha=0.2)
+    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(float(low), abs=1e-12), pytest.approx(float(high), abs=1e-12))
+    assert c["window"] == {"min_abs_offset_ms": 0.0, "offset_range_ms": [50.0, 200.0], "text": "offset in [50, 200] ms"}

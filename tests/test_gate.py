@@ -266,3 +266,138 @@ def test_alpha_changes_the_boundary() -> None:
     df = frame(bins("finished-check", (0, 60)))
     assert one(df, MAX, GatePolicy(alpha=0.01)).verdict == "inconclusive"
     assert one(frame(bins("finished-check", (0, 86))), MAX, GatePolicy(alpha=0.01)).verdict == "pass"
+
+
+# --------------------------------------------------------------------------- limits decided without bounds
+
+
+@pytest.mark.parametrize("threshold, counts, verdict, words", [
+    (Threshold("x", max_upper=0.0), (0, 10), "inconclusive", "0/10 races, no finite run proves a rate of exactly 0"),
+    (Threshold("x", max_upper=0.0), (1, 10), "fail", "1/10 races, a race proves the rate > max 0"),
+    (Threshold("x", max_upper=1.0), (3, 10), "pass", "3/10 races, every rate meets max 1"),
+    (Threshold("x", min_lower=0.0), (3, 10), "pass", "3/10 races, every rate meets min 0"),
+    (Threshold("x", min_lower=1.0), (10, 10), "inconclusive", "10/10 races, no finite run proves a rate of exactly 1"),
+    (Threshold("x", min_lower=1.0), (9, 10), "fail",
+     "9/10 races, a trial without a race proves the rate < min 1"),
+])
+def test_limits_of_zero_and_one_are_decided_exactly_with_their_reason(
+        threshold: Threshold, counts: tuple[int, int], verdict: str, words: str) -> None:
+    [t] = one(frame(bins("x", counts)), threshold).thresholds
+    assert t.verdict == verdict
+    assert t.reason == (f"{verdict.upper()} x: worst bin 100 ms {words} "
+                        f"({counts[0]}/{counts[1]} races pooled over 1 bin(s), all offsets)")
+
+
+def test_threshold_detail_for_summary_json() -> None:
+    [t] = one(frame(bins("x", (0, 60), (1, 60))), Threshold("x", max_upper=0.1)).thresholds
+    first, second = t.bins
+    assert t.as_dict() == {
+        "threshold": "x: race rate <= 0.1 in every offset bin of all offsets", "guard": "x",
+        "max_upper": 0.1, "min_lower": None, "verdict": "inconclusive", "reason": t.reason,
+        "races": 1, "trials": 120,
+        "bins": [{"offset_ms": 100.0, "races": 0, "trials": 60, "verdict": "pass", "lower": 0.0,
+                  "upper": first.upper},
+                 {"offset_ms": 200.0, "races": 1, "trials": 60, "verdict": "inconclusive", "lower": 0.0,
+                  "upper": second.upper}]}
+    assert first.upper < 0.1 < second.upper
+    assert t.reason.startswith("INCONCLUSIVE x: worst bin 200 ms 1/60 races, anytime 95% upper bound ")
+
+
+# --------------------------------------------------------------------------- reason lines (what `check` prints)
+
+
+@pytest.mark.parametrize("threshold, counts, verdict, worst, template", [
+    (MAX, [(0, 60)], "pass", 0, "anytime 95% upper bound {upper} <= max 0.1"),
+    (MAX, [(1, 60)], "inconclusive", 0, "anytime 95% upper bound {upper} > max 0.1"),
+    # FAIL names the bin proven furthest over (200 ms), not the 1/2 bin whose upper bound is higher;
+    # a FAIL bound is at the Bonferroni-corrected level (2 bins: 97.5%).
+    (MAX, [(1, 2), (15, 30)], "fail", 1, "anytime 97.5% lower bound {lower} > max 0.1"),
+    (Threshold("x", min_lower=0.5), [(8, 8)], "pass", 0, "anytime 95% lower bound {lower} >= min 0.5"),
+    (Threshold("x", min_lower=0.5), [(15, 20)], "inconclusive", 0, "anytime 95% lower bound {lower} < min 0.5"),
+    (Threshold("x", min_lower=0.5), [(1, 2), (0, 30)], "fail", 1, "anytime 97.5% upper bound {upper} < min 0.5"),
+])
+def test_reason_line_names_the_worst_bin_and_its_bound(threshold: Threshold, counts: list[tuple[int, int]],
+                                                       verdict: str, worst: int, template: str) -> None:
+    t = Threshold("x", threshold.max_upper, threshold.min_lower)
+    [tv] = one(frame(bins("x", *counts)), t).thresholds
+    assert tv.verdict == verdict
+    b = tv.bins[worst]
+    assert b.verdict == verdict  # the worst bin decides
+    races, trials = sum(r for r, _ in counts), sum(n for _, n in counts)
+    bound = template.format(lower=f"{b.lower:.4g}", upper=f"{b.upper:.4g}")
+    assert tv.reason == (f"{verdict.upper()} x: worst bin {b.offset_ms:g} ms {b.races}/{b.trials} races, {bound} "
+                         f"({races}/{trials} races pooled over {len(counts)} bin(s), all offsets)")
+
+
+def test_min_lower_bin_bounds_are_race_rate_bounds_around_the_observed_rate() -> None:
+    # 15/20 races: the race rate's anytime bounds straddle 0.75 strictly inside (0, 1) (the
+    # decision bounds the no-race rate; the bins report it back in race-rate terms).
+    [tv] = one(frame(bins("x", (15, 20))), Threshold("x", min_lower=0.5)).thresholds
+    [b] = tv.bins
+    assert 0.0 < b.lower < 0.5
+    assert 0.75 < b.upper < 1.0
+
+
+def test_alpha_changes_the_min_lower_boundary() -> None:
+    # 8 races in 8 prove the race rate >= 0.5 at alpha 0.05 (LLR 3.24 >= log 20) but not at 0.01 (log 100).
+    assert math.log(20) <= llr(0, 8, 0.25, 0.5) < math.log(100)
+    low = Threshold("none", min_lower=0.5)
+    assert one(frame(bins("none", (8, 8))), low, GatePolicy(alpha=0.01)).verdict == "inconclusive"
+
+
+# --------------------------------------------------------------------------- windows and bins
+
+
+def _bin_offsets(spec: dict[tuple[str, float], dict[str, int]], t: Threshold) -> list[float]:
+    return [b.offset_ms for b in one(frame(spec), t).thresholds[0].bins]
+
+
+def test_window_edges_are_inclusive_and_both_conditions_apply() -> None:
+    cells = {("x", o): {"clean": 1} for o in (-60.0, -50.0, -49.0, 45.0, 49.0, 50.0, 200.0, 201.0)}
+    cells[("other", 100.0)] = {"race": 1}  # another guard's trials are never in the window
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, min_abs_offset_ms=50)) == [-60.0, -50.0, 50.0, 200.0, 201.0]
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, offset_range_ms=(-50.0, 200.0))) == \
+        [-50.0, -49.0, 45.0, 49.0, 50.0, 200.0]
+    assert _bin_offsets(cells, Threshold("x", max_upper=0.5, min_abs_offset_ms=50, offset_range_ms=(45.0, 200.0))) == \
+        [50.0, 200.0]
+
+
+def test_bins_are_in_offset_order_whatever_the_trial_order() -> None:
+    spec = {("x", 300.0): {"clean": 5}, ("x", 100.0): {"race": 1, "clean": 4}, ("x", 200.0): {"clean": 5}}
+    [tv] = one(frame(spec), Threshold("x", max_upper=0.1)).thresholds
+    assert [(b.offset_ms, b.races) for b in tv.bins] == [(100.0, 1), (200.0, 0), (300.0, 0)]
+
+
+def test_continuously_drawn_offsets_are_decided_per_bin_not_per_trial() -> None:
+    # 400 distinct offsets with one trial each: bins of 10 ms (10 trials), so each bin can be decided.
+    spec = {("x", o + 0.5): {"clean": 1} for o in range(400)}
+    [tv] = one(frame(spec), Threshold("x", max_upper=0.1)).thresholds
+    assert len(tv.bins) == 40
+    assert [(b.offset_ms, b.trials) for b in tv.bins[:2]] == [(5.0, 10), (15.0, 10)]
+    assert all(b.trials == 10 for b in tv.bins)
+
+
+def test_threshold_without_bound_reports_its_counts() -> None:
+    t = Threshold("none")
+    [tv] = one(frame(bins("none", (3, 10))), t).thresholds
+    assert (tv.threshold, tv.verdict, tv.races, tv.trials, tv.bins) == (t, "fail", 3, 10, ())
+    assert tv.reason == ("FAIL none: threshold sets neither max_upper nor min_lower "
+                         "(3/10 races pooled over 1 bin(s), all offsets)")
+
+
+def test_a_window_with_only_unjudged_trials_is_inconclusive_with_its_open_bin() -> None:
+    t = Threshold("x", max_upper=0.1)
+    report = one(frame({("x", 100.0): {"indeterminate": 2, "no_invoice": 1}}), t)
+    [tv] = report.thresholds
+    assert (tv.threshold, tv.verdict, tv.races, tv.trials) == (t, "inconclusive", 0, 0)
+    assert [(b.offset_ms, b.races, b.trials, b.verdict, b.lower, b.upper) for b in tv.bins] == \
+        [(100.0, 0, 0, "inconclusive", 0.0, 1.0)]
+    assert report.undecided() == [("x", 100.0)]  # further rounds go there
+
+
+def test_both_sides_undecided_name_both_bounds() -> None:
+    [tv] = one(frame(bins("x", (10, 40))), Threshold("x", max_upper=0.5, min_lower=0.1)).thresholds
+    assert tv.verdict == "inconclusive"
+    assert tv.reason == ("INCONCLUSIVE x: worst bin 100 ms 10/40 races, anytime 95% lower bound 0.04857 < min 0.1; "
+                         "worst bin 100 ms 10/40 races, anytime 95% upper bound 0.4396 <= max 0.5 "
+                         "(10/40 races pooled over 1 bin(s), all offsets)")

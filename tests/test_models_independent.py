@@ -100,6 +100,7 @@ def test_model_per_guard_and_policy_hand_table() -> None:
     assert m(-1.0, d, 0.0, "vulnerable", "none") == 0.0  # no settle window
     # Change first (offset 0 included): finished-check closes it, none races with P(D > offset).
     assert m(0.0, d, SETTLE, "vulnerable", "finished-check") == 0.0
+    assert m(0.5, d, SETTLE, "vulnerable", "finished-check") == 0.0
     assert m(0.0, d, SETTLE, "vulnerable", "none") == pytest.approx(float(stats.norm(400, 100).sf(0.0)), abs=1e-15)
     assert m(500.0, d, SETTLE, "vulnerable", "finished-check") == 0.0
     for off in (-100.0, 0.0, 500.0):
@@ -451,3 +452,10 @@ def test_calibration_edge_inputs() -> None:
                          "change_delay_ms": [10.0]})
     res, live, _ = calibrate_trials(near, None, {"mock": {"delay": "fixed:10", "policy": "vulnerable"}})
     assert live.loc[0, "model"] == 0.0  # no settle_ms recorded: no settle window
+
+
+def test_a_settle_window_shorter_than_a_millisecond_still_races() -> None:
+    # The invoice-first window is (-settle, 0) for any settle > 0, in fractional milliseconds too.
+    for guard in ("none", "finished-check"):
+        assert model_race_probability(-0.5, Normal(400.0, 100.0), 1.0, "vulnerable", guard) == 1.0
+        assert model_race_probability(-0.5, Normal(400.0, 100.0), 0.4, "vulnerable", guard) == 0.0

@@ -303,3 +303,14 @@ def _integ_audit(verdict: str, *invoices: bool) -> dict[str, Any]:
 def test_integration_outcome_comes_from_the_audit(change_status: int, audit_: dict[str, Any] | None,
                                                   expected: Outcome) -> None:
     assert integration_outcome(change_event(change_status), audit_)[0] is expected
+
+
+def test_cross_check_of_an_audit_without_invoice_or_change_records() -> None:
+    # A target whose audit lists no records: a client that saw nothing accepted agrees with it,
+    # one that saw its invoice and Change accepted is reported as a disagreement (not a crash).
+    from harness.core.oracle import Outcome, cross_check
+    assert cross_check(Outcome.CLEAN, False, False, {"verdict": "clean"}) == ("clean", True, "")
+    verdict, agree, why = cross_check(Outcome.CLEAN, True, True, {"verdict": "clean"})
+    assert (verdict, agree) == ("clean", False)
+    assert why == ("client invoice ok=True, audit has 0 accepted invoice(s); "
+                   "client change ok=True, audit has 0 accepted change(s)")

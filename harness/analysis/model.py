@@ -31,13 +31,14 @@ def model_race_probability(
         return math.nan
     if policy == "strict" or guard == "serialized":
         return 0.0
-    invoice_first_race = 1.0 if settle_ms > 0 and -settle_ms < offset_ms < 0 else 0.0
+    # Empty unless settle_ms > 0; 0 for every offset >= 0 (Change first).
+    invoice_first_race = 1.0 if -settle_ms < offset_ms < 0 else 0.0
     if guard == "none":
         if offset_ms >= 0:
             return float(delay.sf(offset_ms))
         return invoice_first_race
     # finished-check
-    return invoice_first_race if offset_ms < 0 else 0.0
+    return invoice_first_race
 
 
 def model_from_run(run_meta: Mapping[str, Any]) -> RaceModel | None:
