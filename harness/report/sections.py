@@ -323,9 +323,15 @@ def _server_times(row: pd.Series) -> list[tuple[str, float]]:
 # --------------------------------------------------------------------------- the sections
 
 
+def _without_verdict(line: str) -> str:
+    word, _, rest = line.partition(" ")
+    return rest if word in ("PASS", "FAIL", "INCONCLUSIVE") else line
+
+
 def _gate(gate: GateReport) -> Section:
-    items = [(t.verdict, t.reason) for t in gate.thresholds]
-    items += [("fail" if r.startswith("FAIL") else "inconclusive", r) for r in gate.reasons]
+    # The console's lines start with the verdict word; here a coloured verdict badge says it.
+    items = [(t.verdict, _without_verdict(t.reason)) for t in gate.thresholds]
+    items += [("fail" if r.startswith("FAIL") else "inconclusive", _without_verdict(r)) for r in gate.reasons]
     headers = ["guard", "trials", "race", "no race", "not judged", "failed"]
     rows = [[guard, fmt(sum(c.values())), fmt(c["race"]), fmt(c["no_race"]), fmt(c["not_judged"]), fmt(c["failed"])]
             for guard, c in gate.accounting.items()]
