@@ -76,7 +76,8 @@ def test_cancel_rate_draw_by_state() -> None:
     outcomes = []
     for _ in range(2):
         state = MockState(MockConfig(seed=3, change_cancel_rate=0.5), deterministic=True)
-        order = OrderStore().create({"items": ITEMS, "status": "handling"}, now_ns=0)
+        # the draw is seeded per (seed, order id): the same id both times (a store picks a random base)
+        order = OrderStore(first_id=1001).create({"items": ITEMS, "status": "handling"}, now_ns=0)
         outcomes.append([state.change_outcome(order, None) for _ in range(1)])
     assert outcomes[0] == outcomes[1] and outcomes[0][0] in ("done", "canceled")
     zero = MockState(MockConfig(change_cancel_rate=0.0))
