@@ -7,8 +7,9 @@ from starlette.responses import Response
 
 from mock_orders_api import faults, wire
 from mock_orders_api.dates import iso_now
-from mock_orders_api.domain.model import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING
+from mock_orders_api.domain.model import CANCELED, HANDLING, INVOICE, INVOICED, READY_FOR_HANDLING, Order
 from mock_orders_api.errors import BadRequest, Conflict
+from mock_orders_api.state import MockState
 from mock_orders_api.routes._shared import (
     HOOK_DELAY_DOC,
     ApiRoute,
@@ -31,14 +32,21 @@ async def get_order(request: Request) -> Response:
     return json_response(view)
 
 
-async def start_handling(request: Request) -> Response:
+async def _status_op(request: Request, route: str) -> tuple[MockState, Order, int, float | None, bool]:
+    """What a status-changing order route starts with: auth, its fault draw, the pinned hook delay,
+    the acted instant and the order (state, order, now, hook delay, whether to lose the response)."""
     vtex_auth(request)
-    lose_response = await faults.inject(request, "start-handling")
+    lose_response = await faults.inject(request, route)
     order_id = request.path_params["orderId"]
     hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
     _, now = acted(request, order_id)
     state = mock(request)
-    order = state.order(order_id, now)
+    return state, state.order(order_id, now), now, hook_delay, lose_response
+
+
+async def start_handling(request: Request) -> Response:
+    state, order, now, hook_delay, lose_response = await _status_op(request, "start-handling")
+    order_id = order.order_id
     if order.status != READY_FOR_HANDLING:
         raise Conflict(
             f"order {order_id} is {order.status!r}; start-handling needs {READY_FOR_HANDLING!r}", code="InvalidStatus"
@@ -51,13 +59,8 @@ async def start_handling(request: Request) -> Response:
 
 
 async def cancel_order(request: Request) -> Response:
-    vtex_auth(request)
-    lose_response = await faults.inject(request, "cancel")
-    order_id = request.path_params["orderId"]
-    hook_delay = pinned_ms(request, wire.HOOK_DELAY_HEADER)
-    _, now = acted(request, order_id)
-    state = mock(request)
-    order = state.order(order_id, now)
+    state, order, now, hook_delay, lose_response = await _status_op(request, "cancel")
+    order_id = order.order_id
     if order.status in (INVOICE, INVOICED):
         raise Conflict(f"order {order_id} is {order.status!r}; an invoiced order cannot be canceled",
                        code="OrderAlreadyInvoiced")
