@@ -389,7 +389,8 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
         extra = svc.get("extra_invoices") or {}
         extras = ", ".join(f"{n} x HTTP {status}" for status, n in sorted(extra.items())) or "none"
         print(f"  {name:15s} hooks: {svc['deliveries']} sent, {svc['delivered']} accepted (200), "
-              f"{svc['failed_attempts']} failed, {svc['duplicates']} duplicates, {svc['retries']} retries; "
+              f"{svc['failed_attempts']} failed, {svc['duplicates']} duplicates, {svc['retries']} retries, "
+              f"{svc.get('reorders', 0)} reordered; "
               f"extra invoices: {extras}")
     rounds = summary.get("rounds") or {}
     if rounds.get("rounds"):

@@ -330,3 +330,20 @@ def test_summarize_empty_and_interrupted_is_json_safe() -> None:
     assert s["run"]["trials"] == 0 and s["run"]["trials_per_s"] is None and s["run"]["interrupted"]
     assert s["guards"] == {} and s["offset_error_ms"]["client"]["p50"] is None
     assert s["model_agreement"]["bins"] == 0 and s["model_agreement"]["fraction"] is None
+
+
+def test_hook_stats_counts_notifications_delivered_out_of_status_order() -> None:
+    from harness.analysis.summary import hook_stats
+
+    def hook(state: str, change_ns: int, sent_ns: int, outcome: str = "delivered") -> dict:
+        return {"state": state, "changeNs": change_ns, "sentNs": sent_ns, "outcome": outcome, "attempt": 1}
+
+    in_order = {"trial_id": 0, "audit": {"hooks": [hook("ready-for-handling", 1, 10), hook("handling", 2, 20)]}}
+    # `cancel` (the latest change) arrives first, `handling` before `ready-for-handling`: 3 inverted pairs;
+    # a failed attempt and a later duplicate of an already-delivered status do not count.
+    shuffled = {"trial_id": 1, "audit": {"hooks": [
+        hook("ready-for-handling", 1, 50), hook("handling", 2, 40), hook("cancel", 3, 30),
+        hook("ready-for-handling", 1, 5, outcome="timeout"), hook("handling", 2, 60)]}}
+    stats = hook_stats([in_order, shuffled], service_of={0: "a", 1: "b"})
+    assert stats["services"]["a"]["reorders"] == 0
+    assert stats["services"]["b"]["reorders"] == 3

@@ -176,8 +176,9 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
     `lateness_ms` = sent - scheduled (the mock's own delivery delay beyond the pinned one);
     `round_trip_ms` = the receiving service's answer time. `services` holds, per service:
     `deliveries` (attempts sent), `delivered` (attempts answered 200), `failed_attempts`,
-    `duplicates` (extra copies the delivery plan sent), `retries`, and `extra_invoices`
-    (invoice requests beyond a trial's first, by HTTP status: accepted or refused).
+    `duplicates` (extra copies the delivery plan sent), `retries`, `reorders` (pairs of a trial's
+    notifications that reached the service in the opposite order of their status changes), and
+    `extra_invoices` (invoice requests beyond a trial's first, by HTTP status: accepted or refused).
     """
     late: list[float] = []
     rtt: list[float] = []
@@ -187,7 +188,7 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
         audit = record.get("audit") if isinstance(record.get("audit"), Mapping) else record
         name = (service_of or {}).get(int(record.get("trial_id", -1)), "integration")
         svc = services.setdefault(name, {"deliveries": 0, "delivered": 0, "failed_attempts": 0, "duplicates": 0,
-                                         "retries": 0, "extra_invoices": {}})
+                                         "retries": 0, "reorders": 0, "extra_invoices": {}})
         for d in audit.get("hooks") or []:
             if d.get("sentNs") is not None:
                 svc["deliveries"] += 1
@@ -202,6 +203,7 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
                 svc["failed_attempts"] += 1
             svc["duplicates"] += int(bool(d.get("copy")))
             svc["retries"] += int((d.get("attempt") or 0) > 1)
+        svc["reorders"] += _reorders(audit.get("hooks") or [])
         for inv in (audit.get("invoices") or [])[1:]:
             key = str(inv.get("status"))
             svc["extra_invoices"][key] = svc["extra_invoices"].get(key, 0) + 1
@@ -209,6 +211,20 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
             "lateness_ms": quantiles(pd.Series(late, dtype=float)),
             "round_trip_ms": quantiles(pd.Series(rtt, dtype=float)),
             "services": services}
+
+
+def _reorders(deliveries: Iterable[Mapping[str, Any]]) -> int:
+    """Inversions between arrival order and status-change order, over each notification's first
+    answered delivery (a reordered pair is what a connector's state tracking must survive)."""
+    first: dict[tuple[Any, Any], tuple[int, int]] = {}
+    for d in deliveries:
+        if d.get("outcome") != "delivered" or d.get("sentNs") is None or d.get("changeNs") is None:
+            continue
+        key = (d.get("state"), d.get("changeNs"))
+        if key not in first or d["sentNs"] < first[key][0]:
+            first[key] = (int(d["sentNs"]), int(d["changeNs"]))
+    changes = [change for _, change in sorted(first.values())]
+    return sum(1 for i, a in enumerate(changes) for b in changes[i + 1:] if b < a)
 
 
 def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateReport,
