@@ -79,6 +79,7 @@ STUCK = "payment-approved"  # where KI-1348894 (b) leaves an order with a valid 
 # A cancellation requested, in progress or done (HC-FLOW; KI-1400005 leaves a marketplace in request-cancel):
 # such an order must not be invoiced.
 CANCEL_STATES = frozenset({"request-cancel", "cancel", "canceled"})
+_NO_BODY_TYPE = ("Content-Type",)
 _REMEMBERED = 100_000  # (orderId, State) pairs and canceled orders kept: bounded memory on a long run
 
 
@@ -628,7 +629,9 @@ class ErpConnector:
             attempt += 1
             retry_after: float | None = None
             try:
-                async with self._session.request(method, url, json=json_body, timeout=self._timeout) as resp:
+                # A bodyless POST (start-handling) must not claim a body type: aiohttp would say octet-stream.
+                async with self._session.request(method, url, json=json_body, timeout=self._timeout,
+                                                 skip_auto_headers=_NO_BODY_TYPE if json_body is None else ()) as resp:
                     text = await resp.text()
                     if 200 <= resp.status < 300:
                         try:
