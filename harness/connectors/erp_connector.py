@@ -442,14 +442,12 @@ class ErpConnector:
         path = f"/api/oms/pvt/orders/{quote(order_id, safe='')}/start-handling"
         try:
             await self._call("POST", path)
-        except ApiRefused as exc:
-            if exc.status != 409:
-                self._error(order_id, f"start-handling refused: {exc}")
+        except ApiError as exc:
+            if not (isinstance(exc, ApiRefused) and exc.status == 409):
+                self._seen.discard((order_id, READY_FOR_HANDLING))  # a later copy of the hook may try again
+                self._error(order_id, f"start-handling failed: {exc}")
                 return False
             log.info("order %s: already started (%s)", order_id, exc)
-        except ApiError as exc:
-            self._error(order_id, f"start-handling failed: {exc}")
-            return False
         self.stats.handling_started += 1
         return True
 
@@ -527,7 +525,7 @@ class ErpConnector:
             return InvoiceResult(order_id, "refused", value=value, detail=str(exc))
         except ApiUnavailable:
             # Every attempt failed or lost its response: only the order can say whether one landed.
-            if self.strategy.retry_until_budget and await self._has_invoice(order_id, number):
+            if self.strategy.verify_invoice and await self._has_invoice(order_id, number):
                 self.stats.invoices_accepted += 1
                 return InvoiceResult(order_id, "accepted", value=value, detail="a lost attempt landed")
             raise
