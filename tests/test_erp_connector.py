@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from harness.connectors.erp_connector import ErpConnector, build_app, main
+from harness.connectors.erp_connector import ErpConnector, build_app, build_parser, main
 
 API = "http://orders.test"
 OID = "1348894-01"
@@ -330,6 +330,15 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--api-url" in capsys.readouterr().err
     with pytest.raises(ValueError, match="mode"):
         ErpConnector(API, "eager")  # type: ignore[arg-type]
+
+
+def test_start_handling_defaults_per_mode_and_the_flag_overrides() -> None:
+    parse = build_parser().parse_args
+    for argv, mode, expected in (([], "robust", True), ([], "guarded", False), ([], "naive", False),
+                                 (["--start-handling"], "guarded", True), (["--no-start-handling"], "robust", False)):
+        args = parse(["--mode", mode, "--api-url", API, *argv])
+        assert ErpConnector(API, mode, start_handling=args.start_handling).start_handling is expected, (argv, mode)
+    assert parse(["--mode", "robust", "--api-url", API]).retry_budget_s == 60.0  # VTEX: a 1-minute back-off
 
 
 # --------------------------------------------------------------------------- the web app
