@@ -11,5 +11,6 @@ setup(
     packages=find_namespace_packages(include=["harness", "harness.*", "mock_orders_api", "mock_orders_api.*"],
                                      exclude=["*.__pycache__"]) + ["harness.scenarios"],
     package_dir={"harness.scenarios": "scenarios"},
-    package_data={"harness.scenarios": ["*.toml"]},
+    # The Node.js reference connector ships beside the Python one (cross-language tests).
+    package_data={"harness.scenarios": ["*.toml"], "harness.connectors.node": ["*.mjs"]},
 )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import inspect
 import os
 import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from harness.connectors.erp_connector import ErpConnector, build_app, main
+from harness.connectors.erp_connector import ErpConnector, build_app, build_parser, main
 
 API = "http://orders.test"
 OID = "1348894-01"
@@ -225,14 +227,37 @@ async def test_429_with_retry_after_is_retried_once(make: Any, sleeps: list[floa
     assert result.outcome == "accepted" and c.stats.retries == 1
 
 
-async def test_retry_after_is_capped(make: Any, sleeps: list[float]) -> None:
-    c = make("naive", max_retry_after_s=0.02)
+async def test_retry_after_beyond_the_budget_gives_up_at_once(make: Any, sleeps: list[float]) -> None:
+    """No silent cap: a Retry-After the budget cannot honour ends the call (retrying early earns a 429)."""
+    c = make("naive", retry_budget_s=1.0)
     with aioresponses() as m:
-        m.get(ORDER_URL, status=503, headers={"Retry-After": "3600"})
+        m.get(ORDER_URL, status=429, headers={"Retry-After": "3600"})
+        result = await c.invoice_order(OID)
+    assert sleeps == [] and len(calls(m, "GET", ORDER_URL)) == 1
+    assert result.outcome == "error" and "Retry-After 3600 s exceeds" in result.detail
+
+
+async def test_retry_after_as_an_http_date_is_honoured(make: Any, sleeps: list[float]) -> None:
+    c = make("naive")
+    when = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=1), usegmt=True)
+    with aioresponses() as m:
+        m.get(ORDER_URL, status=429, headers={"Retry-After": when})
         m.get(ORDER_URL, payload=order(13000))
         m.post(INVOICE_URL, payload=RECEIPT)
-        await c.invoice_order(OID)
-    assert sleeps == [0.02]
+        result = await c.invoice_order(OID)
+    assert result.outcome == "accepted" and len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
+
+
+async def test_robust_retries_past_max_retries_within_the_budget(make: Any) -> None:
+    """Robust retries until the budget is spent, not a count: start-handling is retried until 204 (SPEC)."""
+    c = make("robust", max_retries=0)
+    url = f"{API}/api/oms/pvt/orders/{OID}/start-handling"
+    with aioresponses() as m:
+        for _ in range(4):
+            m.post(url, status=500, payload={"error": {"code": "InternalServerError", "message": "retry"}})
+        m.post(url, status=204)
+        assert await c.start_handling_order(OID)
+    assert len(calls(m, "POST", url)) == 5 and c.stats.handling_started == 1 and c.stats.retries == 4
 
 
 async def test_5xx_twice_then_success(make: Any) -> None:
@@ -305,6 +330,15 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--api-url" in capsys.readouterr().err
     with pytest.raises(ValueError, match="mode"):
         ErpConnector(API, "eager")  # type: ignore[arg-type]
+
+
+def test_start_handling_defaults_per_mode_and_the_flag_overrides() -> None:
+    parse = build_parser().parse_args
+    for argv, mode, expected in (([], "robust", True), ([], "guarded", False), ([], "naive", False),
+                                 (["--start-handling"], "guarded", True), (["--no-start-handling"], "robust", False)):
+        args = parse(["--mode", mode, "--api-url", API, *argv])
+        assert ErpConnector(API, mode, start_handling=args.start_handling).start_handling is expected, (argv, mode)
+    assert parse(["--mode", "robust", "--api-url", API]).retry_budget_s == 60.0  # VTEX: a 1-minute back-off
 
 
 # --------------------------------------------------------------------------- the web app

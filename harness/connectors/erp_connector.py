@@ -5,19 +5,38 @@ real one would be, so the harness can point it at the mock Orders API as a
 black box and integration teams can read it as an example:
 
 * an aiohttp web server receives the order hook (`POST /hook`), answers 200 at
-  once (the platform must not wait on our ERP) and invoices in the background;
+  once (the platform must not wait on our ERP) and works in the background;
 * ``naive`` mode invoices the value read when the hook arrives: it reproduces
-  the ticket when a value-reducing Change is still processing;
+  the ticket when a value-reducing Change is still processing (the known-bad
+  reference);
 * ``guarded`` mode is the ticket's workaround: poll the order's Change history
-  until every request is ``finished``, re-read the order, invoice what remains.
+  until every request is ``finished`` (or ``canceled``: HC-ADAPT), re-read the
+  order, invoice what remains; the wait is bounded (``guard_timeout``: no invoice);
+* ``robust`` mode is guarded plus what the rest of the hazard catalogue needs:
+  one action per (orderId, State) (hooks are at-least-once, duplicates by
+  design: ERP integration guide), a cancel hook noted whatever order hooks
+  arrive in and checked again (re-read) right before the invoice (KI-1400005),
+  ``start-handling`` on ``ready-for-handling`` retried until 204 (SPEC: it
+  "can also respond with status 500"), retries bounded by a time budget rather
+  than a count, and a check after the invoice settles that the order value did
+  not drop below it (KI-1348894's invoice-first window: reported, and with
+  ``--correct-over-invoice`` a return (``Input``) invoice for the excess).
 
-Every Orders API call retries 429/5xx/connection errors/timeouts (bounded,
-honouring ``Retry-After``); other 4xx are refusals and are never retried.
+The modes are one code path: a mode is a `Strategy` (a few booleans).
+
+Every Orders API call retries 429/5xx/connection errors/timeouts, honouring
+``Retry-After`` (seconds or an HTTP date; VTEX recommends a 1-minute back-off
+after a 429, Orders Feed guide) within ``--retry-budget-s`` per call; naive and
+guarded also stop after ``--max-retries``. A Retry-After beyond the budget left
+gives up at once. Other 4xx are refusals and are never retried. The invoice
+number is deterministic (``ERP-{orderId}``), so a retry after a lost response
+is idempotent: the PII route refuses the reused number with 409 and a re-read
+of the order shows whether the first attempt landed.
 
 Run it::
 
     VTEX_APP_KEY=... VTEX_APP_TOKEN=... python -m harness.connectors.erp_connector \\
-        --mode guarded --api-url http://127.0.0.1:8000 --host 127.0.0.1 --port 0
+        --mode robust --api-url http://127.0.0.1:8000 --host 127.0.0.1 --port 0
 
 It prints ``listening on http://HOST:PORT`` on stdout once ready, logs to
 stderr, and stops cleanly on SIGTERM/SIGINT. Only aiohttp and the stdlib are
@@ -37,7 +56,7 @@ import random
 import signal
 import socket
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -49,12 +68,39 @@ from aiohttp import web
 
 log = logging.getLogger("erp_connector")
 
-Mode = Literal["naive", "guarded"]
-MODES: tuple[Mode, ...] = ("naive", "guarded")
-Outcome = Literal["accepted", "refused", "skipped", "guard_timeout", "error"]
+Mode = Literal["naive", "guarded", "robust"]
+MODES: tuple[Mode, ...] = ("naive", "guarded", "robust")
+Outcome = Literal["accepted", "refused", "skipped", "canceled", "guard_timeout", "error"]
 
 HANDLING = "handling"
-MAX_BACKOFF_S = 5.0
+READY_FOR_HANDLING = "ready-for-handling"
+SETTLING = "invoice"  # the order's status while an accepted invoice settles (HC-FLOW "Verifying invoice")
+STUCK = "payment-approved"  # where KI-1348894 (b) leaves an order with a valid invoice
+# A cancellation requested, in progress or done (HC-FLOW; KI-1400005 leaves a marketplace in request-cancel):
+# such an order must not be invoiced.
+CANCEL_STATES = frozenset({"request-cancel", "cancel", "canceled"})
+_NO_BODY_TYPE = ("Content-Type",)
+_REMEMBERED = 100_000  # (orderId, State) pairs and canceled orders kept: bounded memory on a long run
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What a mode does beyond reading the order and invoicing its value (one code path, see module doc)."""
+
+    wait_changes: bool = False  # wait until every Change is terminal, then re-read (KI-1348894 workaround)
+    dedup_hooks: bool = False  # act once per (orderId, State): hooks are at-least-once
+    respect_cancel: bool = False  # a cancel hook or status stops the order's invoice (KI-1400005)
+    verify_invoice: bool = False  # after invoicing, check the settled order is not below the invoice
+    retry_until_budget: bool = False  # retries bounded by the time budget only, not by --max-retries
+    start_handling: bool = False  # default of --start-handling
+
+
+STRATEGIES: dict[Mode, Strategy] = {
+    "naive": Strategy(),
+    "guarded": Strategy(wait_changes=True),
+    "robust": Strategy(wait_changes=True, dedup_hooks=True, respect_cancel=True, verify_invoice=True,
+                       retry_until_budget=True, start_handling=True),
+}
 
 
 # --------------------------------------------------------------------------- errors
@@ -96,12 +142,17 @@ class ConnectorStats:
 
     pings: int = 0
     hooks_received: int = 0  # order notifications (pings excluded)
-    hooks_ignored: int = 0  # states other than `handling`
+    hooks_ignored: int = 0  # states the mode does not act on
+    hooks_duplicate: int = 0  # robust: an (orderId, State) already acted on
+    handling_started: int = 0  # start-handling calls that got 204 (or found the order already started)
     invoices_sent: int = 0  # invoice operations that reached the POST (its retries not counted)
     invoices_accepted: int = 0
     invoices_refused: int = 0
     invoices_skipped: int = 0  # nothing left to invoice, or already invoiced by us
+    invoices_canceled: int = 0  # robust: not invoiced because the order is being canceled
     guard_timeouts: int = 0
+    over_invoices: int = 0  # robust: the settled order ended below our invoice (KI-1348894 b)
+    corrections: int = 0  # return invoices sent for an over-invoice (--correct-over-invoice)
     retries: int = 0
     errors: int = 0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))
@@ -175,8 +226,8 @@ def invoice_body(order: Mapping[str, Any], number: str, value: int) -> dict[str,
     }
 
 
-def _retry_after_s(header: str | None, cap_s: float) -> float | None:
-    """`Retry-After` as seconds (delta-seconds, fractions tolerated, or an HTTP-date), capped."""
+def _retry_after_s(header: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds, fractions tolerated, or an HTTP-date)."""
     if not header:
         return None
     try:
@@ -189,8 +240,7 @@ def _retry_after_s(header: str | None, cap_s: float) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         delay = (when - datetime.now(timezone.utc)).total_seconds()
-    # A server asking for minutes would stall every order behind it; cap it and let the retry bound decide.
-    return min(max(delay, 0.0), cap_s)
+    return max(delay, 0.0)  # the caller weighs it against its retry budget
 
 
 def _error_message(text: str) -> str:
@@ -206,8 +256,28 @@ def _error_message(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- the connector
+class _Remembered:
+    """A bounded set (oldest forgotten first): what a long-running connector remembers per order."""
+
+    def __init__(self, size: int = _REMEMBERED) -> None:
+        self._items: OrderedDict[Any, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._items
+
+    def add(self, item: Any) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def discard(self, item: Any) -> None:
+        self._items.pop(item, None)
+
+
 class ErpConnector:
-    """Invoices orders on `handling` notifications, in `naive` or `guarded` mode.
+    """Invoices orders on `handling` notifications, in `naive`, `guarded` or `robust` mode.
 
     Use as ``async with ErpConnector(...) as c`` or call ``close()``; the aiohttp
     session is created lazily inside the running loop (aiohttp requires one).
@@ -225,23 +295,28 @@ class ErpConnector:
         max_retries: int = 3,
         request_timeout_s: float = 5.0,
         backoff_base_s: float = 0.1,
-        max_retry_after_s: float = 5.0,
+        retry_budget_s: float = 60.0,
+        start_handling: bool | None = None,
+        correct_over_invoice: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0; got {max_retries}")
         for name, value in (("poll_interval_s", poll_interval_s), ("guard_timeout_s", guard_timeout_s),
-                            ("request_timeout_s", request_timeout_s)):
+                            ("request_timeout_s", request_timeout_s), ("retry_budget_s", retry_budget_s)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0; got {value}")
         self.api_url = api_url.rstrip("/")
         self.mode: Mode = mode
+        self.strategy = STRATEGIES[mode]
+        self.start_handling = self.strategy.start_handling if start_handling is None else start_handling
+        self.correct_over_invoice = correct_over_invoice
         self.poll_interval_s = poll_interval_s
         self.guard_timeout_s = guard_timeout_s
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
-        self.max_retry_after_s = max_retry_after_s
+        self.retry_budget_s = retry_budget_s
         self.stats = ConnectorStats()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._headers = {"Accept": "application/json"}
@@ -253,6 +328,8 @@ class ErpConnector:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Per-order serialisation: a platform retrying the hook must not race our own invoice.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._seen = _Remembered()  # robust: (orderId, State) pairs acted on
+        self._canceling = _Remembered()  # robust: orders a cancel hook named, whenever it arrived
 
     async def __aenter__(self) -> ErpConnector:
         await self.start()
@@ -280,7 +357,11 @@ class ErpConnector:
 
     # ---------------------------------------------------------------- hooks and background work
     async def handle_hook(self, payload: Any) -> str:
-        """Act on one hook body; returns "pong", "ignored" or "scheduled". Never waits for the invoice."""
+        """Act on one hook body; returns "pong", "ignored", "duplicate", "noted" or "scheduled".
+
+        Never waits for the invoice. Synchronous up to the spawn, so two copies of a hook in flight
+        at once cannot both pass the duplicate check.
+        """
         if not isinstance(payload, Mapping):
             raise HookError(f"hook body must be a JSON object; got {type(payload).__name__}")
         if payload.get("hookConfig") == "ping":
@@ -292,6 +373,20 @@ class ErpConnector:
         if not isinstance(state, str) or not state:
             raise HookError(f"hook body: State must be a non-empty string; got {state!r}")
         self.stats.hooks_received += 1
+        if self.strategy.dedup_hooks:
+            if (order_id, state) in self._seen:
+                self.stats.hooks_duplicate += 1  # at-least-once delivery: acted on already
+                return "duplicate"
+            self._seen.add((order_id, state))
+        if self.strategy.respect_cancel and state in CANCEL_STATES:
+            # Hooks may come in any order: a later `handling` copy must not invoice this order,
+            # and an invoice in progress stops at its next check.
+            self._canceling.add(order_id)
+            log.info("order %s: %s noted; no invoice from now on", order_id, state)
+            return "noted"
+        if state == READY_FOR_HANDLING and self.start_handling:
+            self._spawn(self.start_handling_order(order_id), name=f"start-handling {order_id}")
+            return "scheduled"
         if state != HANDLING:
             self.stats.hooks_ignored += 1
             log.info("order %s: state %s (from %s) ignored", order_id, state, payload.get("LastState"))
@@ -333,9 +428,32 @@ class ErpConnector:
             else:
                 self._locks[order_id] = (lock, users - 1)
 
+    def _error(self, order_id: str, detail: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_errors.append(f"{order_id}: {detail}")
+        log.error("order %s: %s", order_id, detail)
+
+    # ---------------------------------------------------------------- start-handling
+    async def start_handling_order(self, order_id: str) -> bool:
+        """`ready-for-handling` -> `handling`: POST start-handling, retried on 500/503/429 until 204
+        (SPEC: start-handling "can also respond with status 500"; the store retries until 204), within
+        the retry budget. A 409 means the order left ready-for-handling: someone (or an earlier attempt
+        whose response was lost) started it. The `handling` hook then drives the invoice."""
+        path = f"/api/oms/pvt/orders/{quote(order_id, safe='')}/start-handling"
+        try:
+            await self._call("POST", path)
+        except ApiError as exc:
+            if not (isinstance(exc, ApiRefused) and exc.status == 409):
+                self._seen.discard((order_id, READY_FOR_HANDLING))  # a later copy of the hook may try again
+                self._error(order_id, f"start-handling failed: {exc}")
+                return False
+            log.info("order %s: already started (%s)", order_id, exc)
+        self.stats.handling_started += 1
+        return True
+
     # ---------------------------------------------------------------- invoicing
     async def invoice_order(self, order_id: str) -> InvoiceResult:
-        """Invoice the order's remaining value (after the guard in `guarded` mode). Never raises ApiError."""
+        """Invoice the order's remaining value (after the mode's checks). Never raises ApiError."""
         async with self._order_lock(order_id):
             try:
                 result = await self._invoice_order(order_id)
@@ -344,23 +462,36 @@ class ErpConnector:
             except Exception as exc:  # a background task must not die silently
                 log.exception("order %s: unexpected failure", order_id)
                 result = InvoiceResult(order_id, "error", detail=f"{type(exc).__name__}: {exc}")
+        if result.outcome in ("error", "guard_timeout"):
+            self._seen.discard((order_id, HANDLING))  # a later copy of the hook may try again
         if result.outcome == "error":
-            self.stats.errors += 1
-            self.stats.last_errors.append(f"{order_id}: {result.detail}")
-            log.error("order %s: not invoiced: %s", order_id, result.detail)
+            self._error(order_id, f"not invoiced: {result.detail}")
         else:
             log.info("order %s: %s %s %s", order_id, result.outcome, result.value, result.detail)
         return result
 
+    def _cancel_noted(self, order_id: str) -> bool:
+        return self.strategy.respect_cancel and order_id in self._canceling
+
+    def _canceled(self, order_id: str, why: str) -> InvoiceResult:
+        self.stats.invoices_canceled += 1
+        return InvoiceResult(order_id, "canceled", detail=f"{why}; not invoiced")
+
     async def _invoice_order(self, order_id: str) -> InvoiceResult:
-        if self.mode == "guarded" and not await self._wait_changes_finished(order_id):
-            self.stats.guard_timeouts += 1
-            return InvoiceResult(order_id, "guard_timeout",
-                                 detail=f"Changes still unfinished after {self.guard_timeout_s:g} s; not invoiced")
-        # naive: this read is the value at the hook; guarded: the re-read after every Change finished.
-        order = await self._call("GET", f"/api/oms/pvt/orders/{quote(order_id, safe='')}")
-        if not isinstance(order, Mapping):
-            raise ApiError(f"GET order {order_id}: expected a JSON object, got {type(order).__name__}")
+        if self.strategy.wait_changes:
+            finished = await self._wait_changes_terminal(order_id)
+            if self._cancel_noted(order_id):
+                return self._canceled(order_id, "a cancel hook arrived while waiting for Changes")
+            if not finished:
+                self.stats.guard_timeouts += 1
+                return InvoiceResult(order_id, "guard_timeout",
+                                     detail=f"Changes still unfinished after {self.guard_timeout_s:g} s; not invoiced")
+        if self._cancel_noted(order_id):
+            return self._canceled(order_id, "a cancel hook arrived first")
+        # naive: this read is the value at the hook; guarded/robust: the re-read after every Change ended.
+        order = await self._get_order(order_id)
+        if self.strategy.respect_cancel and order.get("status") in CANCEL_STATES:
+            return self._canceled(order_id, f"the order is {order.get('status')!r}")
         number = invoice_number(order_id)
         if any(pkg.get("invoiceNumber") == number for pkg in _packages(order)):
             self.stats.invoices_skipped += 1  # a repeated `handling` notification: we already invoiced it
@@ -369,8 +500,16 @@ class ErpConnector:
         if value <= 0:
             self.stats.invoices_skipped += 1
             return InvoiceResult(order_id, "skipped", value=value, detail="nothing left to invoice")
-        body = invoice_body(order, number, value)
+        if self._cancel_noted(order_id):  # the last moment a cancel can stop the invoice (KI-1400005)
+            return self._canceled(order_id, "a cancel hook arrived during the re-read")
         self.stats.invoices_sent += 1
+        result = await self._send_invoice(order_id, invoice_body(order, number, value))
+        if result.outcome == "accepted" and self.strategy.verify_invoice:
+            return await self._verify_settled(result)
+        return result
+
+    async def _send_invoice(self, order_id: str, body: dict[str, Any]) -> InvoiceResult:
+        number, value = body["invoiceNumber"], body["invoiceValue"]
         try:
             # Retried like every call: the invoiceNumber is the idempotency key. The PII route refuses a
             # reused invoiceNumber (PII-SPEC), so a retry after a lost response gets 409; the order then
@@ -384,20 +523,32 @@ class ErpConnector:
             self.stats.invoices_refused += 1
             self.stats.last_refusals.append(f"{order_id}: {exc}")
             return InvoiceResult(order_id, "refused", value=value, detail=str(exc))
+        except ApiUnavailable:
+            # Every attempt failed or lost its response: only the order can say whether one landed.
+            if self.strategy.verify_invoice and await self._has_invoice(order_id, number):
+                self.stats.invoices_accepted += 1
+                return InvoiceResult(order_id, "accepted", value=value, detail="a lost attempt landed")
+            raise
         self.stats.invoices_accepted += 1
         receipt_id = receipt.get("receipt") if isinstance(receipt, Mapping) else None
-        self.stats.last_invoices.append({"orderId": order_id, "invoiceNumber": number,
+        self.stats.last_invoices.append({"orderId": order_id, "invoiceNumber": number, "type": body["type"],
                                          "invoiceValue": value, "receipt": receipt_id})
         return InvoiceResult(order_id, "accepted", value=value, receipt=receipt_id)
 
-    async def _has_invoice(self, order_id: str, number: str) -> bool:
+    async def _get_order(self, order_id: str) -> Mapping[str, Any]:
         order = await self._call("GET", f"/api/oms/pvt/orders/{quote(order_id, safe='')}")
-        return isinstance(order, Mapping) and any(pkg.get("invoiceNumber") == number for pkg in _packages(order))
+        if not isinstance(order, Mapping):
+            raise ApiError(f"GET order {order_id}: expected a JSON object, got {type(order).__name__}")
+        return order
 
-    async def _wait_changes_finished(self, order_id: str) -> bool:
+    async def _has_invoice(self, order_id: str, number: str) -> bool:
+        order = await self._get_order(order_id)
+        return any(pkg.get("invoiceNumber") == number for pkg in _packages(order))
+
+    async def _wait_changes_terminal(self, order_id: str) -> bool:
         """Poll the Change history until every request is `finished` (the ticket's workaround) or
         `canceled` (VTEX's canceled Change keeps `finished: false` for ever, HC-ADAPT: waiting for
-        `finished` alone would give up on the order).
+        `finished` alone would give up on the order). Robust mode also stops at a cancel hook.
 
         False when the bound runs out. It cannot see a Change not sent yet: that
         residual window is what the harness measures.
@@ -405,7 +556,7 @@ class ErpConnector:
         path = f"/api/order-system/orders/{quote(order_id, safe='')}/changes"
         try:
             async with asyncio.timeout(self.guard_timeout_s):  # bounds retries and slow calls too
-                while True:
+                while not self._cancel_noted(order_id):
                     history = await self._call("GET", path)
                     requests = history.get("requests") if isinstance(history, Mapping) else None
                     if not isinstance(requests, list):
@@ -416,25 +567,69 @@ class ErpConnector:
                            for r in requests):
                         return True
                     await asyncio.sleep(self.poll_interval_s)
+                return True
         except TimeoutError:
             return False
+
+    async def _verify_settled(self, result: InvoiceResult) -> InvoiceResult:
+        """KI-1348894's invoice-first window: a Change accepted while our invoice settles (status
+        `invoice`) still lowers the order value. Once the order has left `invoice` no new Change is
+        accepted, so: wait for that, then for every Change to end, re-read and compare. An excess is
+        reported (stats, /stats `last_errors`) and, with --correct-over-invoice, returned with an
+        `Input` invoice (Output minus Input invoices is what counts, KI-930491). A bounded wait."""
+        order_id = result.order_id
+        try:
+            async with asyncio.timeout(self.guard_timeout_s):
+                while (await self._get_order(order_id)).get("status") == SETTLING:
+                    await asyncio.sleep(self.poll_interval_s)
+        except TimeoutError:
+            self._error(order_id, f"invoice still settling after {self.guard_timeout_s:g} s; not verified")
+            return result
+        if not await self._wait_changes_terminal(order_id):
+            self._error(order_id, f"a Change still unfinished {self.guard_timeout_s:g} s after the invoice; "
+                                  "not verified")
+            return result
+        order = await self._get_order(order_id)
+        excess = -remaining_value(order)
+        if excess <= 0:
+            return result
+        self.stats.over_invoices += 1
+        stuck = f", order stuck in {STUCK}" if order.get("status") == STUCK else ""
+        problem = (f"over-invoiced by {excess} cents: a Change was accepted while the invoice settled "
+                   f"(KI-1348894 b{stuck})")
+        self.stats.last_errors.append(f"{order_id}: {problem}")  # the platform's fault, not an error of ours
+        log.warning("order %s: %s", order_id, problem)
+        if not self.correct_over_invoice:
+            return InvoiceResult(order_id, "accepted", value=result.value, receipt=result.receipt, detail=problem)
+        body = {**invoice_body(order, f"{invoice_number(order_id)}-R", excess), "type": "Input"}
+        correction = await self._send_invoice(order_id, body)
+        if correction.outcome == "accepted":
+            self.stats.corrections += 1
+        return InvoiceResult(order_id, "accepted", value=result.value, receipt=result.receipt,
+                             detail=f"{problem}; return invoice {correction.outcome}")
 
     # ---------------------------------------------------------------- HTTP with retries
     def _backoff_s(self, attempt: int) -> float:
         # Exponential with jitter, so many orders failing together do not retry in lockstep.
-        base = min(self.backoff_base_s * (2 ** (attempt - 1)), MAX_BACKOFF_S)
-        return base * (0.5 + random.random() / 2)
+        return self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
     async def _call(self, method: str, path: str, *, json_body: Any = None) -> Any:
-        """One API call, retried on 429/5xx/connection errors/timeouts up to `max_retries` times."""
+        """One API call, retried on 429/5xx/connection errors/timeouts within the retry budget
+        (and, outside robust mode, at most `max_retries` times)."""
         await self.start()
         assert self._session is not None
         url = self.api_url + path
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            delay = self._backoff_s(attempt)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_budget_s
+        max_attempts = None if self.strategy.retry_until_budget else self.max_retries + 1
+        attempt = 0
+        while True:  # bounded: each turn sleeps > 0 and the budget's deadline ends it
+            attempt += 1
+            retry_after: float | None = None
             try:
-                async with self._session.request(method, url, json=json_body, timeout=self._timeout) as resp:
+                # A bodyless POST (start-handling) must not claim a body type: aiohttp would say octet-stream.
+                async with self._session.request(method, url, json=json_body, timeout=self._timeout,
+                                                 skip_auto_headers=_NO_BODY_TYPE if json_body is None else ()) as resp:
                     text = await resp.text()
                     if 200 <= resp.status < 300:
                         try:
@@ -444,17 +639,24 @@ class ErpConnector:
                     problem = f"{method} {path}: HTTP {resp.status}: {_error_message(text)}"
                     if resp.status != 429 and resp.status < 500:
                         raise ApiRefused(resp.status, problem)
-                    retry_after = _retry_after_s(resp.headers.get("Retry-After"), self.max_retry_after_s)
-                    if retry_after is not None:
-                        delay = retry_after
+                    retry_after = _retry_after_s(resp.headers.get("Retry-After"))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
                 problem = f"{method} {path}: {type(exc).__name__}: {exc or 'timed out'}"
-            if attempt == attempts:
-                raise ApiUnavailable(f"{problem} (gave up after {attempts} attempt(s))")
+            left = deadline - loop.time()
+            if max_attempts is not None and attempt >= max_attempts:
+                raise ApiUnavailable(f"{problem} (gave up after {attempt} attempt(s))")
+            if retry_after is not None and retry_after > left:
+                # Retrying before the server's Retry-After only earns another 429.
+                raise ApiUnavailable(f"{problem} (Retry-After {retry_after:g} s exceeds the {max(left, 0):.3g} s "
+                                     f"left of the {self.retry_budget_s:g} s retry budget; gave up after "
+                                     f"{attempt} attempt(s))")
+            if left <= 0:
+                raise ApiUnavailable(f"{problem} (retry budget of {self.retry_budget_s:g} s spent after "
+                                     f"{attempt} attempt(s))")
+            delay = retry_after if retry_after is not None else min(self._backoff_s(attempt), left)
             self.stats.retries += 1
-            log.warning("%s; retry %d/%d in %.3f s", problem, attempt, self.max_retries, delay)
+            log.warning("%s; retry %d in %.3f s", problem, attempt, delay)
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- web app
@@ -535,16 +737,28 @@ def build_parser() -> argparse.ArgumentParser:
         "Credentials come from VTEX_APP_KEY / VTEX_APP_TOKEN.",
     )
     p.add_argument("--mode", required=True, choices=MODES,
-                   help="naive: invoice the value read at the hook; guarded: wait for Changes to finish first")
+                   help="naive: invoice the value read at the hook; guarded: wait for Changes to finish first; "
+                   "robust: guarded plus dedup, cancel checks, start-handling, budgeted retries, settle check")
     p.add_argument("--api-url", required=True, type=_api_url, help="Orders API base URL")
     p.add_argument("--host", default="127.0.0.1", help="hook listener address (default %(default)s)")
     p.add_argument("--port", type=_port, default=0, help="hook listener port; 0 picks a free one (default)")
     p.add_argument("--poll-interval-ms", type=_positive_float, default=50.0,
-                   help="guarded: Change history polling interval (default %(default)s)")
+                   help="guarded/robust: Change history polling interval (default %(default)s)")
     p.add_argument("--timeout-ms", type=_positive_float, default=5000.0,
-                   help="guarded: give up (no invoice) if Changes are unfinished after this (default %(default)s)")
+                   help="guarded/robust: give up (no invoice) if Changes are unfinished after this "
+                   "(default %(default)s)")
     p.add_argument("--max-retries", type=_non_negative_int, default=3,
-                   help="retries per API call on 429/5xx/connection errors/timeouts (default %(default)s)")
+                   help="naive/guarded: retries per API call on 429/5xx/connection errors/timeouts "
+                   "(default %(default)s); robust retries until --retry-budget-s is spent")
+    p.add_argument("--retry-budget-s", type=_positive_float, default=60.0,
+                   help="time one API call may spend retrying, Retry-After waits included; a Retry-After "
+                   "beyond what is left gives up (default %(default)s: VTEX advises a 1-minute back-off)")
+    p.add_argument("--start-handling", action=argparse.BooleanOptionalAction, default=None,
+                   help="on a ready-for-handling hook, POST start-handling, retried until 204 "
+                   "(default: on in robust mode, off otherwise)")
+    p.add_argument("--correct-over-invoice", action="store_true",
+                   help="robust: send a return (Input) invoice for the excess when a Change accepted while "
+                   "the invoice settled left the order below it (default: report only)")
     p.add_argument("--request-timeout-s", type=_positive_float, default=5.0,
                    help="per-request total timeout (default %(default)s)")
     p.add_argument("--backoff-ms", type=_positive_float, default=100.0,
@@ -566,6 +780,9 @@ async def _serve(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         request_timeout_s=args.request_timeout_s,
         backoff_base_s=args.backoff_ms / 1000,
+        retry_budget_s=args.retry_budget_s,
+        start_handling=args.start_handling,
+        correct_over_invoice=args.correct_over_invoice,
     )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:
