@@ -4,6 +4,7 @@ the event loop does."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,8 +12,6 @@ import httpx
 import pytest
 
 from mock_orders_api import create_app, wire
-import argparse
-
 from mock_orders_api.__main__ import add_serve_arguments, config_from_args
 from mock_orders_api.config import MockConfig
 
