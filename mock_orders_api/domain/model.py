@@ -230,6 +230,9 @@ class InvoiceRecord:
     reason: str = ""
     receipt: str | None = None
     date: str = ""
+    # `PATCH .../invoice/{invoiceNumber}` (SPEC Updatepartialinvoice.SendTrackingNumber): trackingNumber,
+    # trackingUrl, courier, dispatchedDate, shown on the package over the body's (kept as sent).
+    tracking: dict[str, Any] = field(default_factory=dict)
     # `PUT .../invoice/{invoiceNumber}/tracking` (SPEC UpdateTrackingStatus): {status, finished,
     # deliveredDate, data[]} as Get order's `courierStatus` shows it; None until tracking is sent.
     courier_status: dict[str, Any] | None = None
@@ -242,6 +245,7 @@ class InvoiceRecord:
         in the order's items (SPEC Get order: packages[].items[] are {itemIndex, quantity, price, ...}),
         whichever route's body (`id` on the OMS route, `itemIndex` on the PII one) sent them."""
         view = {k: v for k, v in self.body.items() if k != "invoiceValue"}
+        view.update(self.tracking)
         view.update(
             {
                 "type": self.type,

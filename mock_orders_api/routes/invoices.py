@@ -133,7 +133,7 @@ async def send_tracking_number(request: Request) -> Response:
     for name in ("trackingUrl", "courier", "dispatchedDate"):
         if name not in body or not isinstance(body[name], (str, type(None))):
             raise BadRequest(f"tracking.{name}: required, a string or null")
-    record.body.update({k: body[k] for k in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate")})
+    record.tracking = {k: body[k] for k in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate")}
     return _receipt(request, lose)
 
 
@@ -149,7 +149,7 @@ async def update_tracking_status(request: Request) -> Response:
         raise BadRequest("tracking.deliveredDate: required, a string or null")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise BadRequest("tracking.events: required, a list of {city, state, description, date}")
-    if not record.body.get("trackingNumber"):
+    if not (record.tracking.get("trackingNumber") or record.body.get("trackingNumber")):
         # SPEC: "sends a tracking event to an order that already has a tracking number registered".
         raise BadRequest(f"invoice {record.invoice_number!r} has no tracking number; send it first with "
                          "PATCH .../invoice/{invoiceNumber}", code="TrackingNumberMissing")

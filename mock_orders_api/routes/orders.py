@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 import math
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from mock_orders_api import faults, wire
 from mock_orders_api.dates import iso_now

@@ -85,6 +85,8 @@ async def test_tracking_number_then_tracking_events_show_on_the_package() -> Non
         [pkg] = (await c.get(f"/api/oms/pvt/orders/{oid}")).json()["packageAttachment"]["packages"]
         assert pkg["trackingNumber"] == "TRK-1" and pkg["courier"] == "Correios"
         assert pkg["courierStatus"]["finished"] is True and pkg["courierStatus"]["data"][0]["city"] == "Rio"
+        [audited] = (await c.get(f"/_mock/orders/{oid}/audit")).json()["invoices"]
+        assert "trackingNumber" not in audited["body"]  # the audit keeps the invoice as it was sent
         r = await c.patch(f"/api/oms/pvt/orders/{oid}/invoice/NF-404", json=tracking)
         assert r.status_code == 404 and r.json()["error"]["code"] == "InvoiceNotFound"
         r = await c.patch(f"/api/oms/pvt/orders/{oid}/invoice/NF-1", json={"trackingNumber": "TRK-2"})
