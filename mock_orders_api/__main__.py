@@ -62,6 +62,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    "(env MOCK_RATE_LIMITS, comma list; default off)")
     p.add_argument("--change-cancel-rate", type=float, metavar="P", help="probability that an accepted Change ends "
                    "canceled instead of done (seeded; env MOCK_CHANGE_CANCEL_RATE; default 0)")
+    p.add_argument("--cancel-delay-ms", type=float, metavar="MS", help="how long a canceled order stays `cancel` "
+                   "before `canceled` (env MOCK_CANCEL_DELAY_MS; default 0: one loop turn)")
+    p.add_argument("--cancel-policy", choices=POLICIES, help="an invoice while the order is `cancel`: vulnerable "
+                   "accepts it and the cancellation sticks in error (KI-1400005), strict refuses it "
+                   "(env MOCK_CANCEL_POLICY; default vulnerable)")
+    p.add_argument("--list-lag-ms", type=float, metavar="MS", help="List orders shows orders as they were this "
+                   "long ago (VTEX: ~4 min of indexing; env MOCK_LIST_LAG_MS; default 0)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -75,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
                                ("change_cancel_rate", args.change_cancel_rate), ("hook_allow", args.hook_allow),
                                ("journal_bytes", args.journal_bytes), ("max_body_bytes", args.max_body_bytes),
                                ("max_pending_changes", args.max_pending_changes), ("max_orders", args.max_orders),
-                               ("order_ttl_s", args.order_ttl_s))
+                               ("order_ttl_s", args.order_ttl_s), ("cancel_delay_ms", args.cancel_delay_ms),
+                               ("cancel_policy", args.cancel_policy), ("list_lag_ms", args.list_lag_ms))
              if v is not None}
     cfg = cfg.updated(patch, where="flags", startup=True)
     for attr in ("app_key", "app_token", "admin_token"):

@@ -18,6 +18,9 @@ Policy = Literal["vulnerable", "strict"]
 # KI-1348894's two symptoms of the invoice-first window (see domain/invoices.settle).
 INVOICE_FIRST_OUTCOMES: tuple[str, ...] = ("over-invoice", "stuck")
 POLICIES: tuple[str, ...] = ("vulnerable", "strict")
+# KI-1242813: real cancellation passes through `cancel` for seconds to minutes; the mock's default
+# keeps `cancel` for one loop turn (the status, its hook and the policy below still happen).
+DEFAULT_CANCEL_DELAY_MS = 0.0
 
 
 @dataclass
@@ -60,6 +63,15 @@ class MockConfig:
     # What the vulnerable invoice-first window ends in: "over-invoice" (`invoiced` above the final
     # value) or "stuck" (`payment-approved` with a valid invoice): KI-1348894's two symptoms.
     invoice_first: str = "over-invoice"
+    # Asynchronous cancellation: an order stays `cancel` this long before `canceled` (the
+    # X-Mock-Cancel-Delay-Ms header pins it per request). `cancel_policy` is what an invoice arriving
+    # meanwhile meets: "vulnerable" accepts it and leaves the cancellation stuck in `cancel` with
+    # `workflowIsInError` (KI-1400005); "strict" refuses it (409 OrderBeingCanceled).
+    cancel_delay_ms: float = DEFAULT_CANCEL_DELAY_MS
+    cancel_policy: Policy = "vulnerable"
+    # List orders shows each order as it was this long ago (VTEX indexes in ~4 min: SPEC List orders;
+    # KI-577103 the list's status differs from the order's); orders younger than this are not listed.
+    list_lag_ms: float = 0.0
     # Per-route token buckets, requests per second by short route name (ratelimit.ROUTE_NAMES);
     # empty = off (the default: a reproduction measures a race, not throttling).
     rate_limits: dict[str, float] = field(default_factory=dict)
@@ -95,6 +107,9 @@ class MockConfig:
             "change_workers": self.change_workers,
             "change_cancel_rate": self.change_cancel_rate,
             "invoice_first": self.invoice_first,
+            "cancel_delay_ms": self.cancel_delay_ms,
+            "cancel_policy": self.cancel_policy,
+            "list_lag_ms": self.list_lag_ms,
             "rate_limits": {route: f"{rate:g}/s" for route, rate in self.rate_limits.items()},
             "faults": {route: rule.spec() for route, rule in self.faults.items()},
             "journal_bytes": self.journal_bytes,
@@ -171,6 +186,11 @@ class MockConfig:
                 raise ConfigError(f"{where}.invoice_first: expected one of {list(INVOICE_FIRST_OUTCOMES)}; "
                                   f"got {patch['invoice_first']!r}")
             changes["invoice_first"] = patch["invoice_first"]
+        if "cancel_policy" in patch:
+            changes["cancel_policy"] = check_policy(patch["cancel_policy"], f"{where}.cancel_policy")
+        for name in ("cancel_delay_ms", "list_lag_ms"):
+            if name in patch:
+                changes[name] = check_ms(patch[name], f"{where}.{name}")
         if "change_cancel_rate" in patch:
             changes["change_cancel_rate"] = check_probability(patch["change_cancel_rate"],
                                                               f"{where}.change_cancel_rate")
@@ -206,7 +226,7 @@ class MockConfig:
         for name in ("hook_url", "hook_status", "hook_timeout_s", "hook_retries", "hook_delay_ms", "change_workers",
                      "change_cancel_rate", "invoice_first", "rate_limits", "journal_bytes", "max_body_bytes",
                      "max_pending_changes", "max_orders", "order_ttl_s", "hook_allow", "hook_retry_horizon_s",
-                     "hook_duplicate_rate", "hook_extra_delay_ms"):
+                     "hook_duplicate_rate", "hook_extra_delay_ms", "cancel_delay_ms", "cancel_policy", "list_lag_ms"):
             if f"MOCK_{name.upper()}" in env:
                 patch[name] = env[f"MOCK_{name.upper()}"]
         cfg = cfg.updated(patch, where="env", startup=True)
@@ -334,13 +354,14 @@ def read_secret_file(path: str, where: str) -> str:
 RUNTIME_SETTINGS: tuple[str, ...] = ("policy", "delay", "settle_ms", "seed", "hook_timeout_s", "hook_retries",
                                      "hook_delay_ms", "change_workers", "change_cancel_rate", "invoice_first", "rate_limits",
                                      "faults", "max_pending_changes", "max_orders", "order_ttl_s", "hook_retry_horizon_s",
-                                     "hook_duplicate_rate", "hook_extra_delay_ms")
+                                     "hook_duplicate_rate", "hook_extra_delay_ms", "cancel_delay_ms", "cancel_policy",
+                                     "list_lag_ms")
 STARTUP_SETTINGS: tuple[str, ...] = ("hook_url", "hook_status", "journal_bytes", "max_body_bytes", "hook_allow")
 MAX_HOOK_RETRIES = 100
 
 # The statuses this mock moves orders through, i.e. the ones a hook can be notified of.
 HOOK_STATUSES: tuple[str, ...] = ("ready-for-handling", "handling", "waiting-for-fulfillment", "invoice", "invoiced",
-                                  "canceled")
+                                  "cancel", "canceled", "payment-approved")
 
 def check_hook_url(value: Any, where: str) -> str:
     """An absolute http(s) URL with a host."""

@@ -29,6 +29,8 @@ from mock_orders_api.ratelimit import ROUTE_NAMES
 FAULT_HEADER = "X-Mock-Fault"
 FAULT_KINDS: tuple[str, ...] = ("500", "503", "slow", "drop")
 _DEFAULT_SLOW_MS = 2000.0
+# How each fault kind is named in the journal's `outcome` and in an order audit's `faults`.
+_JOURNALED = {"500": "fault-500", "503": "fault-503", "slow": "slow", "drop": "response-lost"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ async def inject(request: Request, route: str) -> bool:
     sleep through the slow response; True when the response must be lost once the request acted
     (the handler then raises `ResponseLost`)."""
     state = request.app.state.mock
-    state.throttle(route)
+    params = request.path_params
+    order_id = params.get("orderId", params.get("changeOrderId"))
+    state.throttle(route, order_id)
     pinned = request.headers.get(FAULT_HEADER)
     if pinned is not None and pinned not in FAULT_KINDS:
         raise BadRequest(f"header {FAULT_HEADER.lower()}: expected one of {list(FAULT_KINDS)}; got {pinned!r}")
@@ -134,13 +138,15 @@ async def inject(request: Request, route: str) -> bool:
     kind = state.faults.draw(route, rule, state.config.seed, pinned)
     if kind is None:
         return False
+    state.note_fault(order_id, route, _JOURNALED[kind], state.clock())
     if kind == "500":
-        request.state.outcome = "fault-500"
+        request.state.outcome = _JOURNALED[kind]
         raise ServerFault(f"injected fault on {route}: 500 (retry until it succeeds)")
     if kind == "503":
-        request.state.outcome = "fault-503"
+        request.state.outcome = _JOURNALED[kind]
         raise Unavailable(f"injected fault on {route}: 503 (circuit breaker)")
     if kind == "slow":
+        request.state.outcome = _JOURNALED[kind]  # a handler that judges the request overwrites it
         await state.sleep_ms((rule or FaultRule()).slow_ms)
         return False
     return True

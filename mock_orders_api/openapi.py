@@ -36,9 +36,15 @@ def document(routes: Iterable[ApiRoute]) -> dict[str, Any]:
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = route.operation
         statuses.update(int(s) for s, r in route.operation["responses"].items() if "$ref" in r)
-    responses = {f"Error{s}": {"description": http.HTTPStatus(s).phrase,
-                               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                 for s in sorted(statuses)}
+    responses: dict[str, Any] = {
+        f"Error{s}": {"description": http.HTTPStatus(s).phrase,
+                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for s in sorted(statuses)}
+    if "Error429" in responses:
+        # VTEX answers 429 with Retry-After and recommends a 1-minute back-off (orders-feed guide).
+        responses["Error429"]["headers"] = {"Retry-After": {
+            "description": "seconds to wait before retrying (delta-seconds, at least 1)",
+            "schema": {"type": "integer", "minimum": 1}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": "1.0", "description": _DESCRIPTION},

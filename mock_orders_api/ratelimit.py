@@ -20,12 +20,14 @@ from mock_orders_api.errors import ConfigError
 # Short names of the VTEX routes a limit can be set on (what `serve --rate-limit` accepts).
 ROUTE_NAMES: dict[str, str] = {
     "get-order": "GET /api/oms/pvt/orders/{orderId}",
+    "list-orders": "GET /api/oms/pvt/orders",
     "start-handling": "POST /api/oms/pvt/orders/{orderId}/start-handling",
     "cancel": "POST /api/oms/pvt/orders/{orderId}/cancel",
     "invoice": "POST /api/orders/pvt/document/{orderId}/invoices and POST /api/oms/pvt/orders/{orderId}/invoice",
     "change": "PATCH /api/order-system/orders/{changeOrderId}/changes and POST /api/oms/pvt/orders/{orderId}/changes",
     "change-history": "GET /api/order-system/orders/{changeOrderId}/changes",
     "change-detail": "GET /api/order-system/orders/{changeOrderId}/changes/{changeRequestId}",
+    "tracking": "PATCH /api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber} and PUT .../{invoiceNumber}/tracking",
 }
 # VTEX's one documented figure (SPEC, Get order): 6000 requests/min per account.
 PRESETS: dict[str, dict[str, float]] = {"vtex": {"get-order": 6000 / 60}}

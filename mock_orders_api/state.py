@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mock_orders_api.delivery import HookDispatcher
-from mock_orders_api.domain import changes, invoices
+from mock_orders_api.domain import cancellation, changes, invoices
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound, TooManyRequests
 from mock_orders_api.faults import FaultSchedule
@@ -23,6 +23,9 @@ from mock_orders_api.journal import Journal
 from mock_orders_api.timers import LoopTimers
 from mock_orders_api.domain.model import CHANGE_CANCELED, CHANGE_DONE, Order
 from mock_orders_api.domain.store import OrderStore
+
+
+MAX_FAULTS_PER_ORDER = 100  # an order's audit keeps its first faults only (memory bound)
 
 
 class MockState:
@@ -67,10 +70,11 @@ class MockState:
         elif changes.advance(order, now_ns):
             self.schedule(order)
         invoices.settle(order, now_ns, self.config.invoice_first)
+        cancellation.advance(order, now_ns)
 
     def schedule(self, order: Order) -> None:
         change_due = self.pool.next_due_ns() if self.pool is not None else changes.next_due_ns(order)
-        for due in (change_due, order.settle_due_ns):
+        for due in (change_due, order.settle_due_ns, order.cancel_due_ns):
             if due is not None:
                 self._arm(order.order_id, due)
 
@@ -143,11 +147,19 @@ class MockState:
         """Wait `ms` on the event loop (a simulated run's loop runs on its virtual clock)."""
         await asyncio.sleep(ms / 1000)
 
-    def throttle(self, route: str) -> None:
+    def throttle(self, route: str, order_id: str | None = None) -> None:
         """Spend a token of `route`'s bucket, or raise 429 with Retry-After (see ratelimit.py)."""
-        wait_s = self.limiter.take(route, self.config.rate_limits.get(route), self.clock())
+        now = self.clock()
+        wait_s = self.limiter.take(route, self.config.rate_limits.get(route), now)
         if wait_s is not None:
+            self.note_fault(order_id, route, "429", now)
             raise TooManyRequests(f"rate limit of {route} exceeded; retry after {wait_s:.3f} s", wait_s)
+
+    def note_fault(self, order_id: str | None, route: str, kind: str, now_ns: int) -> None:
+        """Keep an injected fault or 429 in its order's audit (`faults`), if the order exists."""
+        order = self.store.find(order_id) if order_id is not None else None
+        if order is not None and len(order.faults) < MAX_FAULTS_PER_ORDER:
+            order.faults.append({"route": route, "kind": kind, "ns": now_ns})
 
     def change_outcome(self, order: Order, pinned: str | None) -> str:
         """How a Change about to be accepted ends: pinned, else a draw with `change_cancel_rate`.

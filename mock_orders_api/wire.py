@@ -17,13 +17,19 @@ CHANGE_DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 # Mock only: pin how this request's Change ends ("done" or "canceled"), overriding change_cancel_rate.
 CHANGE_OUTCOME_HEADER = "X-Mock-Change-Outcome"
+# Mock only: pin how long this cancellation stays `cancel` / whether the seller denies it ("canceled" | "denied").
+CANCEL_DELAY_HEADER = "X-Mock-Cancel-Delay-Ms"
+CANCEL_OUTCOME_HEADER = "X-Mock-Cancel-Outcome"
 
 # --- VTEX-shaped paths ------------------------------------------------------------------
+ORDERS = "/api/oms/pvt/orders"  # List orders
 ORDER = "/api/oms/pvt/orders/{orderId}"
 START_HANDLING = "/api/oms/pvt/orders/{orderId}/start-handling"
 CANCEL = "/api/oms/pvt/orders/{orderId}/cancel"
 INVOICE_DOCUMENT = "/api/orders/pvt/document/{orderId}/invoices"  # the ticket's path
 INVOICE_OMS = "/api/oms/pvt/orders/{orderId}/invoice"
+INVOICE_UPDATE = "/api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber}"  # send tracking number
+INVOICE_TRACKING = "/api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber}/tracking"  # tracking events
 CHANGES = "/api/order-system/orders/{changeOrderId}/changes"
 CHANGE_DETAIL = "/api/order-system/orders/{changeOrderId}/changes/{changeRequestId}"
 OMS_CHANGES = "/api/oms/pvt/orders/{orderId}/changes"

@@ -350,3 +350,20 @@ def test_findings_sentences() -> None:
     assert out[2].startswith("Gate FAIL, a threshold is violated (finished-check: worst bin -100 ms 3/4 races)")
     assert out[3] == ("Warning: timing degraded: 5 of 120 trials late; 2 trial(s) not judged and 1 failed, left out "
                       "of the rates; the run was interrupted after 120 of 200 planned trials.")
+
+
+def test_faults_injected_by_the_mock_get_a_section_only_when_there_were_any(tmp_path: Path) -> None:
+    trials = sweep(("none",))[:4]
+    clean = build_report(make_run(tmp_path / "clean", trials)).paths
+    assert "Faults injected" not in clean.markdown.read_text()
+    run_dir = make_run(tmp_path / "faulty", trials)
+    lines = (run_dir / "audits.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["audit"]["faults"] = [{"route": "invoice", "kind": "fault-503", "ns": 1},
+                                {"route": "get-order", "kind": "429", "ns": 2},
+                                {"route": "invoice", "kind": "response-lost", "ns": 3}]
+    (run_dir / "audits.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    md = build_report(run_dir).paths.markdown.read_text()
+    assert "Faults injected by the mock: 3" in md
+    section = md[md.index("Faults injected"):]
+    assert "| get-order | 1 | 0 | 0 |" in section and "| invoice | 0 | 1 | 1 |" in section

@@ -328,3 +328,15 @@ def test_mock_table_takes_rate_limits_cancel_rate_and_invoice_first_off_by_defau
     f = parse_scenario({"name": "x", "mock": {"faults": {"invoice": {"drop": 0.1}}}}, "mem")
     assert mock_settings(f)["faults"]["invoice"]["drop"] == 0.1
     assert parse_scenario(f.to_dict(), "mem").mock.faults == f.mock.faults  # round-trips
+
+
+def test_mock_table_takes_the_cancellation_and_list_settings() -> None:
+    from harness.core.wire import mock_settings
+    s = parse_scenario({"name": "x", "mock": {"cancel_delay_ms": 1500, "cancel_policy": "strict",
+                                              "list_lag_ms": 240000}}, "mem")
+    assert (s.mock.cancel_delay_ms, s.mock.cancel_policy, s.mock.list_lag_ms) == (1500.0, "strict", 240000.0)
+    assert {k: mock_settings(s)[k] for k in ("cancel_delay_ms", "cancel_policy", "list_lag_ms")} == {
+        "cancel_delay_ms": 1500.0, "cancel_policy": "strict", "list_lag_ms": 240000.0}
+    assert parse_scenario(s.to_dict(), "mem").mock == s.mock  # round-trips
+    with pytest.raises(ScenarioError, match="cancel_policy"):
+        parse_scenario({"name": "x", "mock": {"cancel_policy": "lenient"}}, "mem")

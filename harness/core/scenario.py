@@ -95,6 +95,10 @@ class MockSettings:
     change_cancel_rate: float = 0.0
     invoice_first: str = "over-invoice"
     faults: dict[str, FaultRule] = field(default_factory=dict)  # seeded fault schedule per route
+    # Asynchronous cancellation and List orders' indexing lag (the mock's defaults: see its config).
+    cancel_delay_ms: float = 0.0
+    cancel_policy: str = "vulnerable"
+    list_lag_ms: float = 0.0
 
     def extra_settings(self) -> dict[str, Any]:
         """The mock settings beyond policy/delay/settle that differ from the mock's defaults."""
@@ -107,6 +111,9 @@ class MockSettings:
             out["invoice_first"] = self.invoice_first
         if self.faults:
             out["faults"] = {route: rule.spec() for route, rule in self.faults.items()}
+        for name, default in (("cancel_delay_ms", 0.0), ("cancel_policy", "vulnerable"), ("list_lag_ms", 0.0)):
+            if getattr(self, name) != default:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -529,7 +536,8 @@ def _parse_mock(t: _Table) -> MockSettings:
         if isinstance(settle_raw, bool) or not isinstance(settle_raw, (int, float)):
             raise _error(t.source, t.path("settle_ms"), "milliseconds as a number >= 0", settle_raw)
         settle = check_ms(settle_raw, f"{t.source}: {t.path('settle_ms')}")
-        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults")
+        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults", "cancel_delay_ms", "cancel_policy",
+                  "list_lag_ms")
         extra = MockConfig().updated({k: v for k in _extra if (v := t.take(k, None)) is not None},
                                      where=f"{t.source}: {t.path('')}")
     except ScenarioError:
@@ -541,7 +549,9 @@ def _parse_mock(t: _Table) -> MockSettings:
     t.finish()
     return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin,
                         rate_limits=extra.rate_limits, change_cancel_rate=extra.change_cancel_rate,
-                        invoice_first=extra.invoice_first, faults=extra.faults)
+                        invoice_first=extra.invoice_first, faults=extra.faults,
+                        cancel_delay_ms=extra.cancel_delay_ms, cancel_policy=extra.cancel_policy,
+                        list_lag_ms=extra.list_lag_ms)
 
 
 def _parse_simulate(t: _Table) -> Simulate:

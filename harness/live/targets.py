@@ -48,7 +48,8 @@ def mock_config(scenario: Scenario, creds: Credentials) -> MockConfig:
     return MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
                       app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token,
                       rate_limits=dict(m.rate_limits), change_cancel_rate=m.change_cancel_rate,
-                      invoice_first=m.invoice_first, faults=dict(m.faults))
+                      invoice_first=m.invoice_first, faults=dict(m.faults), cancel_delay_ms=m.cancel_delay_ms,
+                      cancel_policy=m.cancel_policy, list_lag_ms=m.list_lag_ms)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,15 @@ from harness.analysis.summary import build_summary, change_delay_stats, hook_sta
 from harness.core.thresholds import GatePolicy, Threshold
 from harness.errors import ReportError
 from harness.report import html, markdown, plots
-from harness.report.evidence import JsonlStats, audit_records, build_evidence, change_delays, pick_evidence, scan_jsonl
+from harness.report.evidence import (
+    JsonlStats,
+    audit_records,
+    build_evidence,
+    change_delays,
+    fault_counts,
+    pick_evidence,
+    scan_jsonl,
+)
 from harness.report.junit import junit_xml
 from harness.report.reproducer import write_reproducer
 from harness.report.sections import build_document
@@ -167,7 +175,7 @@ def build_report(run_dir: Path | str) -> Report:
     doc = build_document(summary=summary, meta=meta, run_dir=run_dir,
                          pngs={name: png for name, png in pngs.items() if png is not None}, rates=rates,
                          rates_name=rates_path.name, gate=results, evidence=evidence, evidence_row=row,
-                         history=history, calibration=calibration)
+                         history=history, calibration=calibration, faults=fault_counts(run_dir / "audits.jsonl"))
     html_path = run_dir / "report.html"
     html_path.write_text(html.render(doc), encoding="utf-8")
     md_path = run_dir / "report.md"

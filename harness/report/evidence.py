@@ -65,6 +65,22 @@ def audits(path: Path) -> Iterator[dict[str, Any]]:
         yield record["audit"]
 
 
+# The kinds of fault an order audit's `faults` lists (the mock's faults.py and rate limits), in report order.
+FAULT_KINDS = ("429", "fault-500", "fault-503", "slow", "response-lost")
+
+
+def fault_counts(path: Path) -> dict[str, dict[str, int]]:
+    """{route: {kind: count}} of the faults and 429s the mock injected on the trials' orders (their
+    audits' `faults`); empty when there were none."""
+    counts: dict[str, dict[str, int]] = {}
+    for audit in audits(path):
+        for f in audit.get("faults") or []:
+            if isinstance(f, dict) and f.get("kind") in FAULT_KINDS:
+                route = counts.setdefault(str(f.get("route")), {})
+                route[f["kind"]] = route.get(f["kind"], 0) + 1
+    return counts
+
+
 def change_delays(path: Path) -> list[tuple[float, float, float]]:
     """(s since the first Change, processing ms, queue wait ms) of every accepted Change in the audits."""
     raw: list[tuple[int, float, float]] = []

@@ -22,6 +22,7 @@ from harness.analysis.calibration import COVERAGE_HEADERS, coverage_rows, verdic
 from harness.analysis.gate import GateReport
 from harness.analysis.summary import WINDOW_MIN_ABS_OFFSET_MS
 from harness.core.adaptive import describe_edges
+from harness.report.evidence import FAULT_KINDS
 
 HISTORY_COLUMNS = ["kind", "method", "path", "planned_ms", "sent_ms", "response_ms", "status", "error"]
 RATES_NOTE = ("Rates count judged trials only: not-judged trials (a timeout or 5xx, or a late trial) and failed "
@@ -398,11 +399,23 @@ def _disagreements(summary: Mapping[str, Any]) -> Section:
                    (Table(["trial_id", "disagreement"], rows),) if rows else ())
 
 
+def _faults(counts: Mapping[str, Mapping[str, int]]) -> Section:
+    """Faults and 429s the mock injected, per route (its seeded schedule and rate limits)."""
+    kinds = [k for k in FAULT_KINDS if any(k in c for c in counts.values())]
+    rows = [[route, *(str(c.get(k, 0)) for k in kinds)] for route, c in sorted(counts.items())]
+    total = sum(sum(c.values()) for c in counts.values())
+    return Section(f"Faults injected by the mock: {total}", (
+        Text.of("From the trials' order audits: the mock's seeded fault schedule (`fault-500`, `fault-503`, "
+                "`slow`, `response-lost`: applied, answer lost) and its rate limits (`429`)."),
+        Table(["route", *kinds], rows)))
+
+
 def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_dir: Path, pngs: Mapping[str, Path],
                    rates: pd.DataFrame, rates_name: str, gate: GateReport,
                    evidence: Mapping[str, Any] | None, evidence_row: pd.Series | None,
-                   history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None) -> Document:
-    """Every section of the report, in order, as data."""
+                   history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None,
+                   faults: Mapping[str, Mapping[str, int]] | None = None) -> Document:
+    """Every section of the report, in order, as data (`faults`: see evidence.fault_counts)."""
     interrupted = bool(meta.get("interrupted")) or meta.get("finished_at") is None
     sections = [
         _gate(gate),
@@ -418,6 +431,8 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
         sections.append(_comparisons(summary))
     if calibration is not None:
         sections.append(_calibration(calibration, run_dir))
+    if faults:
+        sections.append(_faults(faults))
     sections.append(_disagreements(summary))
     return Document(
         title=f"Race report: {summary.get('scenario') or run_dir.name}",

@@ -73,20 +73,31 @@ def parse_order_system_body(body: Any) -> ChangeSpec:
 
 
 def parse_oms_body(body: Any) -> ChangeSpec:
-    """Body of the older `POST /api/oms/pvt/orders/{orderId}/changes`."""
+    """Body of the older, deprecated `POST /api/oms/pvt/orders/{orderId}/changes` (SPEC `RegisterChange`):
+    `requestId`, `reason`, `discountValue`, `incrementValue` required, items `{id, price, quantity}`.
+    The order's own selling price counts for an item it has; the sent `price` for a new one."""
     obj = _object(body, "change")
     _no_unknown(
         obj, {"requestId", "reason", "discountValue", "incrementValue", "itemsRemoved", "itemsAdded"}, "change"
     )
     request_id = obj.get("requestId")
-    if request_id is not None and (not isinstance(request_id, str) or not request_id):
-        raise BadRequest(f"change.requestId: expected a non-empty string; got {request_id!r}")
+    if not isinstance(request_id, str) or not request_id:
+        raise BadRequest(f"change.requestId: required, a non-empty string; got {request_id!r}")
+    for name in ("discountValue", "incrementValue"):
+        if obj.get(name) is None:
+            raise BadRequest(f"change.{name}: required, an integer number of cents (0 for none)")
+    removed = _deltas(obj.get("itemsRemoved"), "change.itemsRemoved")
+    added = _deltas(obj.get("itemsAdded"), "change.itemsAdded")
+    for where, deltas in (("itemsRemoved", removed), ("itemsAdded", added)):
+        for n, d in enumerate(deltas):
+            if d.price is None:
+                raise BadRequest(f"change.{where}[{n}].price: required, the item's price in cents")
     return ChangeSpec(
         reason=_reason(obj.get("reason")),
-        removed=_deltas(obj.get("itemsRemoved"), "change.itemsRemoved"),
-        added=_deltas(obj.get("itemsAdded"), "change.itemsAdded"),
-        discount=cents(_or_zero(obj.get("discountValue")), "change.discountValue"),
-        increment=cents(_or_zero(obj.get("incrementValue")), "change.incrementValue"),
+        removed=removed,
+        added=added,
+        discount=cents(obj["discountValue"], "change.discountValue"),
+        increment=cents(obj["incrementValue"], "change.incrementValue"),
         request_id=request_id,
     )
 

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mock_orders_api.dates import iso_now
+from mock_orders_api.domain import cancellation
 from mock_orders_api.domain.model import (
+    CANCEL,
     CANCELED,
     HANDLING,
     INVOICE,
@@ -118,6 +120,7 @@ def post_invoice(
     now_ns: int,
     new_id: Callable[[], str] | None = None,
     route: str = "oms",
+    cancel_policy: str = "vulnerable",
 ) -> InvoiceRecord:
     """Validate and record an invoice. A refusal is recorded in the audit, then raised.
 
@@ -145,7 +148,7 @@ def post_invoice(
         date=iso_now(),
     )
     try:
-        record.validated_against = _validate(order, spec, policy)
+        record.validated_against = _validate(order, spec, policy, cancel_policy)
     except ApiError as err:
         record.status = err.status
         record.reason = err.message
@@ -156,6 +159,9 @@ def post_invoice(
     record.status = 200
     record.receipt = new_id() if new_id is not None else uuid.uuid4().hex
     order.invoices.append(record)
+    if order.status == CANCEL:
+        cancellation.invoice_accepted(order)  # KI-1400005: the order stays `cancel`, in error
+        return record
     if spec.type == "Output" and order.invoiced_total >= order.value and order.status != INVOICED:
         if settle_ms > 0:
             order.set_status(INVOICE, now_ns)
@@ -165,11 +171,12 @@ def post_invoice(
     return record
 
 
-def _validate(order: Order, spec: InvoiceSpec, policy: str) -> int:
+def _validate(order: Order, spec: InvoiceSpec, policy: str, cancel_policy: str = "vulnerable") -> int:
     """Return the order value the invoice was validated against, or raise the refusal."""
     oid = order.order_id
     if order.status == CANCELED:
         raise Conflict(f"order {oid} is canceled; it cannot be invoiced", code="OrderCanceled")
+    cancellation.check_invoice(order, cancel_policy)
     if spec.type == "Input":
         if spec.invoice_value > order.invoiced_total:
             raise BadRequest(
@@ -179,7 +186,9 @@ def _validate(order: Order, spec: InvoiceSpec, policy: str) -> int:
         return order.value
     if order.status == READY_FOR_HANDLING:
         raise Conflict(f"order {oid} is ready-for-handling; start handling before invoicing", code="InvalidStatus")
-    if order.status not in (HANDLING, WAITING_FOR_FULFILLMENT, INVOICE, INVOICED):
+    if order.status == CANCEL and order.cancel_from in (HANDLING, WAITING_FOR_FULFILLMENT):
+        pass  # vulnerable cancel policy: the invoice races the cancellation (KI-1400005)
+    elif order.status not in (HANDLING, WAITING_FOR_FULFILLMENT, INVOICE, INVOICED):
         raise Conflict(f"order {oid} is {order.status!r}; it cannot be invoiced", code="InvalidStatus")
     if policy == "strict":
         pending = [c for c in order.unfinished_changes() if c.change_value < 0]

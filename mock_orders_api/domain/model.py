@@ -22,6 +22,7 @@ HANDLING = "handling"
 WAITING_FOR_FULFILLMENT = "waiting-for-fulfillment"
 INVOICE = "invoice"  # "verifying invoice": the settle window S
 INVOICED = "invoiced"
+CANCEL = "cancel"  # "Canceling": a cancellation in progress (HC-FLOW), `canceled` after cancel_delay_ms
 CANCELED = "canceled"
 # KI-1348894's second symptom: an order that settles back here, with a valid invoice, instead of `invoiced`.
 PAYMENT_APPROVED = "payment-approved"
@@ -229,19 +230,29 @@ class InvoiceRecord:
     reason: str = ""
     receipt: str | None = None
     date: str = ""
+    # `PATCH .../invoice/{invoiceNumber}` (SPEC Updatepartialinvoice.SendTrackingNumber): trackingNumber,
+    # trackingUrl, courier, dispatchedDate, shown on the package over the body's (kept as sent).
+    tracking: dict[str, Any] = field(default_factory=dict)
+    # `PUT .../invoice/{invoiceNumber}/tracking` (SPEC UpdateTrackingStatus): {status, finished,
+    # deliveredDate, data[]} as Get order's `courierStatus` shows it; None until tracking is sent.
+    courier_status: dict[str, Any] | None = None
 
     def response(self, order_id: str) -> dict[str, Any]:
         return {"date": self.date, "orderId": order_id, "receipt": self.receipt}
 
-    def package_view(self) -> dict[str, Any]:
-        """The entry in the order's `packageAttachment.packages`."""
+    def package_view(self, item_ids: list[str]) -> dict[str, Any]:
+        """The entry in the order's `packageAttachment.packages`: items by `itemIndex`, the position
+        in the order's items (SPEC Get order: packages[].items[] are {itemIndex, quantity, price, ...}),
+        whichever route's body (`id` on the OMS route, `itemIndex` on the PII one) sent them."""
         view = {k: v for k, v in self.body.items() if k != "invoiceValue"}
+        view.update(self.tracking)
         view.update(
             {
                 "type": self.type,
                 "invoiceNumber": self.invoice_number,
                 "invoiceValue": self.invoice_value,
-                "items": self.body.get("items", []),
+                "items": [_package_item(raw, item_ids) for raw in self.body.get("items", [])],
+                "courierStatus": self.courier_status,
             }
         )
         return view
@@ -260,6 +271,16 @@ class InvoiceRecord:
             "receipt": self.receipt,
             "body": self.body,
         }
+
+
+def _package_item(raw: Any, item_ids: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {"itemIndex": None}
+    index = raw.get("itemIndex")
+    if index is None and raw.get("id") in item_ids:
+        index = item_ids.index(raw["id"])
+    return {"itemIndex": index, "quantity": raw.get("quantity"), "price": raw.get("price"),
+            "description": raw.get("description"), "unitMultiplier": 1.0}
 
 
 @dataclass(frozen=True)
@@ -304,17 +325,30 @@ class Order:
     created_at: str
     increments: int = 0  # cents added by Changes (manualIncrementValue)
     initial_value: int = 0
+    initial_items_total: int = field(default=0, init=False)  # the `Items` total as placed (kept by Changes)
+    initial_discounts: int = field(default=0, init=False)
     changes: list[ChangeRecord] = field(default_factory=list)  # accepted, in arrival order
     refused_changes: list[RefusedChange] = field(default_factory=list)
     invoices: list[InvoiceRecord] = field(default_factory=list)  # accepted and refused
     settle_due_ns: int | None = None
     change_while_settling: bool = False  # a Change was accepted in the invoice-first window (status `invoice`)
+    # Asynchronous cancellation (domain/cancellation.py): when `cancel` ends, and how.
+    cancel_due_ns: int | None = None
+    cancel_denied: bool = False  # the seller denies it: back to `cancel_from` instead of `canceled`
+    cancel_from: str | None = None  # the status the cancellation started from
+    cancellation: dict[str, Any] | None = None  # VTEX's `cancellationData` (SPEC Get order)
+    # KI-1400005: an invoice accepted while the order was `cancel` leaves the workflow in error.
+    workflow_in_error: bool = False
+    # Faults and 429s the mock injected on this order's requests (faults.py), for the audit; bounded.
+    faults: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
     status_history: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
+        self.initial_items_total = self.items_total
+        self.initial_discounts = self.discounts
         self.status_history.append({"status": self.status, "ns": self.created_ns, "date": self.created_at})
 
     # --- derived values -------------------------------------------------
@@ -327,15 +361,23 @@ class Order:
         """The committed order value: only finished Changes are reflected."""
         return self.items_total - self.discounts + self.shipping + self.tax + self.increments
 
+    @property
+    def change_total(self) -> int:
+        """Signed sum of the done Changes' effects (items, discounts, increments), cents."""
+        return sum(c.change_value for c in self.changes if c.finished)
+
     def totals(self) -> list[dict[str, Any]]:
+        """VTEX keeps the order's `Items`, `Discounts`, `Shipping` and `Tax` totals as placed and adds
+        a `Change` total, negative for a reduction, once a Change is done (HC-MODWORKS; SPEC Get order);
+        they add up to `value`."""
         rows = [
-            {"id": "Items", "name": "Total dos Itens", "value": self.items_total},
-            {"id": "Discounts", "name": "Total dos Descontos", "value": -self.discounts},
+            {"id": "Items", "name": "Total dos Itens", "value": self.initial_items_total},
+            {"id": "Discounts", "name": "Total dos Descontos", "value": -self.initial_discounts},
             {"id": "Shipping", "name": "Total do Frete", "value": self.shipping},
             {"id": "Tax", "name": "Total da Taxa", "value": self.tax},
         ]
-        if self.increments:
-            rows.append({"id": "Change", "name": "Total das Alterações", "value": self.increments})
+        if any(c.finished for c in self.changes):
+            rows.append({"id": "Change", "name": "Total das Alterações", "value": self.change_total})
         return rows
 
     @property
@@ -367,15 +409,30 @@ class Order:
             listener(self, previous, ns)
 
     # --- views ------------------------------------------------------------
+    @property
+    def invoiced_date(self) -> str | None:
+        """When the order became `invoiced` (SPEC Get order `invoicedDate`), None before."""
+        return next((h["date"] for h in reversed(self.status_history) if h["status"] == INVOICED), None)
+
+    def status_at(self, ns: int) -> str | None:
+        """The order's status at `ns` (None: it did not exist yet)."""
+        status = None
+        for h in self.status_history:
+            if h["ns"] > ns:
+                break
+            status = h["status"]
+        return status
+
     def view(self) -> dict[str, Any]:
         """The order as `GET /api/oms/pvt/orders/{orderId}` returns it."""
-        packages = [inv.package_view() for inv in self.invoices if inv.accepted]
+        item_ids = [i.id for i in self.items]
+        packages = [inv.package_view(item_ids) for inv in self.invoices if inv.accepted]
         finished = [c for c in self.changes if c.finished]
         return {
             "orderId": self.order_id,
             "sequence": self.order_id.split("-")[0],
             "status": self.status,
-            "statusDescription": _STATUS_DESCRIPTIONS.get(self.status, self.status),
+            "statusDescription": status_description(self.status),
             "value": self.value,
             "creationDate": self.created_at,
             "lastChange": self.status_history[-1]["date"],
@@ -388,6 +445,9 @@ class Order:
                 else None
             ),
             "isCompleted": True,
+            "workflowIsInError": self.workflow_in_error,
+            "invoicedDate": self.invoiced_date,
+            "cancellationData": dict(self.cancellation) if self.cancellation is not None else None,
         }
 
     def audit(self) -> dict[str, Any]:
@@ -410,6 +470,8 @@ class Order:
             "invoices": [inv.audit_view() for inv in self.invoices],
             "changes": [c.audit_view() for c in self.changes] + [r.audit_view() for r in self.refused_changes],
             "statusHistory": list(self.status_history),
+            "workflowIsInError": self.workflow_in_error,
+            "faults": list(self.faults),
             "hooks": list(self.hooks),
         }
 
@@ -420,9 +482,14 @@ _STATUS_DESCRIPTIONS = {
     WAITING_FOR_FULFILLMENT: "Aguardando fulfillment",
     INVOICE: "Verificando Envio",
     INVOICED: "Faturado",
+    CANCEL: "Cancelando",
     CANCELED: "Cancelado",
     PAYMENT_APPROVED: "Pagamento Aprovado",
 }
+
+
+def status_description(status: str) -> str:
+    return _STATUS_DESCRIPTIONS.get(status, status)
 
 
 def cents(value: Any, where: str, minimum: int = 0, what: str = "an integer number of cents") -> int:

@@ -38,6 +38,9 @@ class OrderStore:
     def remove(self, order_id: str) -> None:
         self._orders.pop(order_id, None)
 
+    def find(self, order_id: str) -> Order | None:
+        return self._orders.get(order_id)
+
     def get(self, order_id: str) -> Order:
         try:
             return self._orders[order_id]

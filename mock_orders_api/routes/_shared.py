@@ -36,6 +36,9 @@ Auth = Literal["vtex", "admin"]
 MAX_JSON_DEPTH = 64  # deeper bodies are refused: no VTEX body nests past ~5 levels
 MAX_INT_DIGITS = 30  # JSON integers longer than this are refused (cents fit in 20 digits)
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a rate-limited, fault-injected route can answer besides its own errors (ratelimit.py, faults.py):
+# VTEX lists 429 on most routes (SPEC, PII-SPEC); start-handling "can respond 500"; circuit breakers 503.
+_LIMITED_STATUSES = (429, 500, 503)
 _PATH_PARAM = re.compile(r"{(\w+)}")
 VTEX_TAG = "Orders API (VTEX-shaped)"
 ADMIN_TAG = "Mock admin"
@@ -46,18 +49,34 @@ class ApiRoute(Route):
 
     `status` is the success status; `errors` the error statuses the handler
     itself raises (auth and body errors are added from `auth` and `body`);
-    `headers` / `query` are (name, schema, description) triples.
+    `headers` / `query` are (name, schema, description) triples. `limited` is the route's short
+    name (ratelimit.ROUTE_NAMES) when the handler goes through `faults.inject`: it can then answer
+    429 (with Retry-After), 500 and 503, and the document says so.
     """
 
     def __init__(self, method: str, path: str, handler: Handler, *, auth: Auth, summary: str, status: int = 200,
                  errors: Sequence[int] = (), body: dict[str, Any] | None = None,
                  headers: Sequence[tuple[str, dict[str, Any], str]] = (),
-                 query: Sequence[tuple[str, dict[str, Any], str]] = (), description: str | None = None) -> None:
+                 query: Sequence[tuple[str, dict[str, Any], str]] = (), description: str | None = None,
+                 limited: str | None = None, response: dict[str, Any] | None = None,
+                 body_required: bool = True, deprecated: bool = False) -> None:
         super().__init__(path, _guarded(handler) if method in _STATE_CHANGING else handler, methods=[method])
         self.method = method
         self.handler = handler  # the bare handler: what the simulated mode's in-process dispatch calls
+        if limited is not None:
+            errors = (*errors, *_LIMITED_STATUSES)
+            description = ((description + " ") if description else "") + (
+                f"Mock route name `{limited}` (rate limits and the fault schedule): 429 with Retry-After when its "
+                "token bucket is empty, 500/503 from the seeded fault schedule (or the X-Mock-Fault header: not a "
+                "documented parameter, so that contract tests do not inject faults).")
         self.operation = _operation(path, method, auth=auth, summary=summary, status=status, errors=errors,
                                     body=body, headers=headers, query=query, description=description)
+        if response is not None:
+            self.operation["responses"][str(status)]["content"]["application/json"]["schema"] = response
+        if body is not None and not body_required:
+            self.operation["requestBody"]["required"] = False
+        if deprecated:
+            self.operation["deprecated"] = True
 
 
 class UnsupportedMediaType(ApiError):

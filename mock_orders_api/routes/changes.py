@@ -11,7 +11,7 @@ from starlette.responses import Response
 from mock_orders_api import faults, wire
 from mock_orders_api.delays import MAX_DELAY_MS
 from mock_orders_api.domain import changes
-from mock_orders_api.domain.model import CHANGE_OUTCOMES, ChangeRecord, ChangeSpec
+from mock_orders_api.domain.model import CHANGE_DONE, CHANGE_OUTCOMES, ChangeRecord, ChangeSpec
 from mock_orders_api.errors import ApiError, BadRequest, Conflict, NotFound
 from mock_orders_api.routes._shared import (
     ITEM_SCHEMA,
@@ -37,15 +37,23 @@ CHANGE_SCHEMA: dict[str, Any] = {
     },
     "example": {"reason": "partial cancellation", "remove": {"items": [{"id": "1", "quantity": 1}]}},
 }
+# SPEC `RegisterChange` (POST /api/oms/pvt/orders/{orderId}/changes): requestId, reason, discountValue and
+# incrementValue required; items are {id, price, quantity}, all three required.
+_PRICED_ITEM = {**ITEM_SCHEMA, "required": ["id", "price", "quantity"]}
 OMS_CHANGE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["reason"],
+    "required": ["requestId", "reason", "discountValue", "incrementValue"],
     "properties": {
-        "requestId": {"type": "string"}, "reason": {"type": "string"},
+        "requestId": {"type": "string", "minLength": 1}, "reason": {"type": "string"},
         "discountValue": {"type": "integer", "minimum": 0}, "incrementValue": {"type": "integer", "minimum": 0},
-        "itemsRemoved": {"type": "array", "items": ITEM_SCHEMA}, "itemsAdded": {"type": "array", "items": ITEM_SCHEMA},
+        "itemsRemoved": {"type": "array", "items": _PRICED_ITEM}, "itemsAdded": {"type": "array", "items": _PRICED_ITEM},
     },
+    "example": {"requestId": "change-request-0123", "reason": "Stock shortage", "discountValue": 0,
+                "incrementValue": 0, "itemsRemoved": [{"id": "1", "price": 5000, "quantity": 1}]},
 }
+_RECEIPT_SCHEMA: dict[str, Any] = {"type": "object", "required": ["date", "orderId", "receipt"],
+                                   "properties": {"date": {"type": "string"}, "orderId": {"type": "string"},
+                                                  "receipt": {"type": "string"}}}
 _CHANGE_DELAY_DOC = (wire.CHANGE_DELAY_HEADER, {"type": "number", "minimum": 0},
                      "Mock only: apply this Change this many ms after it is accepted (overrides the delay "
                      "distribution).")
@@ -56,6 +64,10 @@ _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name"
 
 async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
                   endpoint: str) -> ChangeRecord:
+    """Accept (or refuse) a Change. The v2 (order-system) one is asynchronous; the v1 (OMS) one is
+    synchronous, as VTEX has it (SPEC `RegisterChange`: "a synchronous API"): applied before the
+    answer, so it has no delay, no outcome draw and no race window."""
+    synchronous = endpoint == "oms"
     vtex_auth(request)
     lose_response = await faults.inject(request, "change")
     body = await json_body(request, "change")
@@ -63,12 +75,16 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     arrival, now = acted(request, order_id)
     order = state.order(order_id, now)
     spec = spec_of(body)
+    if synchronous and (first := next((c for c in order.changes if c.request_id == spec.request_id), None)):
+        # SPEC: "only the first modification made with each requestId will be effective on a given order".
+        request.state.outcome = "repeated"
+        return first
     if len(order.unfinished_changes()) >= state.config.max_pending_changes:
         raise Conflict(f"order {order_id} already has {state.config.max_pending_changes} pending Changes "
                        f"(max_pending_changes); wait for one to finish", code="TooManyPendingChanges")
     rng_state = None if state.deterministic else state.rng.getstate()  # deterministic: a fresh RNG per Change
-    pinned = pinned_ms(request, wire.CHANGE_DELAY_HEADER)
-    pinned_outcome = request.headers.get(wire.CHANGE_OUTCOME_HEADER)
+    pinned = 0.0 if synchronous else pinned_ms(request, wire.CHANGE_DELAY_HEADER)
+    pinned_outcome = CHANGE_DONE if synchronous else request.headers.get(wire.CHANGE_OUTCOME_HEADER)
     if pinned_outcome is not None and pinned_outcome not in CHANGE_OUTCOMES:
         raise BadRequest(f"header {wire.CHANGE_OUTCOME_HEADER.lower()}: expected one of {list(CHANGE_OUTCOMES)}; "
                          f"got {pinned_outcome!r}")
@@ -78,7 +94,7 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
         record = changes.register(
             order, spec, policy=state.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
             endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
-            autostart=state.pool is None, new_id=state.new_ids(order, "change"),
+            autostart=state.pool is None or synchronous, new_id=state.new_ids(order, "change"),
             outcome=state.change_outcome(order, pinned_outcome),
         )
     except ApiError as err:
@@ -88,7 +104,9 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
         request.state.outcome = "refused"
         raise
     request.state.outcome = "accepted"
-    if state.pool is not None:
+    if synchronous:
+        changes.advance(order, now)  # due now: applied before the answer
+    elif state.pool is not None:
         state.pool.submit(order, record, now)
     state.schedule(order)
     if lose_response:
@@ -103,10 +121,11 @@ async def create_change(request: Request) -> Response:
 
 
 async def register_change(request: Request) -> Response:
+    """Change v1 (deprecated; SPEC `RegisterChange`): 200 {date, orderId, receipt}, already applied."""
     order_id = request.path_params["orderId"]
     record = await _change(request, order_id, changes.parse_oms_body, "oms")
-    return json_response({"date": record.date, "orderId": order_id, "receipt": record.request_id,
-                          "requestId": record.request_id, "finished": record.finished}, 202)
+    return json_response({"date": record.finished_date or record.date, "orderId": order_id,
+                          "receipt": record.request_id})
 
 
 async def change_history(request: Request) -> Response:
@@ -137,10 +156,15 @@ async def change_detail(request: Request) -> Response:
 
 ROUTES = (
     ApiRoute("PATCH", wire.CHANGES, create_change, auth="vtex", summary="Create order change", status=202,
-             errors=(404, 409), body=CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC, _CHANGE_OUTCOME_DOC), query=(_ACCOUNT_DOC,)),
-    ApiRoute("POST", wire.OMS_CHANGES, register_change, auth="vtex", summary="Register change on order", status=202,
-             errors=(404, 409), body=OMS_CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC, _CHANGE_OUTCOME_DOC), query=(_ACCOUNT_DOC,)),
-    ApiRoute("GET", wire.CHANGES, change_history, auth="vtex", summary="Get order change history", errors=(404,)),
+             errors=(404, 409), body=CHANGE_SCHEMA, headers=(_CHANGE_DELAY_DOC, _CHANGE_OUTCOME_DOC), query=(_ACCOUNT_DOC,), limited="change"),
+    ApiRoute("POST", wire.OMS_CHANGES, register_change, auth="vtex", summary="Register modifications on order (v1)",
+             errors=(404, 409), body=OMS_CHANGE_SCHEMA, query=(_ACCOUNT_DOC,), limited="change",
+             response=_RECEIPT_SCHEMA, deprecated=True, description=(
+                 "Deprecated by VTEX (March 1st, 2026; use Create order modifications). Synchronous: the Change is "
+                 "applied before the 200 answer. A repeated requestId answers the first one's receipt and changes "
+                 "nothing.")),
+    ApiRoute("GET", wire.CHANGES, change_history, auth="vtex", summary="Get order change history", errors=(404,),
+             limited="change-history"),
     ApiRoute("GET", wire.CHANGE_DETAIL, change_detail, auth="vtex", summary="Get order change details",
-             errors=(404,)),
+             errors=(404,), limited="change-detail"),
 )

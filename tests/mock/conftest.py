@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import time as _time
+import uuid as _uuid
 from collections.abc import AsyncIterator as _AsyncIterator
 from collections.abc import Awaitable as _Awaitable
 from collections.abc import Callable as _Callable
@@ -129,17 +130,13 @@ class MockApi:
                 body["manualIncrementValue"] = increment
             return await self.client.patch(f"/api/order-system/orders/{order_id}/changes", json=body, headers=headers)
         assert endpoint == "oms", endpoint
-        body = {"reason": reason}
+        # v1 (SPEC RegisterChange): requestId, discountValue, incrementValue and item prices are required.
+        body = {"reason": reason, "discountValue": discount, "incrementValue": increment,
+                "requestId": request_id if request_id is not None else f"v1-{_uuid.uuid4().hex}"}
         if remove:
             body["itemsRemoved"] = remove
         if add:
             body["itemsAdded"] = add
-        if discount:
-            body["discountValue"] = discount
-        if increment:
-            body["incrementValue"] = increment
-        if request_id is not None:
-            body["requestId"] = request_id
         return await self.client.post(f"/api/oms/pvt/orders/{order_id}/changes", json=body, headers=headers)
 
     async def invoice(self, order_id: str, value: int | str, *, number: str = "NFe-1", type: str = "Output",

@@ -22,6 +22,7 @@ DOC = "/api/orders/pvt/document/{oid}/invoices"
 OMS_INV = "/api/oms/pvt/orders/{oid}/invoice"
 CHG = "/api/order-system/orders/{oid}/changes"
 OMS_CHG = "/api/oms/pvt/orders/{oid}/changes"
+V1 = {"requestId": "r-1", "reason": "x", "discountValue": 0, "incrementValue": 0}  # a valid v1 Change body
 DELAY = CHANGE_DELAY_HEADER
 
 
@@ -140,15 +141,23 @@ CASES = [
          order="ready"),
     # --- older oms Change endpoint -------------------------------------------------------------------
     Case("oms-chg-text-discount", "POST", OMS_CHG, 400, "change.discountValue",
-         json={"reason": "x", "discountValue": "abc"}),
+         json={**V1, "discountValue": "abc"}),
     Case("oms-chg-negative-increment", "POST", OMS_CHG, 400, "change.incrementValue",
-         json={"reason": "x", "incrementValue": -1}),
-    Case("oms-chg-items-not-list", "POST", OMS_CHG, 400, "change.itemsRemoved", json={"reason": "x", "itemsRemoved": 3}),
-    Case("oms-chg-request-id-wrong-type", "POST", OMS_CHG, 400, "change.requestId",
-         json={"reason": "x", "requestId": 5}),
+         json={**V1, "incrementValue": -1}),
+    Case("oms-chg-items-not-list", "POST", OMS_CHG, 400, "change.itemsRemoved", json={**V1, "itemsRemoved": 3}),
+    Case("oms-chg-request-id-wrong-type", "POST", OMS_CHG, 400, "change.requestId", json={**V1, "requestId": 5}),
+    # SPEC RegisterChange: requestId, discountValue, incrementValue and item prices are required.
+    Case("oms-chg-no-request-id", "POST", OMS_CHG, 400, "change.requestId",
+         json={k: v for k, v in V1.items() if k != "requestId"}),
+    Case("oms-chg-no-discount", "POST", OMS_CHG, 400, "change.discountValue",
+         json={k: v for k, v in V1.items() if k != "discountValue"}),
+    Case("oms-chg-no-increment", "POST", OMS_CHG, 400, "change.incrementValue",
+         json={k: v for k, v in V1.items() if k != "incrementValue"}),
+    Case("oms-chg-item-without-price", "POST", OMS_CHG, 400, "change.itemsRemoved[0].price",
+         json={**V1, "itemsRemoved": [{"id": "sku-1", "quantity": 1}]}),
     Case("oms-chg-order-system-field", "POST", OMS_CHG, 400, "unknown field", json=rm()),
     Case("oms-chg-unknown-order", "POST", OMS_CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound",
-         json={"reason": "x"}),
+         json=V1),
     # --- reads and transitions -----------------------------------------------------------------------
     Case("get-unknown-order", "GET", f"/api/oms/pvt/orders/{MISSING}", 404, MISSING, "OrderNotFound"),
     Case("history-unknown-order", "GET", CHG.replace("{oid}", MISSING), 404, MISSING, "OrderNotFound"),

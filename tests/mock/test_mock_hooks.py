@@ -314,12 +314,14 @@ async def test_invoice_to_invoiced_is_delivered_also_when_settled_lazily(hooked,
 
 
 async def test_cancel_is_delivered(hooked, receiver, poll) -> None:
+    """Cancellation is asynchronous: `cancel` then `canceled`, each hooked (HC-FLOW), even with no delay."""
     api = hooked(_cfg())
-    await _configure(api, receiver.url, status=["canceled"])
+    await _configure(api, receiver.url, status=["cancel", "canceled"])
     oid = (await api.handling_order())["orderId"]
     assert (await api.cancel(oid)).status_code == 200
-    [call] = await _wait_states(receiver, poll, oid, ["canceled"])
-    assert call["json"]["LastState"] == "handling"
+    calls = await _wait_states(receiver, poll, oid, ["cancel", "canceled"])
+    assert [(c["json"]["LastState"], c["json"]["State"]) for c in calls] == [("handling", "cancel"),
+                                                                             ("cancel", "canceled")]
 
 
 async def test_filter_by_status_and_from_orders_all(hooked, receiver, poll) -> None:

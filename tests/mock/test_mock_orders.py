@@ -119,7 +119,7 @@ async def test_cancel_then_no_invoice_no_change_no_start(api, assert_error) -> N
     again = await api.cancel(oid)  # idempotent
     assert again.status_code == 200
     assert [h["status"] for h in (await api.audit(oid))["statusHistory"]] == [
-        "ready-for-handling", "handling", "canceled"]
+        "ready-for-handling", "handling", "cancel", "canceled"]
     assert_error(await api.invoice(oid, order["value"]), 409, code="OrderCanceled", mentions="canceled")
     assert_error(await api.change(oid, remove=[{"id": "sku-1", "quantity": 1}]), 409, code="SalesOrderSystem008")
     assert_error(await api.start_handling(oid), 409, code="InvalidStatus", mentions="canceled")
