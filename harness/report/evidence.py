@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -63,6 +63,15 @@ def audits(path: Path) -> Iterator[dict[str, Any]]:
     """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
     for record in audit_records(path):
         yield record["audit"]
+
+
+def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
+    """Whether the Change-delay figure says something: some Change queued, or the drawn delays vary
+    (a distribution). A fixed delay without a queue would plot one flat line."""
+    if not points:
+        return False
+    processing = [p[1] for p in points]
+    return any(p[2] > 0.5 for p in points) or max(processing) - min(processing) > 0.5
 
 
 def change_delays(path: Path) -> list[tuple[float, float, float]]:
