@@ -51,8 +51,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self._buf = bytearray()
         self._waiter: asyncio.Future[LoopbackResponse] | None = None
-        self._head: tuple[int, dict[str, str]] | None = None
-        self._body_start = 0
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # uvloop's transports are not asyncio.Transport subclasses
@@ -62,12 +60,13 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if self._head is not None and self._head[1].get("content-length") is None \
-                    and "chunked" not in self._head[1].get("transfer-encoding", ""):
-                status, headers = self._head  # a body delimited by the end of the connection
-                waiter.set_result(LoopbackResponse(status, headers, bytes(self._buf[self._body_start:])))
+            try:
+                response = parse_response(self._buf, eof=True)
+            except httpx.RemoteProtocolError as err:
+                waiter.set_exception(err)
             else:
-                waiter.set_exception(httpx.RemoteProtocolError("server disconnected without sending a complete response"))
+                assert response is not None  # at EOF a message is complete or malformed
+                waiter.set_result(response)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
@@ -76,13 +75,12 @@ class _Connection(asyncio.Protocol):
             return
         self._buf += data
         try:
-            response = self._parse()
+            response = parse_response(self._buf, eof=False)
         except httpx.RemoteProtocolError as err:
             self._fail(err)
             return
         if response is not None:
             self._buf.clear()
-            self._head = None
             if response.headers.get("connection", "").lower() == "close":
                 self.close()
             waiter.set_result(response)
@@ -92,7 +90,6 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._waiter = asyncio.get_running_loop().create_future()
         self._buf.clear()
-        self._head = None
         self.transport.write(wire)
         return self._waiter
 
@@ -107,46 +104,54 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(err)
         self.close()
 
-    def _parse(self) -> LoopbackResponse | None:
-        buf = self._buf
-        if self._head is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise httpx.RemoteProtocolError(f"response head larger than {_MAX_HEAD} bytes")
-                return None
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
-                headers[name.strip().lower()] = value.strip()
-            self._head = (int(parts[1]), headers)
-            self._body_start = end + 4
-        status, headers = self._head
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise httpx.RemoteProtocolError(f"bad Content-Length {length[:40]!r}")
-            stop = self._body_start + int(length)
-            if len(buf) < stop:
-                return None
-            if len(buf) > stop:
-                raise httpx.RemoteProtocolError("more bytes than Content-Length (pipelining is not used)")
-            return LoopbackResponse(status, headers, bytes(buf[self._body_start:stop]))
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = _dechunk(buf, self._body_start)
-            return None if body is None else LoopbackResponse(status, headers, body)
-        if status in (204, 304) or 100 <= status < 200:
-            return LoopbackResponse(status, headers, b"")
-        return None  # delimited by the end of the connection (connection_lost completes it)
+
+def parse_response(buf: bytes | bytearray, *, eof: bool) -> LoopbackResponse | None:
+    """The HTTP/1.1 response in `buf` once complete, else None (`eof`: no more bytes will come, so
+    a body without Content-Length or chunking ends here, and an incomplete message is an error).
+    Raises httpx.RemoteProtocolError for a malformed or cut-short message."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > _MAX_HEAD:
+            raise httpx.RemoteProtocolError(f"response head larger than {_MAX_HEAD} bytes")
+        if eof:
+            raise httpx.RemoteProtocolError("server disconnected without sending a complete response")
+        return None
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    start = end + 4
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise httpx.RemoteProtocolError(f"bad Content-Length {length[:40]!r}")
+        stop = start + int(length)
+        if len(buf) < stop:
+            if eof:
+                raise httpx.RemoteProtocolError("server disconnected before the whole body (Content-Length)")
+            return None
+        if len(buf) > stop:
+            raise httpx.RemoteProtocolError("more bytes than Content-Length (pipelining is not used)")
+        return LoopbackResponse(status, headers, bytes(buf[start:stop]))
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _dechunk(buf, start)
+        if body is None and eof:
+            raise httpx.RemoteProtocolError("server disconnected inside a chunked body")
+        return None if body is None else LoopbackResponse(status, headers, body)
+    if status in (204, 304) or 100 <= status < 200:
+        return LoopbackResponse(status, headers, b"")
+    # Delimited by the end of the connection.
+    return LoopbackResponse(status, headers, bytes(buf[start:])) if eof else None
 
 
-def _dechunk(buf: bytearray, start: int) -> bytes | None:
+def _dechunk(buf: bytes | bytearray, start: int) -> bytes | None:
     """The body of a complete chunked message from `start`, or None while it is incomplete."""
     out = bytearray()
     pos = start
@@ -185,16 +190,12 @@ class LoopbackClient:
 
     def build_request(self, method: str, path: str, *, json: Any = None,
                       headers: dict[str, str] | None = None) -> LoopbackRequest:
-        body = b"" if json is None else _dumps(json)
-        head = [f"{method} {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"]
-        if headers:
-            head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+        body = None if json is None else _dumps(json)
+        all_headers = dict(headers or {})
         if json is not None:
-            head.append("Content-Type: application/json\r\n")
-        if body or method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(body)}\r\n")
-        head.append("\r\n")
-        return LoopbackRequest(method, path, "".join(head).encode("latin-1") + body)
+            all_headers["Content-Type"] = "application/json"
+        return LoopbackRequest(method, path, request_bytes(method, self._prefix + path, self._host_header,
+                                                           all_headers, body))
 
     async def send(self, request: LoopbackRequest) -> LoopbackResponse:
         conn = await self._acquire()
@@ -245,6 +246,20 @@ class LoopbackClient:
         await self.aclose()
 
 
+def request_bytes(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None, *,
+                  close: bool = False) -> bytes:
+    """An HTTP/1.1 request as written to the socket; Content-Length whenever there is a body or the
+    method usually has one; `close`: ask the server to close the connection after its response."""
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
+    if close:
+        head.append("Connection: close\r\n")
+    head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        head.append(f"Content-Length: {len(body or b'')}\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + (body or b"")
+
+
 def _expire(fut: asyncio.Future[LoopbackResponse], timeout_s: float) -> None:
     if not fut.done():
         fut.set_exception(httpx.ReadTimeout(f"no complete response within {timeout_s:g} s"))
@@ -255,4 +270,4 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-__all__ = ["LoopbackClient", "LoopbackRequest", "LoopbackResponse"]
+__all__ = ["LoopbackClient", "LoopbackRequest", "LoopbackResponse", "parse_response", "request_bytes"]
