@@ -21,7 +21,7 @@ TITLE = "Mock VTEX Orders API (race harness)"
 _SPEC = importlib.util.find_spec("swagger_ui")
 if _SPEC is None or not _SPEC.submodule_search_locations:
     raise ImportError("mock_orders_api.openapi: the swagger-ui-py package (a dependency) is not installed")
-SWAGGER_UI_DIR = Path(list(_SPEC.submodule_search_locations)[0]) / "static"
+SWAGGER_UI_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "static"
 ASSETS_PATH = "/docs/assets"
 _DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
                 "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "
