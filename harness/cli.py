@@ -262,8 +262,7 @@ def _replay(run_dir: Path, trial_id: int) -> int:
 
 def _run(args: argparse.Namespace, gate: bool) -> int:
     from harness.core.scenario import load_scenario
-    from harness.live.run import run_scenario
-    from harness.report import build_report
+    from harness.report import build_report, write_figures
 
     sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
                                          ("--sim-transport", args.sim_transport != "direct" or None)) if value]
@@ -287,15 +286,30 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
             run_dir, interrupted = run_simulated(scenario, args.out, progress=bar.update if bar else None,
                                                  transport=args.sim_transport, workers=args.workers, rounds=rounds)
         else:
+            from harness.live.run import run_scenario
+
             run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
                                                 handle_sigint=True, rounds=rounds)
     finally:
         if bar:
             bar.stop()
-    report = build_report(run_dir)
-    summary, paths = report.summary, report.paths
-    _print_summary(summary, paths.html)
-    if args.simulate:
+    # The verdict first, the figures (matplotlib, ~1 s) after it: `check` draws them before it exits
+    # (CI uploads the folder then), `run` in a background process (the data is on disk already).
+    report = build_report(run_dir, figures=False)
+    try:
+        return _print_verdict(report.summary, report.paths.html, run_dir, args.simulate, interrupted, gate)
+    finally:
+        sys.stdout.flush()
+        if gate or interrupted:
+            write_figures(report)
+        else:
+            _figures_in_background(run_dir)
+
+
+def _print_verdict(summary: dict[str, Any], html: Path, run_dir: Path, simulate: bool, interrupted: bool,
+                   gate: bool) -> int:
+    _print_summary(summary, html)
+    if simulate:
         _print_simulation(run_dir)
     if interrupted:
         _print_findings(summary)
@@ -308,6 +322,17 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
     _print_findings(summary)
     print(f"gate: {verdict.upper()}", file=sys.stdout if verdict == "pass" or not gate else sys.stderr)
     return VERDICT_EXIT_CODES[verdict] if gate else EXIT_OK
+
+
+def _figures_in_background(run_dir: Path) -> None:
+    """`race-harness report RUN_DIR` in its own session (a Ctrl-C at the shell prompt does not stop it):
+    it rebuilds the report from the run folder with its figures and removes FIGURES_PENDING; if it dies,
+    the marker stays and says how to finish (the report without figures is complete otherwise)."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-m", "harness.cli", "report", str(run_dir.resolve())],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def _round_loop(scenario: Scenario, max_trials: int | None, gate: bool) -> RoundLoop | None:

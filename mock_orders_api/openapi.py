@@ -7,17 +7,21 @@ from a CDN."""
 from __future__ import annotations
 
 import http
+import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import swagger_ui
 
 from mock_orders_api import wire
 from mock_orders_api.routes import ApiRoute
 
 TITLE = "Mock VTEX Orders API (race harness)"
-SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
+# Found, not imported: importing swagger_ui pulls in yaml and jinja2, which only its own page
+# rendering needs; the mock serves the files (and an in-process simulation never does).
+_SPEC = importlib.util.find_spec("swagger_ui")
+if _SPEC is None or not _SPEC.submodule_search_locations:
+    raise ImportError("mock_orders_api.openapi: the swagger-ui-py package (a dependency) is not installed")
+SWAGGER_UI_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "static"
 ASSETS_PATH = "/docs/assets"
 _DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
                 "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "

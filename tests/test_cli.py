@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from harness.analysis.sequential import decide, decide_window
 from harness.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, main
+from harness.report import FIGURES_PENDING
 
 DELAY_MS = 200
 OFFSETS = [-100, 60, 120]
@@ -70,6 +72,15 @@ def only_run_dir(out: Path) -> Path:
     dirs = [p for p in out.iterdir() if p.is_dir()]
     assert len(dirs) == 1, dirs
     return dirs[0]
+
+
+def wait_for_figures(run_dir: Path, timeout_s: float = 120.0) -> None:
+    """`run` draws its figures in a background process after the verdict; it removes the marker when done."""
+    marker = run_dir / FIGURES_PENDING
+    deadline = time.monotonic() + timeout_s
+    while marker.exists():
+        assert time.monotonic() < deadline, f"figures still pending after {timeout_s} s: {marker.read_text()}"
+        time.sleep(0.1)
 
 
 def gate_lines(stdout: str) -> list[str]:
@@ -209,6 +220,10 @@ def test_run_writes_the_report_and_report_rebuilds_it(tmp_path: Path, capsys: py
     # `run` is the QA reproduction command: same verdict lines, exit 0 even when not PASS.
     assert len(gate_lines(captured.out)) == len(HOLDING)
     assert "gate: INCONCLUSIVE" in captured.out  # 1 trial per offset decides nothing
+    # The verdict does not wait for the figures: report.html is there at once, the figures follow.
+    assert (run_dir / "report.html").is_file()
+    wait_for_figures(run_dir)
+    assert '<img src="data:image/png' in (run_dir / "report.html").read_text(encoding="utf-8")
     for name in RAW_FILES + REPORT_FILES:
         assert (run_dir / name).is_file(), name
         assert (run_dir / name).stat().st_size > 0, name

@@ -9,9 +9,12 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
+from scipy import optimize
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from harness.analysis.sequential import (
+    RACE_RATIO,
+    SAFE_RATIO,
     Decision,
     clopper_pearson_interval,
     decide,
@@ -239,3 +242,29 @@ def test_window_fails_when_any_bin_fails_at_the_bonferroni_level() -> None:
 
 def test_empty_window_is_inconclusive() -> None:
     assert decide_window([], 0.01).verdict == "inconclusive"
+
+
+@pytest.mark.parametrize(("races", "trials"), [(0, 1), (1, 1), (0, 56), (3, 10), (30, 500), (999, 1000)])
+def test_closed_form_intervals_equal_statsmodels(races: int, trials: int) -> None:
+    # The module computes them itself so that a report does not import statsmodels (~0.6 s).
+    low, high = proportion_confint(races, trials, alpha=ALPHA, method="wilson")
+    assert wilson_interval(races, trials) == pytest.approx((0.0 if races == 0 else low, 1.0 if races == trials else high),
+                                                           abs=1e-15)
+    want = confint_proportions_2indep(races, trials, 7, 40, method="newcomb", compare="diff", alpha=ALPHA)
+    assert newcombe_diff_interval(races, trials, 7, 40) == pytest.approx(want, abs=1e-15)
+
+
+@pytest.mark.parametrize(("races", "trials", "limit"), [(0, 56, 0.1), (30, 500, 0.01), (3, 20, 0.3), (0, 3000, 0.001)])
+def test_bound_search_equals_brentq(races: int, trials: int, limit: float) -> None:
+    # The bisection replaced scipy's brentq (same tolerance): the bounds agree to it.
+    def log_lr(alt: float, null: float) -> float:
+        return races * math.log(alt / null) + (trials - races) * (math.log1p(-alt) - math.log1p(-null))
+
+    eps, threshold = 1e-12, math.log(1 / ALPHA)
+    upper = optimize.brentq(lambda q: log_lr(SAFE_RATIO * q, q) - threshold, eps, 1 - eps, xtol=1e-12)
+    d = decide(races, trials, limit)
+    assert d.upper == pytest.approx(upper, abs=3e-12)
+    if 0 < d.lower < 1:  # else no sign change: the search is skipped
+        lower = optimize.brentq(lambda q: log_lr(min(RACE_RATIO * q, (1 + q) / 2), q) - threshold, eps, 1 - eps,
+                                xtol=1e-12)
+        assert d.lower == pytest.approx(lower, abs=3e-12)

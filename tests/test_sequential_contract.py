@@ -128,9 +128,10 @@ def test_window_passes_alpha_and_race_ratio_to_each_bin() -> None:
     bins = [(0, 60)]
     assert decide_window(bins, 0.05, 0.05).verdict == "inconclusive"
     assert decide_window(bins, 0.05, 0.3).verdict == "pass"  # 0/60 proves <= 5% only at the looser level
-    w = decide_window([(5, 5)], 0.05, race_ratio=3.0)
-    assert w.bins[0] == decide(5, 5, 0.05, 0.05, fail_alpha=0.05, race_ratio=3.0)
-    assert w.bins[0] != decide(5, 5, 0.05, 0.05)
+    # 3/20: the lower bound depends on race_ratio (at 5/5 the (1 + q) / 2 cap hides it).
+    w = decide_window([(3, 20)], 0.05, race_ratio=3.0)
+    assert w.bins[0] == decide(3, 20, 0.05, 0.05, fail_alpha=0.05, race_ratio=3.0)
+    assert w.bins[0].lower > decide(3, 20, 0.05, 0.05).lower
     assert decide_window([(0, 10)], 0.05, safe_ratio=0.1).bins[0] == decide(0, 10, 0.05, safe_ratio=0.1)
 
 

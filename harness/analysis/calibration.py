@@ -45,7 +45,6 @@ import pandas as pd
 
 from harness.analysis.model import model_race_probability
 from harness.analysis.rounds import cell_counts
-from scipy import stats as sps
 
 from harness.analysis.stats import actual_offsets, choose_bin_ms, json_safe, ordered_guards, rate_table, wilson_interval
 from mock_orders_api.delays import DelayDistribution, Fixed
@@ -108,6 +107,8 @@ def coverage_of(rates: pd.DataFrame, model_col: str) -> dict[str, Any]:
 def detection_power(n: int, model: float, deviation: float = DETECT_DEVIATION) -> float:
     """P(the bin's 95% Wilson interval excludes `model`) when the true rate is `model` +- `deviation`,
     with `n` trials: the smaller over the sides that are probabilities (0 with no trial)."""
+    from scipy import stats as sps  # on call: a report that shows a calibration imports it, no other
+
     if n <= 0:
         return 0.0
     ks = np.arange(n + 1)

@@ -51,29 +51,31 @@ window FAIL can come from any of the m bins, so each bin's FAIL test uses alpha 
 Holm would not help: the window fails as soon as one bin is rejected, and Holm's first step is
 exactly Bonferroni's alpha / m.
 
-Fixed-sample helpers (for the report, from scipy/statsmodels rather than hand-rolled): Wilson
-and Clopper-Pearson intervals, Newcombe's hybrid-score interval for the difference of two
-independent proportions, and `fixed_sample_size`, the exact one-sided binomial design the
-sequential test is compared with.
+Fixed-sample helpers (for the report): Wilson and Clopper-Pearson intervals, Newcombe's
+hybrid-score interval for the difference of two independent proportions, and
+`fixed_sample_size`, the exact one-sided binomial design the sequential test is compared with.
+Wilson and Newcombe are closed forms (statsmodels' formulas, `proportion_confint(method="wilson")`
+and `confint_proportions_2indep(method="newcomb")`, checked against it in the tests) and the
+bound searches a bisection: every report needs them, and importing scipy/statsmodels for them
+cost ~0.6 s of a sub-second simulated command. Clopper-Pearson and the fixed design use scipy,
+imported when called.
 
-Pure: stdlib, numpy, scipy and statsmodels only.
+Pure: stdlib, numpy and (on call) scipy only.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
-
-import numpy as np
-from scipy import optimize, stats
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+from statistics import NormalDist
+from typing import Callable, Literal, Sequence
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
 SAFE_RATIO = 0.5  # PASS alternative: a guard that races at half the limit is "fine"
 RACE_RATIO = 2.0  # FAIL alternative: racing at twice the limit is "clearly over it"
 _EPS = 1e-12  # bound searches stay strictly inside (0, 1), where every log is finite
+_XTOL = 1e-12  # bound search tolerance (as scipy's brentq was called with)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,22 @@ def _upper(races: int, trials: int, alpha: float, safe_ratio: float) -> float:
         return 1.0
     if excess(_EPS) >= 0:
         return 0.0
-    return float(optimize.brentq(excess, _EPS, 1 - _EPS, xtol=1e-12))
+    return _bisect(excess, _EPS, 1 - _EPS)
+
+
+def _bisect(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The root of a monotone `f` with a sign change on [lo, hi], to within _XTOL (bounded: ~40 halvings)."""
+    f_lo = f(lo)
+    while hi - lo > _XTOL:
+        mid = (lo + hi) / 2
+        f_mid = f(mid)
+        if f_mid == 0:
+            return mid
+        if (f_mid < 0) == (f_lo < 0):
+            lo, f_lo = mid, f_mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def _lower(races: int, trials: int, alpha: float, race_ratio: float) -> float:
@@ -151,7 +168,7 @@ def _lower(races: int, trials: int, alpha: float, race_ratio: float) -> float:
         return 0.0
     if excess(1 - _EPS) >= 0:
         return 1.0
-    return float(optimize.brentq(excess, _EPS, 1 - _EPS, xtol=1e-12))
+    return _bisect(excess, _EPS, 1 - _EPS)
 
 
 def decide(
@@ -243,18 +260,30 @@ def decide_window(
 
 
 def wilson_interval(races: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Two-sided Wilson score interval (statsmodels); (0, 1) for no trials."""
+    """Two-sided Wilson score interval (statsmodels' formula); (0, 1) for no trials."""
     _check_counts(races, trials)
     _check_alpha("alpha", alpha)
     if trials == 0:
         return (0.0, 1.0)
-    low, high = proportion_confint(races, trials, alpha=alpha, method="wilson")
+    low, high = _wilson(races, trials, alpha)
     # Pin the edges: float noise would otherwise make 0/n's lower bound 1e-17.
     return (0.0 if races == 0 else float(low), 1.0 if races == trials else float(high))
 
 
+def _wilson(races: int, trials: int, alpha: float) -> tuple[float, float]:
+    crit = NormalDist().inv_cdf(1 - alpha / 2)
+    crit2 = crit**2
+    q = races / trials
+    denom = 1 + crit2 / trials
+    center = (q + crit2 / (2 * trials)) / denom
+    dist = crit * math.sqrt(q * (1.0 - q) / trials + crit2 / (4.0 * trials**2)) / denom
+    return center - dist, center + dist
+
+
 def clopper_pearson_interval(races: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
     """Two-sided exact (Clopper-Pearson) interval from beta quantiles; (0, 1) for no trials."""
+    from scipy import stats  # on call: ~0.5 s of import nothing on the run path needs
+
     _check_counts(races, trials)
     _check_alpha("alpha", alpha)
     low = 0.0 if races == 0 else float(stats.beta.ppf(alpha / 2, races, trials - races + 1))
@@ -265,15 +294,18 @@ def clopper_pearson_interval(races: int, trials: int, alpha: float = 0.05) -> tu
 def newcombe_diff_interval(races_a: int, trials_a: int, races_b: int, trials_b: int,
                            alpha: float = 0.05) -> tuple[float, float]:
     """Newcombe's hybrid-score interval for rate_a - rate_b of two independent samples
-    (statsmodels `confint_proportions_2indep`, method "newcomb", Newcombe 1998 method 10)."""
+    (statsmodels' `confint_proportions_2indep` formula, method "newcomb", Newcombe 1998 method 10)."""
     _check_counts(races_a, trials_a)
     _check_counts(races_b, trials_b)
     _check_alpha("alpha", alpha)
     if trials_a == 0 or trials_b == 0:
         raise ValueError("newcombe_diff_interval: both samples need trials")
-    low, high = confint_proportions_2indep(races_a, trials_a, races_b, trials_b, method="newcomb",
-                                           compare="diff", alpha=alpha)
-    return (float(low), float(high))
+    p_a, p_b = races_a / trials_a, races_b / trials_b
+    low_a, high_a = _wilson(races_a, trials_a, alpha)
+    low_b, high_b = _wilson(races_b, trials_b, alpha)
+    diff = p_a - p_b
+    return (diff - math.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2),
+            diff + math.sqrt((p_b - low_b) ** 2 + (high_a - p_a) ** 2))
 
 
 def fixed_sample_size(limit: float, alpha: float = 0.05, power: float = 0.95,
@@ -284,6 +316,9 @@ def fixed_sample_size(limit: float, alpha: float = 0.05, power: float = 0.95,
     P(PASS | limit) <= alpha and P(PASS | p1) >= power (p1 defaults to SAFE_RATIO * limit).
     n is the smallest such size (the exact power is saw-toothed in n; this is the first n that
     meets both). Raises ValueError when none is found up to max_trials."""
+    import numpy as np
+    from scipy import stats  # on call, as in clopper_pearson_interval
+
     _check_alpha("alpha", alpha)
     _check_alpha("power", power)
     if not 0 < limit < 1:

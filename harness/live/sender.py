@@ -6,7 +6,8 @@ prepared ahead: a fresh TCP connection (TCP_NODELAY) is opened and the whole
 request except its final byte is written. The server cannot act on it before
 that byte arrives. At the deadline a dedicated thread (`Firer`) writes just the
 last byte, independently of how busy the event loop is; the response is then
-read on the loop and parsed with h11 (the HTTP/1.1 parser family httpx uses).
+read on the loop and parsed by harness.live.loopback's parser (h11 cost more CPU per timed
+request than the rest of its handling; errors are httpx's classes, as for untimed requests).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
+import httpx
 
 from harness.core.steps import decode_body
 from harness.errors import TargetError
+from harness.live.loopback import LoopbackResponse, parse_response, request_bytes
 from mock_orders_api import child_env
 from mock_orders_api.lifeline import spawn
 
@@ -224,15 +226,11 @@ class LastByteSender:
         if wait_ns > 0:
             await asyncio.sleep(wait_ns / 1e9)
         loop = asyncio.get_running_loop()
-        conn = h11.Connection(h11.CLIENT)
-        payload = b"" if body is None else _json.dumps(body, separators=(",", ":")).encode()
-        hdrs = [("Host", self._host_header), ("Connection", "close"), ("Content-Length", str(len(payload)))]
+        payload = None if body is None else _json.dumps(body, separators=(",", ":")).encode()
+        hdrs = dict(headers)
         if body is not None:
-            hdrs.append(("Content-Type", "application/json"))
-        hdrs += list(headers.items())
-        raw = conn.send(h11.Request(method=method, target=self._prefix + path, headers=hdrs))
-        raw += conn.send(h11.Data(data=payload)) if payload else b""
-        raw += conn.send(h11.EndOfMessage()) or b""
+            hdrs["Content-Type"] = "application/json"
+        raw = request_bytes(method, self._prefix + path, self._host_header, hdrs, payload or b"", close=True)
         sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else Nagle holds the last byte
         sock.setblocking(False)
@@ -242,33 +240,24 @@ class LastByteSender:
                 await loop.sock_connect(sock, (self._host, self._port))
                 await loop.sock_sendall(sock, raw[:-1])
                 sent = await self._firer.fire_at(deadline_ns, sock, raw[-1:])
-                status, retry_after, data = await _read_response(loop, sock, conn)
-            return TimedResponse(sent, clock_now_ns(), status, decode_body(data), retry_after=retry_after)
-        except (OSError, TimeoutError, h11.ProtocolError, TargetError) as err:
+                response = await _read_response(loop, sock)
+            return TimedResponse(sent, clock_now_ns(), response.status_code, decode_body(response.content),
+                                 retry_after=response.headers.get("retry-after"))
+        except (OSError, TimeoutError, httpx.HTTPError, TargetError) as err:
             return TimedResponse(sent, None, 0, None, f"{type(err).__name__}: {err}".rstrip(": "))
         finally:
             sock.close()
 
 
-async def _read_response(loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                         conn: h11.Connection) -> tuple[int, str | None, bytes]:
-    """(status, Retry-After header or None, body)."""
-    status = 0
-    retry_after: str | None = None
-    chunks: list[bytes] = []
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await loop.sock_recv(sock, 65536)
-            conn.receive_data(data)  # b"" = EOF; h11 raises if the message is incomplete
-            continue
-        if isinstance(event, h11.Response):
-            status = event.status_code
-            retry_after = next((v.decode("latin-1") for k, v in event.headers if k == b"retry-after"), None)
-        elif isinstance(event, h11.Data):
-            chunks.append(bytes(event.data))
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            return status, retry_after, b"".join(chunks)
+async def _read_response(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> LoopbackResponse:
+    """The response (the server closes the connection after it: the request asked for that)."""
+    buf = bytearray()
+    while True:  # bounded by the caller's timeout
+        data = await loop.sock_recv(sock, 65536)
+        buf += data
+        response = parse_response(buf, eof=not data)
+        if response is not None:
+            return response
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from harness.core.scenario import Scenario
 from harness.errors import TargetError
 from harness.live.client import Credentials
 from mock_orders_api.config import MockConfig
-from mock_orders_api.server import MockProcess, ServerError
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,10 @@ def open_target(scenario: Scenario) -> Iterator[OpenTarget]:
         # per-run one (the harness is its only admin client).
         creds = replace(creds, admin_token=secrets.token_urlsafe(24))
     config = mock_config(scenario, creds)
+    # Here, not at module level: the simulated command imports this module for its mock
+    # configuration and runs no server (uvicorn's import is not on its path).
+    from mock_orders_api.server import MockProcess, ServerError
+
     try:
         with MockProcess(config) as proc:
             with _own_cpu(proc.pid) if scenario.target.integration is None else contextlib.nullcontext():

@@ -12,9 +12,10 @@ escapes every value taken from the run folder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
@@ -24,11 +25,12 @@ from harness.analysis.stats import load_trials, rate_table
 from harness.analysis.summary import build_summary, change_delay_stats, hook_stats
 from harness.core.thresholds import GatePolicy, Threshold
 from harness.errors import ReportError
-from harness.report import html, markdown, plots
+from harness.report import html, markdown
 from harness.report.evidence import (
     JsonlStats,
     audit_records,
     build_evidence,
+    change_delay_informative,
     change_delays,
     fault_counts,
     pick_evidence,
@@ -38,6 +40,9 @@ from harness.report.junit import junit_xml
 from harness.report.reproducer import write_reproducer
 from harness.report.sections import build_document
 from harness.runfolder import read_run_json
+
+if TYPE_CHECKING:
+    from harness.report import plots
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Report:
 
     paths: ReportPaths
     summary: dict[str, Any]
+    _pending: _Inputs | None = field(default=None, repr=False, compare=False)  # figures not written yet
 
 
 def _thresholds(meta: Mapping[str, Any], run_dir: Path) -> list[Threshold]:
@@ -124,12 +130,33 @@ def _read_calibration(run_dir: Path) -> dict[str, Any] | None:
 
 
 
-def build_report(run_dir: Path | str) -> Report:
+FIGURES_PENDING = "figures.pending"  # in the run folder while `build_report(..., figures=False)`'s figures are due
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What the figures and the HTML are drawn from, kept so `write_figures` does not read the run again."""
+
+    run_dir: Path
+    meta: Mapping[str, Any]
+    df: pd.DataFrame
+    rates: pd.DataFrame
+    summary: dict[str, Any]
+    row: pd.Series | None
+    history: list[dict[str, Any]]
+    audit: dict[str, Any] | None
+    delays: list[tuple[float, float, float]]
+    document: Callable[[bool], Any]  # figures_pending -> the report as data (sections.Document)
+
+
+def build_report(run_dir: Path | str, *, figures: bool = True) -> Report:
     """Read a run folder and write every report file into it; returns their paths and the summary.
 
-    Raises ReportError (naming the file) when run.json or trials.csv is missing
-    or malformed; history.jsonl / audits.jsonl are optional and tolerated when
-    cut short (noted in summary.json `warnings`).
+    `figures=False` writes everything but the figures (the HTML leaves them out) and leaves the
+    FIGURES_PENDING marker: a command then shows its verdict without waiting on matplotlib, and
+    `write_figures` (or a later `build_report`) adds them. Raises ReportError (naming the file) when
+    run.json or trials.csv is missing or malformed; history.jsonl / audits.jsonl are optional and
+    tolerated when cut short (noted in summary.json `warnings`).
     """
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)
@@ -153,33 +180,34 @@ def build_report(run_dir: Path | str) -> Report:
         change_delay=change_delay_stats(delays), calibration=calibration,
     )
     rates = rate_table(df, summary["rate_bin_ms"], model_from_run(meta))
-
-    pngs: dict[str, Path | None] = {
-        "race_rate": plots.plot_race_rate(rates, _race_models_for_plot(rates, meta, summary["rate_bin_ms"]),
-                                          run_dir / "race_rate.png",
-                                          window_edges=(summary.get("rounds") or {}).get("window_edges"),
-                                          offset_label=_offset_label(integration)),
-        "timeline": plots.plot_timeline(row.to_dict() if row is not None else None, history, audit,
-                                        run_dir / "timeline.png"),
-        "offset_error": plots.plot_offset_error(df, run_dir / "offset_error.png"),
-        "guard_cost": plots.plot_guard_cost(df, run_dir / "guard_cost.png"),
-        "change_delay": _change_delay_png(delays, run_dir / "change_delay.png"),
-    }
+    pngs = _figure_paths(run_dir, delays)
 
     write_reproducer(run_dir, meta, row.to_dict() if row is not None else None, history)
     summary_path = run_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    _write_atomic(summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     rates_path = run_dir / "rates.csv"
     rates.to_csv(rates_path, index=False, lineterminator="\n")
 
-    doc = build_document(summary=summary, meta=meta, run_dir=run_dir,
-                         pngs={name: png for name, png in pngs.items() if png is not None}, rates=rates,
-                         rates_name=rates_path.name, gate=results, evidence=evidence, evidence_row=row,
-                         history=history, calibration=calibration, faults=fault_counts(run_dir / "audits.jsonl"))
-    html_path = run_dir / "report.html"
-    html_path.write_text(html.render(doc), encoding="utf-8")
+    faults = fault_counts(run_dir / "audits.jsonl")
+
+    def document(figures_pending: bool) -> Any:
+        return build_document(summary=summary, meta=meta, run_dir=run_dir,
+                              pngs={name: png for name, png in pngs.items() if png is not None}, rates=rates,
+                              rates_name=rates_path.name, gate=results, evidence=evidence, evidence_row=row,
+                              history=history, calibration=calibration, faults=faults,
+                              figures_pending=figures_pending)
+
+    inputs = _Inputs(run_dir, meta, df, rates, summary, row, history, audit, delays, document)
+    if figures:
+        _render_figures(inputs)
+    else:
+        (run_dir / FIGURES_PENDING).write_text(
+            "the report's figures are being rendered; if this file stays, run `race-harness report` on this folder\n",
+            encoding="utf-8")
+        _write_atomic(run_dir / "report.html", html.render(document(True)))
+    # Markdown links the figures by name: the same text whether they are written yet or not.
     md_path = run_dir / "report.md"
-    md_path.write_text(markdown.render(doc), encoding="utf-8")
+    _write_atomic(md_path, markdown.render(document(False)))
     junit_path = run_dir / "junit.xml"
     junit_path.write_bytes(junit_xml(results, summary))
 
@@ -187,10 +215,46 @@ def build_report(run_dir: Path | str) -> Report:
         run_dir=run_dir, summary=summary_path, rates=rates_path, race_rate_png=_written(pngs["race_rate"]),
         timeline_png=_written(pngs["timeline"]), offset_error_png=_written(pngs["offset_error"]),
         guard_cost_png=_written(pngs["guard_cost"]),
-        change_delay_png=pngs["change_delay"], html=html_path, markdown=md_path, junit=junit_path,
+        change_delay_png=pngs["change_delay"], html=run_dir / "report.html", markdown=md_path, junit=junit_path,
         gate_verdict=results.verdict,
     )
-    return Report(paths, summary)
+    return Report(paths, summary, None if figures else inputs)
+
+
+def write_figures(report: Report) -> None:
+    """The figures a `build_report(..., figures=False)` left out, and the HTML with them; no-op when written."""
+    if report._pending is not None:
+        _render_figures(report._pending)
+
+
+def _render_figures(inputs: _Inputs) -> None:
+    from harness.report import plots  # matplotlib: ~0.35 s of import, needed by the figures only
+
+    run_dir, meta, summary, rates, row = inputs.run_dir, inputs.meta, inputs.summary, inputs.rates, inputs.row
+    integration = (meta.get("scenario") or {}).get("target", {}).get("integration")
+    plots.plot_race_rate(rates, _race_models_for_plot(rates, meta, summary["rate_bin_ms"]), run_dir / "race_rate.png",
+                         window_edges=(summary.get("rounds") or {}).get("window_edges"),
+                         offset_label=_offset_label(integration))
+    plots.plot_timeline(row.to_dict() if row is not None else None, inputs.history, inputs.audit,
+                        run_dir / "timeline.png")
+    plots.plot_offset_error(inputs.df, run_dir / "offset_error.png")
+    plots.plot_guard_cost(inputs.df, run_dir / "guard_cost.png")
+    _change_delay_png(inputs.delays, run_dir / "change_delay.png")
+    _write_atomic(run_dir / "report.html", html.render(inputs.document(False)))
+    (run_dir / FIGURES_PENDING).unlink(missing_ok=True)
+
+
+def _figure_paths(run_dir: Path, delays: list[tuple[float, float, float]]) -> dict[str, Path | None]:
+    return {"race_rate": run_dir / "race_rate.png", "timeline": run_dir / "timeline.png",
+            "offset_error": run_dir / "offset_error.png", "guard_cost": run_dir / "guard_cost.png",
+            "change_delay": run_dir / "change_delay.png" if change_delay_informative(delays) else None}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers (a browser on report.html while the figures are added) see the old file or the new one, whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _written(path: Path | None) -> Path:
@@ -207,7 +271,9 @@ def _offset_label(integration: Any) -> str:
 
 def _change_delay_png(delays: list[tuple[float, float, float]], out: Path) -> Path | None:
     """The Change-delay figure when it says something; else none (and no stale one from an earlier build)."""
-    if plots.change_delay_informative(delays):
+    from harness.report import plots
+
+    if change_delay_informative(delays):
         return plots.plot_change_delay(delays, out)
     out.unlink(missing_ok=True)
     plots.hidpi_path(out).unlink(missing_ok=True)
@@ -230,4 +296,4 @@ def _race_models_for_plot(rates: pd.DataFrame, meta: Mapping[str, Any],
     return out
 
 
-__all__ = ["Report", "ReportPaths", "build_report"]
+__all__ = ["FIGURES_PENDING", "Report", "ReportPaths", "build_report", "write_figures"]

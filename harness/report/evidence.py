@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -79,6 +79,15 @@ def fault_counts(path: Path) -> dict[str, dict[str, int]]:
                 route = counts.setdefault(str(f.get("route")), {})
                 route[f["kind"]] = route.get(f["kind"], 0) + 1
     return counts
+
+
+def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
+    """Whether the Change-delay figure says something: some Change queued, or the drawn delays vary
+    (a distribution). A fixed delay without a queue would plot one flat line."""
+    if not points:
+        return False
+    processing = [p[1] for p in points]
+    return any(p[2] > 0.5 for p in points) or max(processing) - min(processing) > 0.5
 
 
 def change_delays(path: Path) -> list[tuple[float, float, float]]:

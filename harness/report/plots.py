@@ -363,15 +363,6 @@ def plot_guard_cost(df: pd.DataFrame, out: Path | str) -> Path:
     return save_figure(fig, out)
 
 
-def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
-    """Whether the Change-delay figure says something: some Change queued, or the drawn delays vary
-    (a distribution). A fixed delay without a queue would plot one flat line."""
-    if not points:
-        return False
-    processing = [p[1] for p in points]
-    return any(p[2] > 0.5 for p in points) or max(processing) - min(processing) > 0.5
-
-
 def plot_change_delay(points: list[tuple[float, float, float]], out: Path | str) -> Path:
     """Effective Change delay (queue wait + processing) against time in the run.
 

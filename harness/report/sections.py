@@ -339,11 +339,12 @@ def _gate(gate: GateReport) -> Section:
     return Section("Gate", (Verdicts(items), Text.of(GATE_NOTE), Table(headers, rows)), verdict=gate.verdict)
 
 
-def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, pngs: Mapping[str, Path]) -> Section:
+def _rates(summary: Mapping[str, Any], rates: pd.DataFrame, rates_name: str, pngs: Mapping[str, Path],
+           pending: bool) -> Section:
     return Section("Race rate per guard", (
         Table(*_guard_rows(summary)),
         Text.of(RATES_NOTE),
-        Image(pngs["race_rate"], "race rate vs offset"),
+        Image(pngs["race_rate"], "race rate vs offset", optional=pending),
         Text.of(_model_sentence(summary)),
         RateDetail(Table(*_rate_rows(rates)), rates_name),
     ))
@@ -361,7 +362,7 @@ def _comparisons(summary: Mapping[str, Any]) -> Section:
 
 
 def _evidence(ev: Mapping[str, Any] | None, row: pd.Series | None, history: Sequence[Mapping[str, Any]],
-              pngs: Mapping[str, Path]) -> Section:
+              pngs: Mapping[str, Path], pending: bool) -> Section:
     blocks: list[Block] = []
     if ev is None or row is None:
         blocks.append(Text.of("No race observed in this run: no accepted invoice exceeded its order's final value."))
@@ -380,7 +381,7 @@ def _evidence(ev: Mapping[str, Any] | None, row: pd.Series | None, history: Sequ
                    else Text.of("No history events recorded for this trial."),
                    Heading("Server-side instants (mock, ms since t0)"),
                    Table(["event", "ms"], [[k, fmt(v, 2)] for k, v in _server_times(row)])]
-    blocks.append(Image(pngs["timeline"], "timeline of the raced trial"))
+    blocks.append(Image(pngs["timeline"], "timeline of the raced trial", optional=pending))
     return Section("Evidence of a race", tuple(blocks), boxed=True)
 
 
@@ -414,18 +415,22 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
                    rates: pd.DataFrame, rates_name: str, gate: GateReport,
                    evidence: Mapping[str, Any] | None, evidence_row: pd.Series | None,
                    history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None,
-                   faults: Mapping[str, Mapping[str, int]] | None = None) -> Document:
-    """Every section of the report, in order, as data (`faults`: see evidence.fault_counts)."""
+                   faults: Mapping[str, Mapping[str, int]] | None = None,
+                   figures_pending: bool = False) -> Document:
+    """Every section of the report, in order, as data (`faults`: see evidence.fault_counts).
+    `figures_pending`: the figures are being rendered (the HTML leaves out those not written yet and is
+    rewritten once they are)."""
     interrupted = bool(meta.get("interrupted")) or meta.get("finished_at") is None
     sections = [
         _gate(gate),
-        _rates(summary, rates, rates_name, pngs),
-        _evidence(evidence, evidence_row, history, pngs),
+        _rates(summary, rates, rates_name, pngs, figures_pending),
+        _evidence(evidence, evidence_row, history, pngs, figures_pending),
         Section("Timing precision", (Table(["", ""], _timing_rows(summary)), Table(*_offset_rows(summary)),
-                                     Image(pngs["offset_error"], "offset error histogram"),
-                                     *([Image(pngs["change_delay"], "effective Change delay over the run")]
+                                     Image(pngs["offset_error"], "offset error histogram", optional=figures_pending),
+                                     *([Image(pngs["change_delay"], "effective Change delay over the run",
+                                              optional=figures_pending)]
                                        if "change_delay" in pngs else []))),
-        Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard"),)),
+        Section("Guard cost", (Image(pngs["guard_cost"], "guard cost per guard", optional=figures_pending),)),
     ]
     if summary.get("comparisons"):
         sections.append(_comparisons(summary))
