@@ -41,6 +41,8 @@ _DEFAULT_ITEMS: tuple[dict[str, Any], ...] = (
     {"id": "1", "name": "Shirt", "quantity": 2, "price": 5000},
     {"id": "2", "name": "Shoes", "quantity": 1, "price": 12000},
 )
+# The mock's asynchronous-cancel settings (KI 1400005): passed through when a scenario sets them.
+_CANCEL_KEYS = ("cancel_policy", "cancel_delay_ms")
 _DEFAULT_OFFSETS: dict[str, Any] = {"start": -1000, "stop": 1000, "step": 50}
 # Simulated mode: one-way harness <-> mock latency in ms (loopback-like: median 0.3 ms).
 DEFAULT_SIM_LATENCY = "lognormal:0.3,0.3"
@@ -95,6 +97,9 @@ class MockSettings:
     change_cancel_rate: float = 0.0
     invoice_first: str = "over-invoice"
     faults: dict[str, FaultRule] = field(default_factory=dict)  # seeded fault schedule per route
+    # Asynchronous cancellation (KI 1400005): `cancel_policy`, `cancel_delay_ms`, validated by the
+    # mock's config; only the keys the scenario sets, so a mock without them is never sent them.
+    cancel: dict[str, Any] = field(default_factory=dict)
 
     def extra_settings(self) -> dict[str, Any]:
         """The mock settings beyond policy/delay/settle that differ from the mock's defaults."""
@@ -107,6 +112,7 @@ class MockSettings:
             out["invoice_first"] = self.invoice_first
         if self.faults:
             out["faults"] = {route: rule.spec() for route, rule in self.faults.items()}
+        out.update(self.cancel)
         return out
 
 
@@ -196,6 +202,9 @@ class Scenario:
     thresholds: tuple[Threshold, ...]
     simulate: Simulate = field(default_factory=lambda: Simulate(parse_delay(DEFAULT_SIM_LATENCY)))
     gate: GatePolicy = field(default_factory=GatePolicy)
+    # The hazard (harness.hazards) this scenario provokes: its recipe and oracle drive the
+    # integration runner; "" = the ticket's trial (a Change at the offset, the default oracle).
+    hazard: str = ""
     # Where it came from, for messages only: two scenarios with equal content are equal.
     source: str = field(default="<scenario>", compare=False)
 
@@ -243,6 +252,7 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "seed": self.seed,
+            **({"hazard": self.hazard} if self.hazard else {}),
             "target": target,
             "mock": {
                 "policy": self.mock.policy,
@@ -414,6 +424,9 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         raise _error(source, "name", "a name made of [a-z0-9._-]+", name)
     description = _string(top.take("description", ""), source, "description")
     seed = _int(top.take("seed", 0), source, "seed")
+    hazard = _string(top.take("hazard", ""), source, "hazard")
+    if hazard and not _NAME_RE.fullmatch(hazard):
+        raise _error(source, "hazard", "a hazard id made of [a-z0-9._-]+ (race-harness hazards lists them)", hazard)
 
     target = _parse_target(top.sub("target"))
     mock = _parse_mock(top.sub("mock"))
@@ -443,6 +456,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         thresholds=thresholds,
         simulate=simulate,
         gate=gate,
+        hazard=hazard,
         source=source,
     )
 
@@ -529,9 +543,10 @@ def _parse_mock(t: _Table) -> MockSettings:
         if isinstance(settle_raw, bool) or not isinstance(settle_raw, (int, float)):
             raise _error(t.source, t.path("settle_ms"), "milliseconds as a number >= 0", settle_raw)
         settle = check_ms(settle_raw, f"{t.source}: {t.path('settle_ms')}")
-        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults")
-        extra = MockConfig().updated({k: v for k in _extra if (v := t.take(k, None)) is not None},
-                                     where=f"{t.source}: {t.path('')}")
+        _extra = ("rate_limits", "change_cancel_rate", "invoice_first", "faults", *_CANCEL_KEYS)
+        raw = {k: v for k in _extra if (v := t.take(k, None)) is not None}
+        extra = MockConfig().updated(raw, where=f"{t.source}: {t.path('')}")
+        cancel = {k: getattr(extra, k) for k in _CANCEL_KEYS if k in raw}
     except ScenarioError:
         raise
     except ConfigError as exc:
@@ -541,7 +556,7 @@ def _parse_mock(t: _Table) -> MockSettings:
     t.finish()
     return MockSettings(policy=policy, change_delay=delay, settle_ms=settle, pin_delays=pin,
                         rate_limits=extra.rate_limits, change_cancel_rate=extra.change_cancel_rate,
-                        invoice_first=extra.invoice_first, faults=extra.faults)
+                        invoice_first=extra.invoice_first, faults=extra.faults, cancel=cancel)
 
 
 def _parse_simulate(t: _Table) -> Simulate:

@@ -48,7 +48,7 @@ def mock_config(scenario: Scenario, creds: Credentials) -> MockConfig:
     return MockConfig(policy=m.policy, delay=m.change_delay, settle_ms=m.settle_ms, seed=scenario.seed,
                       app_key=creds.app_key, app_token=creds.app_token, admin_token=creds.admin_token,
                       rate_limits=dict(m.rate_limits), change_cancel_rate=m.change_cancel_rate,
-                      invoice_first=m.invoice_first, faults=dict(m.faults))
+                      invoice_first=m.invoice_first, faults=dict(m.faults), **m.cancel)
 
 
 @contextlib.contextmanager
