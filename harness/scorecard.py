@@ -109,6 +109,13 @@ class Scorecard:
         return [f"{c.hazard}/{c.subject}: {c.verdict.upper()}" + (f" ({c.reasons[0]})" if c.reasons else "")
                 for c in self.cells if c.expected == "pass" and c.verdict != "pass"]
 
+    def assert_survived(self) -> None:
+        """AssertionError listing every hazard a subject expected to survive did not (pytest entry point)."""
+        missed = self.not_survived()
+        if missed or not self.cells:
+            raise AssertionError(f"scorecard ({self.folder / 'scorecard.html'}): did not survive "
+                                 f"{len(missed)} hazard(s):\n  " + "\n  ".join(missed or ["no hazard ran"]))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema_version": SCORECARD_SCHEMA_VERSION,
@@ -145,7 +152,7 @@ def run_scorecard(hazards: Sequence[str], out: Path, *, target_url: str | None =
                   overrides: dict[str, Any] | None = None) -> Scorecard:
     """Run the hazards and write scorecard.json + scorecard.html (module docstring).
 
-    `trials` overrides each scenario's trials per offset; `overrides` is passed to
+    `trials` overrides each scenario's trials per offset and caps each run at its grid; `overrides` is passed to
     `Scenario.with_overrides` for a team's service (e.g. a feed URL where supported)."""
     from harness.report.scorecard import write_html
 
@@ -204,8 +211,10 @@ def _run_hazard(hazard: Hazard, folder: Path, *, team: bool, target_url: str | N
     try:
         scenario = load_scenario(hazard.scenario).with_overrides(trials_per_offset=trials, target_url=target_url,
                                                                  hook_url=hook_url, **overrides)
-        rounds = RoundLoop(scenario, threshold_decide(scenario.thresholds, scenario.gate),
-                           max_trials=scenario.gate.max_trials or CHECK_BUDGET_GRIDS * scenario.n_trials,
+        # `trials` given: the grid only (a quick look); else the scenario's budget (sized to decide).
+        budget = scenario.n_trials if trials is not None else (
+            scenario.gate.max_trials or CHECK_BUDGET_GRIDS * scenario.n_trials)
+        rounds = RoundLoop(scenario, threshold_decide(scenario.thresholds, scenario.gate), max_trials=budget,
                            early_stop=True)
         if simulate and hazard.simulate:
             from harness.sim.run import run_simulated
