@@ -229,7 +229,7 @@ def _run_hazard(hazard: Hazard, folder: Path, *, team: bool, target_url: str | N
         return [Cell(hazard.id, s, "error", e, reasons=(str(err),)) for s, e in expected.items()]
     summary = report.summary
     rel = run_dir.relative_to(folder).as_posix()
-    evidence = next((f"{rel}/{name}" for name in ("reproduce.sh", "audit.jsonl", "trials.csv")
+    evidence = next((f"{rel}/{name}" for name in ("reproduce.sh", "audits.jsonl", "trials.csv")
                      if (run_dir / name).exists()), "")
     return [_cell(hazard.id, s, e, summary, rel, f"{rel}/{report.paths.html.name}", evidence)
             for s, e in expected.items()]
