@@ -23,115 +23,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.core.thresholds import VERDICT_EXIT_CODES
 from harness.errors import RaceHarnessError, StorageError
 from harness.hazards import get_hazard, hazard_ids
 from harness.hazards.base import Hazard
-
-SCORECARD_SCHEMA_VERSION = 1
-EXIT_ERROR = 2
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One hazard against one subject (scorecard.json `cells[]`, docs/outputs.md)."""
-
-    hazard: str
-    subject: str
-    verdict: str  # "pass" | "fail" | "inconclusive" | "error"
-    expected: str  # "pass" | "fail"
-    races: int = 0
-    trials: int = 0  # judged trials (race + no race)
-    rate: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    not_judged: int = 0
-    failed: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)  # non-zero outcome counts
-    reasons: tuple[str, ...] = ()  # the gate lines about this subject (or the error)
-    run_dir: str = ""  # relative to the scorecard folder
-    report: str = ""
-    evidence: str = ""
-
-    @property
-    def score(self) -> str:
-        """The verdict against the expectation: what the exit code is built from."""
-        if self.expected == "pass" or self.verdict in ("error", "inconclusive"):
-            return self.verdict
-        return "pass" if self.verdict == "fail" else "fail"
-
-
-@dataclass
-class Scorecard:
-    folder: Path
-    started_at: str
-    target: str  # "built-in" or the team's hook URL
-    cells: list[Cell]
-    wall_s: float = 0.0
-
-    @property
-    def subjects(self) -> list[str]:
-        seen: list[str] = []
-        for c in self.cells:
-            if c.subject not in seen:
-                seen.append(c.subject)
-        return seen
-
-    @property
-    def hazards(self) -> list[str]:
-        seen: list[str] = []
-        for c in self.cells:
-            if c.hazard not in seen:
-                seen.append(c.hazard)
-        return seen
-
-    def cell(self, hazard: str, subject: str) -> Cell | None:
-        return next((c for c in self.cells if c.hazard == hazard and c.subject == subject), None)
-
-    @property
-    def exit_code(self) -> int:
-        scores = {c.score for c in self.cells}
-        if "fail" in scores:
-            return VERDICT_EXIT_CODES["fail"]
-        if "error" in scores or not self.cells:
-            return EXIT_ERROR
-        if "inconclusive" in scores:
-            return VERDICT_EXIT_CODES["inconclusive"]
-        return VERDICT_EXIT_CODES["pass"]
-
-    def not_survived(self) -> list[str]:
-        """`hazard/subject` of every cell expected to pass that did not (the pytest entry point's list)."""
-        return [f"{c.hazard}/{c.subject}: {c.verdict.upper()}" + (f" ({c.reasons[0]})" if c.reasons else "")
-                for c in self.cells if c.expected == "pass" and c.verdict != "pass"]
-
-    def assert_survived(self) -> None:
-        """AssertionError listing every hazard a subject expected to survive did not (pytest entry point)."""
-        missed = self.not_survived()
-        if missed or not self.cells:
-            raise AssertionError(f"scorecard ({self.folder / 'scorecard.html'}): did not survive "
-                                 f"{len(missed)} hazard(s):\n  " + "\n  ".join(missed or ["no hazard ran"]))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCORECARD_SCHEMA_VERSION,
-            "started_at": self.started_at,
-            "wall_s": round(self.wall_s, 3),
-            "target": self.target,
-            "exit_code": self.exit_code,
-            "hazards": [_hazard_json(get_hazard(h)) for h in self.hazards],
-            "subjects": self.subjects,
-            "cells": [{**asdict(c), "reasons": list(c.reasons), "score": c.score} for c in self.cells],
-        }
-
-
-def _hazard_json(h: Hazard) -> dict[str, Any]:
-    return {"id": h.id, "title": h.title, "ki": list(h.ki), "summary": h.summary, "subjects": h.subjects,
-            "survivors": list(h.survivors), "invariants": list(h.invariants)}
+from harness.report.scorecard import (
+    SCORECARD_SCHEMA_VERSION,
+    Cell,
+    Scorecard,
+    write_html,
+)
 
 
 def parse_hazard_list(raw: str | None) -> list[str]:
@@ -154,8 +58,6 @@ def run_scorecard(hazards: Sequence[str], out: Path, *, target_url: str | None =
 
     `trials` overrides each scenario's trials per offset and caps each run at its grid; `overrides` is passed to
     `Scenario.with_overrides` for a team's service (e.g. a feed URL where supported)."""
-    from harness.report.scorecard import write_html
-
     stamp = datetime.now(timezone.utc)
     folder = out / f"scorecard-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
     n = 1
@@ -292,5 +194,5 @@ def _describe(c: Cell | None) -> str:
     return f"{c.verdict.upper()}{mark} {c.races}/{c.trials} [{c.ci_low:.2f},{c.ci_high:.2f}]"
 
 
-__all__ = ["Cell", "SCORECARD_SCHEMA_VERSION", "Scorecard", "format_matrix", "parse_hazard_list", "run_scorecard",
+__all__ = ["SCORECARD_SCHEMA_VERSION", "Cell", "Scorecard", "format_matrix", "parse_hazard_list", "run_scorecard",
            "subject_verdict"]

@@ -4,7 +4,11 @@ from typing import Any, Mapping
 
 from harness.core.oracle import Outcome
 from harness.hazards.base import Hazard, Recipe, judge_with
-from harness.hazards.invariants import Violation, invoice_within_final_value, one_effective_invoice
+from harness.hazards.invariants import (
+    Violation,
+    invoice_within_final_value,
+    one_effective_invoice,
+)
 
 REFUSAL_CODE = "SalesOrderSystem014"
 
