@@ -190,8 +190,9 @@ def _describe(c: Cell | None) -> str:
         return "-"
     mark = "" if c.score == c.verdict or c.expected == "pass" else "*"
     if c.verdict == "error" or c.rate is None:
-        return f"{c.verdict.upper()}{mark}"
-    return f"{c.verdict.upper()}{mark} {c.races}/{c.trials} [{c.ci_low:.2f},{c.ci_high:.2f}]"
+        return f"{c.verdict.upper()}{mark}" + (f" {c.failed} failed" if c.failed else "")
+    failed = f" +{c.failed} failed" if c.failed else ""
+    return f"{c.verdict.upper()}{mark} {c.races}/{c.trials} [{c.ci_low:.2f},{c.ci_high:.2f}]{failed}"
 
 
 __all__ = ["SCORECARD_SCHEMA_VERSION", "Cell", "Scorecard", "format_matrix", "parse_hazard_list", "run_scorecard",
