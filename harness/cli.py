@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=Path("."), help="folder for trend.html and trend.png (default .)")
     t.add_argument("--label", help="label for runs whose run.json recorded no `git describe`")
     sub.add_parser("scenarios", help="list the built-in scenarios (run them by name) with their purpose")
+    sub.add_parser("hazards", help="list the catalogue of order-integration hazards (id, KI ids, one line)")
+    sc = sub.add_parser("scorecard", help="run every hazard (or --hazards) against the built-in subjects or your "
+                                          "service, each with the gate: exit 0 PASS, 1 FAIL, 2 could not run, "
+                                          "3 INCONCLUSIVE")
+    sc.add_argument("--hazards", metavar="ID,...", help="only these hazards (default: all; see `race-harness hazards`)")
+    sc.add_argument("--target-url", help="your mock/API URL (with --hook-url: your service already points at it)")
+    sc.add_argument("--hook-url", help="the hook URL of your running integration (named 'integration')")
+    if _feed_supported():
+        sc.add_argument("--feed", help="your integration reads the Orders Feed instead of hooks (as in integration mode)")
+    sc.add_argument("--trials", type=int, help="trials per offset for every hazard (overrides the scenarios)")
+    sc.add_argument("--simulate", action="store_true",
+                    help="simulated mode for the hazards that allow it (the harness's own guards); the others run live")
+    sc.add_argument("--out", type=Path, default=Path("reports"), help="parent folder of the scorecard folder")
+    sc.add_argument("--no-progress", action="store_true", help="no per-hazard progress lines (CI logs)")
     s = sub.add_parser("serve", help="serve the mock Orders API")
     add_serve_arguments(s)
     return p
@@ -134,6 +148,14 @@ def _command(args: argparse.Namespace) -> int:
         for name, purpose in builtin_purposes():
             print(f"{name:<24} {purpose}")
         return EXIT_OK
+    if args.command == "hazards":
+        from harness.hazards import hazards
+
+        for hazard in hazards():
+            print(hazard.line())
+        return EXIT_OK
+    if args.command == "scorecard":
+        return _scorecard(args)
     if args.command == "report":
         return _report(args.run_dir)
     if args.command == "trend":
@@ -173,6 +195,34 @@ class _ClosedPipeSafe:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _feed_supported() -> bool:
+    """`--feed` exists where integration mode takes a feed (Scenario.with_overrides(feed=...))."""
+    import inspect
+
+    from harness.core.scenario import Scenario
+
+    return "feed" in inspect.signature(Scenario.with_overrides).parameters
+
+
+def _scorecard(args: argparse.Namespace) -> int:
+    from harness.scorecard import format_matrix, parse_hazard_list, run_scorecard
+
+    if bool(args.target_url) != bool(args.hook_url or getattr(args, "feed", None)):
+        raise RaceHarnessError("scorecard: your service needs both --target-url (the API it calls) and --hook-url "
+                               "(or --feed)")
+    overrides = {"feed": args.feed} if getattr(args, "feed", None) else {}
+    card = run_scorecard(parse_hazard_list(args.hazards), args.out, target_url=args.target_url,
+                         hook_url=args.hook_url, simulate=args.simulate, trials=args.trials, overrides=overrides,
+                         on_hazard=None if args.no_progress else
+                         (lambda hid: print(f"hazard {hid} ...", file=sys.stderr, flush=True)))
+    for line in format_matrix(card):
+        print(line)
+    print(f"scorecard: {card.folder / 'scorecard.html'} ({card.wall_s:.0f} s); exit {card.exit_code}")
+    for line in card.not_survived():
+        print(f"not survived: {line}", file=sys.stderr)
+    return card.exit_code
 
 
 def _report(run_dir: Path) -> int:

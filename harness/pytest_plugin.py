@@ -22,6 +22,14 @@ Fixtures:
   bounds (harness.core.scenario.integration_thresholds). `services` keeps only the named
   services; `offsets_ms` replaces the sweep's offsets (fewer bins, fewer trials). Call it from synchronous tests (it runs its own event loop).
 
+- `race_scorecard(*, target_url, hook_url, hazards=None, trials=None) -> Scorecard`: runs
+  `race-harness scorecard` against your running service into `tmp_path`;
+  `.assert_survived()` fails listing every hazard it did not survive (docs/hazards/README.md)::
+
+      def test_survives_the_hazards(race_mock, race_scorecard):
+          card = race_scorecard(target_url=race_mock.url, hook_url="http://127.0.0.1:9000/hook")
+          card.assert_survived()
+
 How many trials: the gate decides each offset bin on its own (docs/model.md). With no race,
 a bin proves "rate <= 0.1" after 56 trials, "<= 0.25" after 20, "<= 0.5" after 8.
 """
@@ -183,5 +191,19 @@ def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
                            early_stop=True)
         run_dir, _ = run_scenario(loaded, tmp_path / "reports", rounds=rounds)
         return RunSummary(run_dir, build_report(run_dir).summary)
+
+    return _run
+
+
+@pytest.fixture
+def race_scorecard(tmp_path: Path) -> Callable[..., Any]:
+    """`race_scorecard(*, target_url, hook_url, hazards=None, trials=None) -> harness.scorecard.Scorecard`:
+    every hazard (or the listed ids) against your running service; `.assert_survived()`."""
+    from harness.scorecard import parse_hazard_list, run_scorecard
+
+    def _run(*, target_url: str, hook_url: str, hazards: Sequence[str] | None = None,
+             trials: int | None = None) -> Any:
+        ids = parse_hazard_list(None if hazards is None else ",".join(hazards))
+        return run_scorecard(ids, tmp_path / "reports", target_url=target_url, hook_url=hook_url, trials=trials)
 
     return _run

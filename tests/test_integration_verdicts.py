@@ -62,7 +62,7 @@ def _await(monkeypatch: pytest.MonkeyPatch, audit_at: Callable[[int], dict[str, 
     runner.clock = clock  # type: ignore[assignment]
     client = _AuditClient(clock, audit_at)
     change = RequestEvent("change", "POST", "/changes", None, 0, 1, 200)
-    audit = asyncio.run(runner._await_invoice(client, "1-01", wait_until_ms * MS, change))  # type: ignore[arg-type]
+    audit = asyncio.run(runner._await_invoice(client, "1-01", wait_until_ms * MS))  # type: ignore[arg-type]
     return audit, clock, client
 
 

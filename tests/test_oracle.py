@@ -8,8 +8,18 @@ import pytest
 
 from harness.core import history as h
 from harness.core.history import RequestEvent
-from harness.core.oracle import Outcome, client_outcome, cross_check, integration_outcome
+from harness.core.oracle import (
+    Outcome,
+    client_outcome,
+    cross_check,
+    integration_outcome,
+)
 from harness.core.results import TrialResult
+from harness.hazards.invariants import (
+    no_invoice_on_cancel,
+    reaches_invoiced,
+    within_deadline,
+)
 
 INITIAL = 17_000  # cents, order value at creation
 CUT = -5_000  # the Change's totalChangeValue (value-reducing)
@@ -173,6 +183,16 @@ class TestClientOutcome:
             integration_outcome(change_event(), {"verdict": "clean", "finalValue": FINAL, "invoices": [
                 {"accepted": True, "status": 200, "invoiceValue": FINAL - 1}]})[0],
         }
+        # The hazard oracles' own outcomes (harness.hazards.invariants).
+        canceled = [{"status": "cancel", "ns": 0}]
+        for found in (no_invoice_on_cancel({"statusHistory": canceled, "invoices": [{"accepted": True, "actedNs": 1}]}),
+                      no_invoice_on_cancel({"statusHistory": canceled, "invoices": [{"accepted": False, "actedNs": 1}]},
+                                           refused_counts=True),
+                      reaches_invoiced({"finalValue": FINAL, "invoicedTotal": FINAL, "statusHistory": [],
+                                        "invoices": [{"accepted": True, "invoiceValue": FINAL}]}),
+                      within_deadline({"invoices": [{"accepted": True, "actedNs": 2_000_000_000}]}, 0, 1000)):
+            assert found is not None
+            seen.add(found[0])
         assert seen == set(Outcome)
 
     def test_integration_failures_are_failed_kind_and_name_what_happened(self) -> None:

@@ -149,6 +149,19 @@ def test_threshold_decide_stops_only_when_every_threshold_is_decided() -> None:
     assert cell_counts(with_indeterminate)[("finished-check", 50.0)] == (0, 2)
 
 
+def test_a_guard_failing_its_job_gets_no_more_trials() -> None:
+    """Failed trials only accumulate: a guard past max_failed FAILs whatever its bins say, so its
+    bins (undecided for lack of judged trials) are not where further rounds go."""
+    naive, robust = Threshold("naive", max_upper=0.25), Threshold("robust", max_upper=0.25)
+    decide = threshold_decide([naive, robust])
+    rows = pd.concat([frame({("robust", 0.0): (0, 5)}),
+                      pd.DataFrame([{"guard": "naive", "offset_ms": 0.0, "outcome": "no_invoice"}] * 5)])
+    assert decide(rows) == (False, [("robust", 0.0)])
+    done = pd.concat([frame({("robust", 0.0): (0, 20)}),
+                      pd.DataFrame([{"guard": "naive", "offset_ms": 0.0, "outcome": "no_invoice"}] * 5)])
+    assert decide(done) == (True, [])
+
+
 # --------------------------------------------------------------------------- the loop, simulated
 
 

@@ -35,14 +35,21 @@ def cell_counts(df: pd.DataFrame) -> dict[Cell, tuple[int, int]]:
 def threshold_decide(thresholds: Sequence[Threshold], policy: GatePolicy | None = None) -> Decide:
     """The decision callback of a round loop: stop once the gate's verdict and every threshold's are
     PASS or FAIL (both anytime-valid: a look after every batch keeps them valid), so each threshold's
-    line states a verdict; the bins still undecided are where the next round goes."""
+    line states a verdict; the bins still undecided are where the next round goes.
+
+    A guard with more failed trials than `max_failed` already FAILs the gate whatever its
+    thresholds say (failed trials only accumulate), so it gets no further trials: a service that
+    never invoices would otherwise have undecided bins (no judged trial) until the budget ran out."""
+    max_failed = (policy or GatePolicy()).max_failed
 
     def _decide(df: pd.DataFrame) -> tuple[bool, list[Cell]]:
         if not thresholds:
             return False, []
         report = evaluate(df, thresholds, policy)
-        decided = report.verdict != "inconclusive" and all(t.verdict != "inconclusive" for t in report.thresholds)
-        return decided, report.undecided()
+        failed = {g for g, c in report.accounting.items() if c["failed"] > max_failed}
+        pending = [t for t in report.thresholds if t.verdict == "inconclusive" and t.threshold.guard not in failed]
+        decided = report.verdict != "inconclusive" and not pending
+        return decided, [(g, o) for g, o in report.undecided() if g not in failed]
 
     return _decide
 

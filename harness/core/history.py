@@ -18,6 +18,7 @@ INVOICE = "invoice"
 GET_ORDER = "get_order"
 GET_CHANGES = "get_changes"
 AUDIT = "audit"
+CANCEL = "cancel"  # integration hazards: the harness cancels the order (POST /api/oms/pvt/orders/{id}/cancel)
 
 
 @dataclass

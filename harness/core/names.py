@@ -6,13 +6,14 @@ is what keeps `analysis -> scenario` one-way.
 
 Outcome kinds (the contract every rate, count and gate verdict is built on): each trial is
 exactly one of
-- "race": the invoice was accepted above the final order value;
+- "race": the invoice was accepted above the final order value (or on a canceling order: `invoice_on_cancel`);
 - "no_race": the system stayed consistent (`clean`, `invoice_refused`, `change_refused`);
 - "not_judged": the harness cannot tell (`indeterminate`, or a `late` trial whose timing missed
   its planned offset): excluded from rates, counted, and too many make a verdict INCONCLUSIVE;
 - "failed": the guard or integration failed its own job (`no_invoice`, `guard_timeout`; integration
   mode: `hook_failed` [the trigger hook never got a 200], `extra_invoice` [more than one invoice
-  request, accepted or refused], `wrong_value` [an accepted invoice below the final value]):
+  request, accepted or refused], `wrong_value` [an accepted invoice below the final value]; hazards:
+  `stale_invoice`, `not_invoiced`, `late_invoice`; `invoice_on_cancel` is a race):
   never "no race" (an integration that never invoices must not pass); a FAIL unless the
   scenario's `[gate] max_failed` allows it.
 """
@@ -39,6 +40,12 @@ _KIND_OF: dict[str, OutcomeKind] = {
     "hook_failed": "failed",
     "extra_invoice": "failed",
     "wrong_value": "failed",
+    # Hazards (harness.hazards): an invoice on a cancel is the KI 1400005 race; the others are the
+    # integration failing its own job.
+    "invoice_on_cancel": "race",
+    "stale_invoice": "failed",
+    "not_invoiced": "failed",
+    "late_invoice": "failed",
 }
 
 

@@ -21,6 +21,11 @@ class Outcome(str, enum.Enum):
     HOOK_FAILED = "hook_failed"  # integration mode: the service never accepted the trigger hook (200)
     EXTRA_INVOICE = "extra_invoice"  # integration mode: more than one invoice request (accepted or refused)
     WRONG_VALUE = "wrong_value"  # integration mode: the accepted invoice is below the final order value
+    # Hazard oracles (harness.hazards.invariants):
+    INVOICE_ON_CANCEL = "invoice_on_cancel"  # an invoice accepted on a canceling/canceled order (KI 1400005)
+    STALE_INVOICE = "stale_invoice"  # an invoice sent for an order already canceling/canceled (refused)
+    NOT_INVOICED = "not_invoiced"  # an invoice of the full value accepted, the order never reached `invoiced`
+    LATE_INVOICE = "late_invoice"  # the invoice came after the hazard's deadline
     INDETERMINATE = "indeterminate"  # timeout / 5xx: a request may or may not have applied
 
 

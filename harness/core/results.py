@@ -232,21 +232,24 @@ def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float
 
 
 def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str, initial_value: int,
-                       change: RequestEvent, audit: dict[str, Any] | None, t0_ns: int,
-                       duration_ms: float, tolerance_ms: float) -> TrialResult:
+                       change: RequestEvent | None, audit: dict[str, Any] | None, t0_ns: int,
+                       duration_ms: float, tolerance_ms: float, judged: tuple[Outcome, str] | None = None,
+                       trigger: str = "handling") -> TrialResult:
     """Integration mode: judge one trial from the mock's audit (the service's own requests are not ours).
 
     `guard` names the service under test; t0 is the handling hook's planned
     delivery and `offset_ms` is t_change - t_hook. `late`: the server-side
-    offset error ((Change acted - hook sent) - offset) exceeds `tolerance_ms`."""
-    outcome, detail = integration_outcome(change, audit)
+    offset error ((Change acted - hook sent) - offset) exceeds `tolerance_ms`.
+    `judged`: the outcome a hazard's oracle gave (harness.hazards), else integration mode's own;
+    `change` is None when the harness sent no Change (a hazard's recipe), `trigger` the hook's status."""
+    outcome, detail = judged if judged is not None else integration_outcome(change, audit)
     invoices = (audit or {}).get("invoices") or []
     invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
-    checked = cross_check(outcome, bool(invoice.get("accepted")), change.ok, audit)
+    checked = cross_check(outcome, bool(invoice.get("accepted")), change is not None and change.ok, audit)
     a_change = audit_change(audit)
-    hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == "handling" and k.get("sentNs")]
+    hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == trigger and k.get("sentNs")]
     hook_sent = rel_ms(hooks[0]["sentNs"] if hooks else None, t0_ns)
-    change_sent = rel_ms(change.sent_ns, t0_ns)
+    change_sent = rel_ms(change.sent_ns if change is not None else None, t0_ns)
     change_acted = rel_ms(a_change.get("actedNs"), t0_ns)
     invoice_acted = rel_ms(invoice.get("actedNs"), t0_ns)
     delay = a_change.get("delayMs")
@@ -256,7 +259,7 @@ def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float,
         outcome=outcome, checked=checked, duration_ms=duration_ms, error=detail,
         initial_value=initial_value, final_value=int(audit["finalValue"]) if audit else -1,
         invoice_value=int(invoice.get("invoiceValue", -1)), invoiced_total=int((audit or {}).get("invoicedTotal", 0)),
-        invoice_status=int(invoice.get("status", 0)), change_status=change.status,
+        invoice_status=int(invoice.get("status", 0)), change_status=change.status if change is not None else 0,
         change_delay_ms=float(delay) if delay is not None else math.nan,
         change_planned_ms=offset_ms, invoice_planned_ms=math.nan,
         change_sent_ms=change_sent, change_acted_ms=change_acted, invoice_acted_ms=invoice_acted,

@@ -203,6 +203,9 @@ class Scenario:
     thresholds: tuple[Threshold, ...]
     simulate: Simulate = field(default_factory=lambda: Simulate(parse_delay(DEFAULT_SIM_LATENCY)))
     gate: GatePolicy = field(default_factory=GatePolicy)
+    # The hazard (harness.hazards) this scenario provokes: its recipe and oracle drive the
+    # integration runner; "" = the ticket's trial (a Change at the offset, the default oracle).
+    hazard: str = ""
     # Where it came from, for messages only: two scenarios with equal content are equal.
     source: str = field(default="<scenario>", compare=False)
 
@@ -250,6 +253,7 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "seed": self.seed,
+            **({"hazard": self.hazard} if self.hazard else {}),
             "target": target,
             "mock": {
                 "policy": self.mock.policy,
@@ -421,6 +425,9 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         raise _error(source, "name", "a name made of [a-z0-9._-]+", name)
     description = _string(top.take("description", ""), source, "description")
     seed = _int(top.take("seed", 0), source, "seed")
+    hazard = _string(top.take("hazard", ""), source, "hazard")
+    if hazard and not _NAME_RE.fullmatch(hazard):
+        raise _error(source, "hazard", "a hazard id made of [a-z0-9._-]+ (race-harness hazards lists them)", hazard)
 
     target = _parse_target(top.sub("target"))
     mock = _parse_mock(top.sub("mock"))
@@ -450,6 +457,7 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         thresholds=thresholds,
         simulate=simulate,
         gate=gate,
+        hazard=hazard,
         source=source,
     )
 

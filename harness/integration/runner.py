@@ -8,6 +8,12 @@ wait (bounded) for the service's invoice, then judge from the mock's audit.
 
 The mock has one hook configuration (as VTEX has one per account), so the
 services of a scenario run one after another, each in its own block.
+
+A scenario naming a hazard (`hazard = "<id>"`, harness.hazards) swaps in that hazard's recipe and
+oracle: what the harness does at t_hook + offset (a Change, an order cancel, two Changes, or
+nothing), whether it starts handling itself, which statuses the service is notified of, and the
+invariants the trial is judged by. Without one, the trial is the ticket's (a Change, the default
+oracle).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from harness.core import history as h
 from harness.core.plan import PlannedTrial
 from harness.core.results import TrialResult, integration_result
 from harness.errors import TargetError
+from harness.hazards import get_hazard
+from harness.hazards.base import Hazard, Recipe, default_judge
 from harness.integration.services import SERVICE_START_S, running
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner
@@ -28,9 +36,19 @@ HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 _AUDIT_POLL_S = 0.05
 _EXTRA_INVOICE_GRACE_MS = 300.0  # after the first invoice is seen: time for an extra one to show
 _DUPLICATE_GRACE_MS = 500.0  # after the last planned copy of the trigger hook: time for the service to act
+_SECOND_CHANGE_MS = 20.0  # recipe "two-changes": the second Change follows the first by this much
 
 
 class IntegrationRunner(Runner):
+    @property
+    def _hazard(self) -> Hazard | None:
+        return get_hazard(self.scenario.hazard) if self.scenario.hazard else None
+
+    @property
+    def _recipe(self) -> Recipe:
+        hazard = self._hazard
+        return hazard.recipe if hazard is not None else Recipe()
+
     async def _execute(self, client: OrdersClient, stop: asyncio.Event) -> None:
         integ = self.scenario.target.integration
         assert integ is not None
@@ -46,7 +64,8 @@ class IntegrationRunner(Runner):
         """Point the mock's order hook at the service; the mock pings it, which may need a few tries."""
         integ = self.scenario.target.integration
         headers = dict(integ.headers) if integ is not None else {}
-        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]}, "hook": {"url": hook_url, "headers": headers}}
+        body = {"filter": {"type": "FromWorkflow", "status": list(self._recipe.hook_statuses)},
+                "hook": {"url": hook_url, "headers": headers}}
         deadline = time.monotonic() + SERVICE_START_S
         while True:
             event = await client.call(None, "hook_config", "POST", "/api/orders/hook/config", json=body)
@@ -70,27 +89,46 @@ class IntegrationRunner(Runner):
             return self._failed(p, hist, t_hook, began, "", f"create order: {created.error or created.status}")
         order_id = created.response_body["orderId"]
         initial = int(created.response_body["value"])
-        handled = await client.call(hist, h.START_HANDLING, "POST", f"/api/oms/pvt/orders/{order_id}/start-handling",
-                                    headers={HOOK_DELAY_HEADER: f"{integ.hook_delay_ms:.3f}"}, deadline_ns=start_ns)
-        if not handled.ok:
-            return self._failed(p, hist, t_hook, began, order_id,
-                                f"start-handling: {handled.error or handled.status}")
-        change = await client.change(hist, order_id, self._change_body, t_hook + round(p.offset_ms * 1e6),
-                                     p.change_delay_ms)
+        recipe = self._recipe
+        if recipe.start_handling:
+            handled = await client.call(hist, h.START_HANDLING, "POST",
+                                        f"/api/oms/pvt/orders/{order_id}/start-handling",
+                                        headers={HOOK_DELAY_HEADER: f"{integ.hook_delay_ms:.3f}"}, deadline_ns=start_ns)
+            if not handled.ok:
+                return self._failed(p, hist, t_hook, began, order_id,
+                                    f"start-handling: {handled.error or handled.status}")
+        action = await self._act(client, hist, recipe, order_id, t_hook + round(p.offset_ms * 1e6), p)
+        change = action if action is not None and action.kind == h.CHANGE else None
         # With a delivery plan, the duplicate copies still come after the invoice: judge once they had
         # time to arrive and be acted on, so a service invoicing per copy shows its extra invoices.
         hold_ns = (t_hook + round((integ.extra_delay_ms + _DUPLICATE_GRACE_MS) * 1e6)
                    if integ.duplicate_rate > 0 or integ.extra_delay_ms > 0 else 0)
-        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), change,
-                                          hold_ns)
+        audit = await self._await_invoice(client, order_id, t_hook + round(integ.invoice_wait_ms * 1e6), hold_ns)
+        hazard = self._hazard
+        judged = (hazard.judge if hazard is not None else default_judge)(action, audit)
         result = integration_result(trial_id=p.trial_id, seq=p.seq, guard=p.guard, offset_ms=p.offset_ms,
                                     order_id=order_id, initial_value=initial, change=change, audit=audit,
+                                    judged=judged, trigger=recipe.trigger,
                                     t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6,
                                     tolerance_ms=self.scenario.timing_tolerance_ms)
         return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
 
+    async def _act(self, client: OrdersClient, hist: h.TrialHistory, recipe: Recipe, order_id: str,
+                   at_ns: int, p: PlannedTrial) -> h.RequestEvent | None:
+        """What the harness does to the order at t_hook + offset; the event the oracle judges (the first
+        Change for "two-changes": the second one is in the history and the audit)."""
+        if recipe.action == "nothing":
+            return None
+        if recipe.action == "cancel":
+            return await client.call(hist, h.CANCEL, "POST", f"/api/oms/pvt/orders/{order_id}/cancel", deadline_ns=at_ns)
+        first = await client.change(hist, order_id, self._change_body, at_ns, p.change_delay_ms)
+        if recipe.action == "two-changes":
+            await client.change(hist, order_id, self._change_body, at_ns + round(_SECOND_CHANGE_MS * 1e6),
+                                p.change_delay_ms)
+        return first
+
     async def _await_invoice(self, client: OrdersClient, order_id: str, wait_until_ns: int,
-                             change: h.RequestEvent, hold_ns: int = 0) -> dict[str, Any] | None:
+                             hold_ns: int = 0) -> dict[str, Any] | None:
         """The audit once the service invoiced, every Change finished and `hold_ns` passed, or at the bounds."""
         settle_until = wait_until_ns + round((self.scenario.guards.timeout_ms + 1000) * 1e6)
         while True:
