@@ -28,6 +28,8 @@ CHANGES = "/api/order-system/orders/{changeOrderId}/changes"
 CHANGE_DETAIL = "/api/order-system/orders/{changeOrderId}/changes/{changeRequestId}"
 OMS_CHANGES = "/api/oms/pvt/orders/{orderId}/changes"
 HOOK_CONFIG = "/api/orders/hook/config"
+FEED = "/api/orders/feed"
+FEED_CONFIG = "/api/orders/feed/config"
 
 # --- admin API ---------------------------------------------------------------------------
 ADMIN_PREFIX = "/_mock"

@@ -312,6 +312,7 @@ class Order:
     status_history: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
+    feed: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # Feed v3 events (feed.py)
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
@@ -411,6 +412,7 @@ class Order:
             "changes": [c.audit_view() for c in self.changes] + [r.audit_view() for r in self.refused_changes],
             "statusHistory": list(self.status_history),
             "hooks": list(self.hooks),
+            "feed": list(self.feed),
         }
 
 
