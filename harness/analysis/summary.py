@@ -177,7 +177,10 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
     `round_trip_ms` = the receiving service's answer time. `services` holds, per service:
     `deliveries` (attempts sent), `delivered` (attempts answered 200), `failed_attempts`,
     `duplicates` (extra copies the delivery plan sent), `retries`, and `extra_invoices`
-    (invoice requests beyond a trial's first, by HTTP status: accepted or refused).
+    (invoice requests beyond a trial's first, by HTTP status: accepted or refused). Feed delivery
+    (the audit's `feed` records) adds `feed`: `events` enqueued, `duplicates` (second copies of
+    the plan), `reads` (items handed to the service), `redeliveries` (reads after a visibility
+    timeout: an item it did not commit in time), `committed`, `dropped`.
     """
     late: list[float] = []
     rtt: list[float] = []
@@ -202,6 +205,8 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
                 svc["failed_attempts"] += 1
             svc["duplicates"] += int(bool(d.get("copy")))
             svc["retries"] += int((d.get("attempt") or 0) > 1)
+        if audit.get("feed"):
+            _count_feed(svc.setdefault("feed", dict.fromkeys(_FEED_COUNTS, 0)), audit["feed"])
         for inv in (audit.get("invoices") or [])[1:]:
             key = str(inv.get("status"))
             svc["extra_invoices"][key] = svc["extra_invoices"].get(key, 0) + 1
@@ -209,6 +214,22 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
             "lateness_ms": quantiles(pd.Series(late, dtype=float)),
             "round_trip_ms": quantiles(pd.Series(rtt, dtype=float)),
             "services": services}
+
+
+_FEED_COUNTS = ("events", "duplicates", "reads", "redeliveries", "committed", "dropped")
+
+
+def _count_feed(counts: dict[str, int], records: Iterable[Mapping[str, Any]]) -> None:
+    for f in records:
+        event = f.get("event")
+        if event == "enqueued":
+            counts["events"] += 1
+            counts["duplicates"] += int(bool(f.get("copy")))
+        elif event == "read":
+            counts["reads"] += 1
+            counts["redeliveries"] += int((f.get("receive") or 1) > 1)
+        elif event in ("committed", "dropped"):
+            counts[str(event)] += 1
 
 
 def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateReport,
