@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"built-in scenario name or TOML path (default {DEFAULT_SCENARIO})")
         s.add_argument("--target-url", help="run against this server instead of the embedded mock")
-        s.add_argument("--hook-url", help="integration mode: the hook URL of your running integration, which "
+        delivery = s.add_mutually_exclusive_group()
+        delivery.add_argument("--feed", action="store_true",
+                              help="integration mode over Feed v3: your running integration (at the mock of "
+                                   "--target-url) reads and commits the feed, which the harness configures; it is "
+                                   "named 'integration' in the report")
+        delivery.add_argument("--hook-url", help="integration mode: the hook URL of your running integration, which "
                        "invoices on its own (it is named 'integration' in the report)")
         s.add_argument("--trials", type=int, help="trials per offset (overrides the scenario)")
         s.add_argument("--seed", type=int, help="plan seed (overrides the scenario)")
@@ -316,13 +321,16 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
 
     sim_only = [flag for flag, value in (("--latency", args.latency), ("--workers", args.workers),
                                          ("--sim-transport", args.sim_transport != "direct" or None)) if value]
-    if args.simulate and (args.target_url or args.hook_url):
-        raise RaceHarnessError("--simulate runs its own in-process mock: drop --target-url / --hook-url")
+    if args.simulate and (args.target_url or args.hook_url or args.feed):
+        raise RaceHarnessError("--simulate runs its own in-process mock: drop --target-url / --hook-url / --feed")
+    if args.feed and not args.target_url:
+        raise RaceHarnessError("--feed judges a service already reading a mock's feed: give that mock's URL "
+                               "with --target-url")
     if sim_only and not args.simulate:
         raise RaceHarnessError(f"{', '.join(sim_only)}: only with --simulate")
     scenario = load_scenario(args.scenario).with_overrides(
-        trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url
-    )
+        trials_per_offset=args.trials, seed=args.seed, target_url=args.target_url, hook_url=args.hook_url,
+        feed=args.feed)
     if args.simulate:
         from harness.sim.run import run_simulated, with_latency
 
@@ -463,6 +471,12 @@ def _print_summary(summary: dict[str, Any], html: Path) -> None:
     for name, svc in ((summary.get("hooks") or {}).get("services") or {}).items():
         extra = svc.get("extra_invoices") or {}
         extras = ", ".join(f"{n} x HTTP {status}" for status, n in sorted(extra.items())) or "none"
+        feed = svc.get("feed")
+        if feed:
+            print(f"  {name:15s} feed: {feed['events']} events ({feed['duplicates']} duplicates), {feed['reads']} "
+                  f"read, {feed['redeliveries']} redelivered after the visibility timeout, {feed['committed']} "
+                  f"committed; extra invoices: {extras}")
+            continue
         print(f"  {name:15s} hooks: {svc['deliveries']} sent, {svc['delivered']} accepted (200), "
               f"{svc['failed_attempts']} failed, {svc['duplicates']} duplicates, {svc['retries']} retries, "
               f"{svc.get('reorders', 0)} reordered; "

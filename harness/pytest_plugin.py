@@ -14,12 +14,12 @@ Fixtures:
   Its `.url` is known before your service starts: point the service at it, then pass
   `target_url=race_mock.url` (and the service's `hook_url=`) to `run_integration_scenario`.
 - `run_integration_scenario(scenario, *, services=None, target_url=None, hook_url=None,
-  trials=None, seed=None, offsets_ms=None)`: runs a scenario (a built-in scenario's name or a TOML path) into
+  feed=False, trials=None, seed=None, offsets_ms=None)`: runs a scenario (a built-in scenario's name or a TOML path) into
   `tmp_path` as `race-harness check` does (rounds that stop once the gate decides) and returns a
   `RunSummary`. Without `target_url` the run has its own embedded mock
   and starts each service from the scenario's `command` (`{api_url}` = that mock); with
-  `hook_url` one already-running service named "integration" is judged by the scenario's race
-  bounds (harness.core.scenario.integration_thresholds). `services` keeps only the named
+  `hook_url` (or `feed=True`: it reads the mock's Feed v3) one already-running service named
+  "integration" is judged by the scenario's race bounds (harness.core.scenario.integration_thresholds). `services` keeps only the named
   services; `offsets_ms` replaces the sweep's offsets (fewer bins, fewer trials). Call it from synchronous tests (it runs its own event loop).
 
 - `race_scorecard(*, target_url, hook_url, hazards=None, trials=None) -> Scorecard`: runs
@@ -168,8 +168,8 @@ def race_mock(race_mock_server: MockHandle) -> MockHandle:
 
 @pytest.fixture
 def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
-    """`run_integration_scenario(scenario, *, services=None, target_url=None, hook_url=None, trials=None,
-    seed=None, offsets_ms=None) -> RunSummary` (see the module docstring)."""
+    """`run_integration_scenario(scenario, *, services=None, target_url=None, hook_url=None, feed=False,
+    trials=None, seed=None, offsets_ms=None) -> RunSummary` (see the module docstring)."""
     from harness.analysis.rounds import threshold_decide
     from harness.core.adaptive import CHECK_BUDGET_GRIDS
     from harness.core.scenario import load_scenario
@@ -178,13 +178,13 @@ def run_integration_scenario(tmp_path: Path) -> Callable[..., RunSummary]:
     from harness.report import build_report
 
     def _run(scenario: str | Path, *, services: Sequence[str] | None = None, target_url: str | None = None,
-             hook_url: str | None = None, trials: int | None = None, seed: int | None = None,
-             offsets_ms: Sequence[float] | None = None) -> RunSummary:
+             hook_url: str | None = None, feed: bool = False, trials: int | None = None,
+             seed: int | None = None, offsets_ms: Sequence[float] | None = None) -> RunSummary:
         loaded = load_scenario(scenario)
         if services is not None:
             loaded = loaded.with_services(services)
         loaded = loaded.with_overrides(trials_per_offset=trials, seed=seed, target_url=target_url,
-                                       hook_url=hook_url, offsets_ms=offsets_ms)
+                                       hook_url=hook_url, offsets_ms=offsets_ms, feed=feed)
         # As `race-harness check` runs it: rounds that stop once the gate decides, within a budget.
         rounds = RoundLoop(loaded, threshold_decide(loaded.thresholds, loaded.gate),
                            max_trials=loaded.gate.max_trials or CHECK_BUDGET_GRIDS * loaded.n_trials,

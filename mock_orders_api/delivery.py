@@ -4,9 +4,9 @@
   `POST /api/orders/hook/config` (pinged first: the URL must answer
   `{"hookConfig": "ping"}` with 200) or at startup (`--hook-url`,
   `MOCK_HOOK_URL`; not pinged, the receiver may start later).
-* Filters: `FromWorkflow` delivers the listed statuses. `FromOrders` stores its
-  JSONata `expression` but does not evaluate it: every status change is
-  delivered (as with `disableSingleFire: true`).
+* Filters (domain/filters.py): `FromWorkflow` delivers the listed statuses; `FromOrders`
+  evaluates its JSONata `expression` over the order JSON at each status change and
+  delivers once per order unless `disableSingleFire` (the dispatcher's `FilterGate`).
 * Delivery never blocks the mock: a status change (always a synchronous
   section on the event loop) only schedules a task. Without a delivery plan the
   tasks of one order are chained, so its notifications arrive in status order.
@@ -16,16 +16,17 @@
   the retry stays within `hook_retry_horizon_s` of the status change and at
   most `hook_retries` times. Every attempt is journaled (`GET /_mock/hooks`,
   and the order's audit under `hooks`).
-* The delivery plan (VTEX hooks and feed are at-least-once, duplicates by
-  design, no ordering guarantee: ERP integration guide and FAQ) is seeded by
-  the mock's seed, the order id and the status, so a trial replays:
+* The delivery plan (`delivery_plan`, shared with the feed in domain/feed.py; VTEX hooks
+  and feed are at-least-once, duplicates by design, no ordering guarantee: ERP integration
+  guide and FAQ) is seeded by the mock's seed, the order id and the status, so a trial replays:
   `hook_duplicate_rate` sends a second copy, `hook_extra_delay_ms` adds an
   extra delay in [0, max] to each copy; with either set an order's
   notifications are not chained (they may arrive out of status order). Each
   journal entry carries `copy` (0 = original, 1 = duplicate) and `extraDelayMs`.
 * A pinned delay (`hook_delay_ms`, or the `X-Mock-Hook-Delay-Ms` header on the
   request that changes the status) makes the first attempt go out that long
-  after the status change, so a harness knows when the hook will arrive.
+  after the status change, so a harness knows when the hook will arrive (the
+  feed uses the same pinned delay for when the event becomes visible).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mock_orders_api.config import MockConfig
+from mock_orders_api.domain.filters import FilterGate
 from mock_orders_api.domain.hooks import ACCOUNT, CREATED_LAST_STATE, ORIGIN_KEY, HookConfig, domain_of, startup_hook
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest
@@ -53,6 +55,18 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE_MS = 100.0  # retry n (1-based) goes RETRY_BASE_MS * 2**(n-1) after the failed attempt
 MAX_PENDING = 10_000  # scheduled deliveries not yet finished; beyond that a notification is dropped
+
+
+def delivery_plan(settings: MockConfig, order: Order) -> tuple[float, ...]:
+    """The seeded plan of the notification of `order`'s current status: the extra delay (ms) of
+    each copy (one copy, or two when the plan duplicates it). Same seed, order, status and
+    history length: same plan, for the hook and the feed alike."""
+    if settings.hook_duplicate_rate <= 0 and settings.hook_extra_delay_ms <= 0:
+        return (0.0,)
+    rng = random.Random(f"{settings.seed}:{order.order_id}:{order.status}:{len(order.status_history)}")
+    copies = 2 if rng.random() < settings.hook_duplicate_rate else 1
+    return tuple(round(rng.uniform(0.0, settings.hook_extra_delay_ms), 3) if settings.hook_extra_delay_ms > 0
+                 else 0.0 for _ in range(copies))
 
 
 @dataclass
@@ -87,6 +101,7 @@ class HookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tails: dict[str, asyncio.Task[None]] = {}  # last scheduled delivery of each order
         self._delay_override: float | None = None
+        self.gate = FilterGate()  # FromOrders single fire: orders already notified
 
     @property
     def pending(self) -> int:
@@ -104,13 +119,17 @@ class HookDispatcher:
         finally:
             self._delay_override = saved
 
+    def delay_ms(self) -> float:
+        """The delay of a notification made now: pinned by `delay()`, else `hook_delay_ms`."""
+        return self._settings().hook_delay_ms if self._delay_override is None else self._delay_override
+
     # --- scheduling (synchronous, on the event loop) ---------------------------------
     def on_status(self, order: Order, previous: str | None, ns: int) -> None:
         hook = self.config
-        if hook is None or not hook.matches(order.status):
+        if hook is None or not self.gate.admits(hook.filter, order):
             return
         settings = self._settings()
-        delay_ms = settings.hook_delay_ms if self._delay_override is None else self._delay_override
+        delay_ms = self.delay_ms()
         history = order.status_history
         if previous is None:
             last_state = CREATED_LAST_STATE.get(order.status, "window-to-cancel")
@@ -124,13 +143,10 @@ class HookDispatcher:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"content-type": "application/json", **hook.headers}
         planned = settings.hook_duplicate_rate > 0 or settings.hook_extra_delay_ms > 0
-        rng = random.Random(f"{settings.seed}:{order.order_id}:{order.status}:{len(history)}")
-        copies = 2 if planned and rng.random() < settings.hook_duplicate_rate else 1
-        for copy in range(copies):
-            extra = rng.uniform(0.0, settings.hook_extra_delay_ms) if settings.hook_extra_delay_ms > 0 else 0.0
+        for copy, extra in enumerate(delivery_plan(settings, order)):
             delivery = _Delivery(order=order, state=order.status, last_state=last_state, body=body, url=hook.url,
                                  headers=headers, change_ns=ns, due_ns=ns + round((delay_ms + extra) * 1e6),
-                                 copy=copy, extra_delay_ms=round(extra, 3))
+                                 copy=copy, extra_delay_ms=extra)
             self._schedule(delivery, chained=not planned)
 
     def _schedule(self, delivery: _Delivery, chained: bool) -> None:
@@ -240,6 +256,7 @@ class HookDispatcher:
         self._tasks.clear()
         self._tails.clear()
         self.journal.clear()
+        self.gate.clear()
 
     async def aclose(self) -> None:
         """Cancel pending deliveries and close the client (app shutdown)."""

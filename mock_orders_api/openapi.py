@@ -24,7 +24,7 @@ if _SPEC is None or not _SPEC.submodule_search_locations:
 SWAGGER_UI_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "static"
 ASSETS_PATH = "/docs/assets"
 _DESCRIPTION = ("A stateful mock of the VTEX Orders API parts that ticket 1348894 touches: asynchronous Changes, "
-                "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), audit and "
+                "invoices, a vulnerable and a strict policy, order hooks (status-change notifications), Orders Feed v3, audit and "
                 "journal under /_mock.")
 _ERROR_SCHEMA = {
     "type": "object", "required": ["error"],

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mock_orders_api.delivery import HookDispatcher
+from mock_orders_api.delivery import HookDispatcher, delivery_plan
 from mock_orders_api.domain import cancellation, changes, invoices
+from mock_orders_api.domain.feed import FeedQueue
 from mock_orders_api.config import MockConfig
 from mock_orders_api.errors import Conflict, NotFound, TooManyRequests
 from mock_orders_api.faults import FaultSchedule
@@ -54,6 +55,9 @@ class MockState:
         # Order hooks: every status change (creation included) goes through store.listeners.
         self.hooks = HookDispatcher(lambda: self.config, config.journal_size, clock=clock)
         self.store.listeners.append(self.hooks.on_status)
+        # Feed v3: the same status changes, the hook's pinned delay and seeded delivery plan.
+        self.feed = FeedQueue(lambda: self.config, self.hooks.delay_ms, delivery_plan)
+        self.store.listeners.append(self.feed.on_status)
 
     # --- time -------------------------------------------------------------
     def order(self, order_id: str, now_ns: int) -> Order:
@@ -121,6 +125,7 @@ class MockState:
         self.journal.clear()
         self.evicted = 0
         self.hooks.reset()  # pending deliveries canceled, deliveries forgotten; the hook config stays
+        self.feed.reset()  # queued events forgotten; the feed config stays
         self.rng = random.Random(self.config.seed)
         self.limiter.reset()
         self.faults.reset()

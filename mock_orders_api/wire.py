@@ -12,7 +12,8 @@ from __future__ import annotations
 APP_KEY_HEADER = "X-VTEX-API-AppKey"
 APP_TOKEN_HEADER = "X-VTEX-API-AppToken"
 ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"
-# Mock only: pin the delay of this request's Change / of the hook notification of its status change.
+# Mock only: pin the delay of this request's Change / of the hook notification of its status change
+# (and of its Feed v3 event's visibility).
 CHANGE_DELAY_HEADER = "X-Mock-Change-Delay-Ms"
 HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
 # Mock only: pin how this request's Change ends ("done" or "canceled"), overriding change_cancel_rate.
@@ -34,6 +35,8 @@ CHANGES = "/api/order-system/orders/{changeOrderId}/changes"
 CHANGE_DETAIL = "/api/order-system/orders/{changeOrderId}/changes/{changeRequestId}"
 OMS_CHANGES = "/api/oms/pvt/orders/{orderId}/changes"
 HOOK_CONFIG = "/api/orders/hook/config"
+FEED = "/api/orders/feed"
+FEED_CONFIG = "/api/orders/feed/config"
 
 # --- admin API ---------------------------------------------------------------------------
 ADMIN_PREFIX = "/_mock"

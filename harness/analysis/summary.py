@@ -179,6 +179,9 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
     `duplicates` (extra copies the delivery plan sent), `retries`, `reorders` (pairs of a trial's
     notifications that reached the service in the opposite order of their status changes), and
     `extra_invoices` (invoice requests beyond a trial's first, by HTTP status: accepted or refused).
+    Feed delivery (the audit's `feed` records) adds `feed`: `events` enqueued, `duplicates` (second
+    copies of the plan), `reads` (items handed to the service), `redeliveries` (reads after a
+    visibility timeout: an item it did not commit in time), `committed`, `dropped`.
     """
     late: list[float] = []
     rtt: list[float] = []
@@ -204,6 +207,8 @@ def hook_stats(audits: Iterable[Mapping[str, Any]],
             svc["duplicates"] += int(bool(d.get("copy")))
             svc["retries"] += int((d.get("attempt") or 0) > 1)
         svc["reorders"] += _reorders(audit.get("hooks") or [])
+        if audit.get("feed"):
+            _count_feed(svc.setdefault("feed", dict.fromkeys(_FEED_COUNTS, 0)), audit["feed"])
         for inv in (audit.get("invoices") or [])[1:]:
             key = str(inv.get("status"))
             svc["extra_invoices"][key] = svc["extra_invoices"].get(key, 0) + 1
@@ -225,6 +230,22 @@ def _reorders(deliveries: Iterable[Mapping[str, Any]]) -> int:
             first[key] = (int(d["sentNs"]), int(d["changeNs"]))
     changes = [change for _, change in sorted(first.values())]
     return sum(1 for i, a in enumerate(changes) for b in changes[i + 1:] if b < a)
+
+
+_FEED_COUNTS = ("events", "duplicates", "reads", "redeliveries", "committed", "dropped")
+
+
+def _count_feed(counts: dict[str, int], records: Iterable[Mapping[str, Any]]) -> None:
+    for f in records:
+        event = f.get("event")
+        if event == "enqueued":
+            counts["events"] += 1
+            counts["duplicates"] += int(bool(f.get("copy")))
+        elif event == "read":
+            counts["reads"] += 1
+            counts["redeliveries"] += int((f.get("receive") or 1) > 1)
+        elif event in ("committed", "dropped"):
+            counts[str(event)] += 1
 
 
 def build_summary(df: pd.DataFrame, run_meta: Mapping[str, Any], *, gate: GateReport,

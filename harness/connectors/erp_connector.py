@@ -66,6 +66,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from aiohttp import web
 
+from harness.connectors.feed import FeedReader
+
 log = logging.getLogger("erp_connector")
 
 Mode = Literal["naive", "guarded", "robust"]
@@ -766,7 +768,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shutdown-grace-s", type=_positive_float, default=5.0,
                    help="on SIGTERM, wait this long for in-flight invoices before abandoning them")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--source", choices=("hook", "feed"), default="hook",
+                   help="hook: act on POST /hook (default); feed: poll Orders Feed v3, invoice `handling` "
+                        "orders, commit each item once handled (harness/connectors/feed.py)")
+    p.add_argument("--feed-poll-ms", type=_positive_float, default=200.0,
+                   help="--source feed: wait between reads of an empty feed (default %(default)s); the "
+                        "reaction time it adds widens the residual race window")
     return p
+
+
+def _start_feed(args: argparse.Namespace, connector: ErpConnector, stop: asyncio.Event) -> asyncio.Task[None]:
+    """--source feed: the feed reader invokes the same invoicing as the hook, and commits after it."""
+    headers = {name: value for name, value in (("X-VTEX-API-AppKey", os.environ.get("VTEX_APP_KEY")),
+                                               ("X-VTEX-API-AppToken", os.environ.get("VTEX_APP_TOKEN"))) if value}
+    reader = FeedReader(args.api_url, lambda order_id, _state: connector.invoice_order(order_id), headers=headers,
+                        poll_interval_s=args.feed_poll_ms / 1000, request_timeout_s=args.request_timeout_s)
+    return asyncio.create_task(reader.run(stop, args.shutdown_grace_s), name="feed reader")
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -806,8 +823,11 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still raises KeyboardInterrupt
             loop.add_signal_handler(sig, stop.set)
+    feed = _start_feed(args, connector, stop) if args.source == "feed" else None
     try:
         await stop.wait()
+        if feed is not None:
+            await feed  # stops polling, drains the items being handled
     finally:
         log.info("stopping: no new hooks, draining in-flight invoices (<= %g s)", args.shutdown_grace_s)
         await site.stop()

@@ -55,7 +55,7 @@ class TrialResult:
     change_acted_ms: float  # server: when the mock acted on it (NaN if unknown)
     invoice_acted_ms: float
     change_finished_ms: float  # server: when the Change applied (NaN if never)
-    hook_sent_ms: float  # integration mode: when the mock sent the handling hook (NaN otherwise)
+    hook_sent_ms: float  # integration mode: when the mock sent the handling hook (feed: made its event visible)
     client_offset_error_ms: float  # (invoice_sent - change_sent) - offset, unguarded only
     server_offset_error_ms: float  # (invoice_acted - change_acted) - offset, unguarded only
     guard_cost_ms: float  # invoice_sent - invoice_planned (what the guard waited)
@@ -234,21 +234,28 @@ def setup_failed_result(*, trial_id: int, seq: int, guard: str, offset_ms: float
 def integration_result(*, trial_id: int, seq: int, guard: str, offset_ms: float, order_id: str, initial_value: int,
                        change: RequestEvent | None, audit: dict[str, Any] | None, t0_ns: int,
                        duration_ms: float, tolerance_ms: float, judged: tuple[Outcome, str] | None = None,
-                       trigger: str = "handling") -> TrialResult:
+                       trigger: str = "handling", delivery: str = "hook") -> TrialResult:
     """Integration mode: judge one trial from the mock's audit (the service's own requests are not ours).
 
-    `guard` names the service under test; t0 is the handling hook's planned
-    delivery and `offset_ms` is t_change - t_hook. `late`: the server-side
-    offset error ((Change acted - hook sent) - offset) exceeds `tolerance_ms`.
+    `guard` names the service under test; t0 is the trigger notification's planned
+    delivery and `offset_ms` is t_change - t_hook. With `delivery` "feed" the trigger is
+    when the event became visible in the feed (the earliest copy's `visibleNs`) and
+    `offset_ms` is t_change - t_visible. `late`: the server-side offset error
+    ((Change acted - trigger) - offset) exceeds `tolerance_ms`.
     `judged`: the outcome a hazard's oracle gave (harness.hazards), else integration mode's own;
-    `change` is None when the harness sent no Change (a hazard's recipe), `trigger` the hook's status."""
+    `change` is None when the harness sent no Change (a hazard's recipe), `trigger` the notification's status."""
     outcome, detail = judged if judged is not None else integration_outcome(change, audit)
     invoices = (audit or {}).get("invoices") or []
     invoice = next((i for i in invoices if i.get("accepted")), invoices[0] if invoices else {})
     checked = cross_check(outcome, bool(invoice.get("accepted")), change is not None and change.ok, audit)
     a_change = audit_change(audit)
-    hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == trigger and k.get("sentNs")]
-    hook_sent = rel_ms(hooks[0]["sentNs"] if hooks else None, t0_ns)
+    if delivery == "feed":
+        visible = [f["visibleNs"] for f in (audit or {}).get("feed") or []
+                   if f.get("event") == "enqueued" and f.get("state") == trigger and f.get("visibleNs")]
+        hook_sent = rel_ms(min(visible) if visible else None, t0_ns)
+    else:
+        hooks = [k for k in (audit or {}).get("hooks") or [] if k.get("state") == trigger and k.get("sentNs")]
+        hook_sent = rel_ms(hooks[0]["sentNs"] if hooks else None, t0_ns)
     change_sent = rel_ms(change.sent_ns if change is not None else None, t0_ns)
     change_acted = rel_ms(a_change.get("actedNs"), t0_ns)
     invoice_acted = rel_ms(invoice.get("actedNs"), t0_ns)

@@ -51,10 +51,10 @@ DEFAULT_SIM_LATENCY = "lognormal:0.3,0.3"
 
 @dataclass(frozen=True)
 class Service:
-    """An integration under test: it receives order hooks and calls the Orders API itself."""
+    """An integration under test: it receives order hooks (or reads the feed) and calls the Orders API itself."""
 
     name: str
-    hook_url: str  # may hold {port}: a free loopback port the harness picks
+    hook_url: str | None  # may hold {port}: a free loopback port the harness picks; None with delivery "feed"
     command: tuple[str, ...] = ()  # optional: the harness starts it ({python}, {port}, {api_url})
 
 
@@ -63,13 +63,20 @@ class Integration:
     """Integration mode: the harness triggers `handling`, the service invoices on its own."""
 
     services: tuple[Service, ...]
-    hook_delay_ms: float = 600.0  # the mock delivers the handling hook this long after start-handling
+    # the mock delivers the handling hook (feed: makes its event visible) this long after start-handling
+    hook_delay_ms: float = 600.0
     invoice_wait_ms: float = 5000.0  # bound on waiting for the service's invoice after the hook
     headers: tuple[tuple[str, str], ...] = ()  # sent with every hook (e.g. a shared secret the service checks)
     # The mock's seeded delivery plan (VTEX: at-least-once, no ordering guarantee): the probability
     # that a notification is sent twice, and the largest extra delay of each copy.
     duplicate_rate: float = 0.0
     extra_delay_ms: float = 0.0
+    # "hook": the mock POSTs the handling notification to each service's hook_url; "feed": the
+    # harness configures Feed v3 and each service reads (and commits) the handling event itself.
+    delivery: str = "hook"
+
+
+DELIVERIES = ("hook", "feed")
 
 
 @dataclass(frozen=True)
@@ -239,13 +246,15 @@ class Scenario:
         integ = self.target.integration
         if integ is not None:
             target["integration"] = {
+                **({"delivery": integ.delivery} if integ.delivery != "hook" else {}),
                 "hook_delay_ms": integ.hook_delay_ms,
                 "invoice_wait_ms": integ.invoice_wait_ms,
-                "headers": dict(integ.headers),
+                **({"headers": dict(integ.headers)} if integ.delivery == "hook" else {}),
                 "duplicate_rate": integ.duplicate_rate,
                 "extra_delay_ms": integ.extra_delay_ms,
                 "services": [
-                    {"name": sv.name, "hook_url": sv.hook_url, **({"command": list(sv.command)} if sv.command else {})}
+                    {"name": sv.name, **({"hook_url": sv.hook_url} if sv.hook_url is not None else {}),
+                     **({"command": list(sv.command)} if sv.command else {})}
                     for sv in integ.services
                 ],
             }
@@ -307,12 +316,14 @@ class Scenario:
         target_url: str | None = None,
         hook_url: str | None = None,
         offsets_ms: Iterable[float] | None = None,
+        feed: bool = False,
     ) -> Scenario:
         """A copy with command-line overrides applied (None = keep); values are validated.
 
-        `hook_url` turns the scenario into integration mode against one running
-        service named "integration". Its thresholds are `integration_thresholds` (the
-        scenario's race bounds re-aimed at it): an unknown service is never judged by nothing.
+        `hook_url` (or `feed`: the service reads Feed v3 instead) turns the scenario into
+        integration mode against one running service named "integration". Its thresholds are
+        `integration_thresholds` (the scenario's race bounds re-aimed at it): an unknown service
+        is never judged by nothing.
         """
         src = self.source
         out = self
@@ -323,13 +334,18 @@ class Scenario:
             out = replace(out, sweep=replace(out.sweep, offsets_ms=offsets))
             if out.target.integration is not None:
                 _check_hook_delay(out.target.integration, out.sweep, src)
-        if hook_url is not None:
-            url = _url(hook_url, src, "target.integration.hook_url (override)")
+        if hook_url is not None and feed:
+            raise ScenarioError(f"{src}: a hook URL and the feed are exclusive: a service gets the handling "
+                                "event one way")
+        if hook_url is not None or feed:
+            url = None if feed else _url(hook_url, src, "target.integration.hook_url (override)")
             old = out.target.integration or Integration(services=())
-            integ = replace(old, services=(Service("integration", url),))
+            integ = replace(old, services=(Service("integration", url),), delivery="feed" if feed else "hook",
+                            headers=() if feed else old.headers)
             _check_hook_delay(integ, out.sweep, src)
+            where = "reading the feed" if feed else f"at {url}"
             out = replace(out, target=replace(out.target, integration=integ),
-                          description=f"Your integration at {url} (scenario {out.name})",
+                          description=f"Your integration {where} (scenario {out.name})",
                           guards=replace(out.guards, names=("integration",)),
                           thresholds=integration_thresholds(out.thresholds))
         if trials_per_offset is not None:
@@ -489,10 +505,16 @@ def _parse_target(t: _Table) -> Target:
 
 
 def _parse_integration(t: _Table) -> Integration:
+    delivery = t.take("delivery", "hook")
+    if delivery not in DELIVERIES:
+        raise _error(t.source, t.path("delivery"), f"one of {list(DELIVERIES)} (how services get the handling "
+                     "event: the mock's hook, or Feed v3 they read)", delivery)
+    feed = delivery == "feed"
     raw = t.take("services")
     path = t.path("services")
     if not isinstance(raw, list) or not raw:
-        raise _error(t.source, path, "a non-empty list of {name, hook_url[, command]} tables", raw)
+        shape = "{name[, command]}" if feed else "{name, hook_url[, command]}"
+        raise _error(t.source, path, f"a non-empty list of {shape} tables", raw)
     services: list[Service] = []
     for n, item in enumerate(raw):
         st = _Table.of(item, t.source, f"{path}[{n}]")
@@ -501,18 +523,27 @@ def _parse_integration(t: _Table) -> Integration:
             raise _error(t.source, st.path("name"), "a name made of [a-z0-9._-]+", name)
         if any(sv.name == name for sv in services):
             raise _error(t.source, st.path("name"), "unique service names", name)
-        hook_url = _string(st.take("hook_url"), t.source, st.path("hook_url"), nonempty=True)
-        _url(hook_url.replace("{port}", "1"), t.source, st.path("hook_url"))
+        hook_url: str | None = None
+        if feed:
+            if "hook_url" in st.data:
+                raise _error(t.source, st.path("hook_url"), 'no hook_url with delivery = "feed" (the service '
+                             "reads the feed; drop hook_url or set delivery = \"hook\")", st.data["hook_url"])
+        else:
+            hook_url = _string(st.take("hook_url"), t.source, st.path("hook_url"), nonempty=True)
+            _url(hook_url.replace("{port}", "1"), t.source, st.path("hook_url"))
         command = st.take("command", [])
         if not isinstance(command, list) or not all(isinstance(c, str) and c for c in command):
             raise _error(t.source, st.path("command"), "a list of non-empty strings (argv)", command)
-        if "{port}" in hook_url and not command:
+        if hook_url is not None and "{port}" in hook_url and not command:
             raise _error(t.source, st.path("hook_url"), "no {port} placeholder unless the harness starts the "
                          "service (command)", hook_url)
         st.finish()
         services.append(Service(name, hook_url, tuple(command)))
     hook_delay = _number(t.take("hook_delay_ms", 600), t.source, t.path("hook_delay_ms"), minimum=0)
     wait = _number(t.take("invoice_wait_ms", 5000), t.source, t.path("invoice_wait_ms"), minimum=0, exclusive=True)
+    if feed and "headers" in t.data:
+        raise _error(t.source, t.path("headers"), 'no hook headers with delivery = "feed" (nothing is sent '
+                     "to the service)", t.data["headers"])
     headers = t.take("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
                                                 for k, v in headers.items()):
@@ -523,7 +554,7 @@ def _parse_integration(t: _Table) -> Integration:
     extra_delay = _number(t.take("extra_delay_ms", 0.0), t.source, t.path("extra_delay_ms"), minimum=0)
     t.finish()
     return Integration(tuple(services), hook_delay, wait, tuple(sorted(headers.items())), duplicate_rate,
-                       extra_delay)
+                       extra_delay, delivery)
 
 
 def _check_hook_delay(integ: Integration, sweep: Sweep, source: str) -> None:

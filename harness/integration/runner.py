@@ -6,7 +6,12 @@ order, trigger `handling` with a pinned hook delay H (so the hook's delivery
 time t_hook is known ahead), send the partial-cancel Change at t_hook + offset,
 wait (bounded) for the service's invoice, then judge from the mock's audit.
 
-The mock has one hook configuration (as VTEX has one per account), so the
+With `delivery = "feed"` the service reads Feed v3 instead: the harness configures the feed
+(FromWorkflow `handling`, emptied first), waits for the service's first read, and the same
+pinned delay H sets when the handling event becomes visible (t_visible = start + H, the
+trigger; offset = t_change - t_visible).
+
+The mock has one hook and one feed configuration (as VTEX has one per appKey), so the
 services of a scenario run one after another, each in its own block.
 
 A scenario naming a hazard (`hazard = "<id>"`, harness.hazards) swaps in that hazard's recipe and
@@ -32,7 +37,9 @@ from harness.integration.services import SERVICE_START_S, running
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner
 
-HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"
+HOOK_DELAY_HEADER = "X-Mock-Hook-Delay-Ms"  # the mock pins the hook's delivery and the feed event's visibility
+FEED_VISIBILITY_S = 30  # a read item not committed within this reappears (VTEX's example config: 250)
+_FEED_RETENTION_S = 345_600  # the least VTEX accepts (4 days)
 _AUDIT_POLL_S = 0.05
 _EXTRA_INVOICE_GRACE_MS = 300.0  # after the first invoice is seen: time for an extra one to show
 _DUPLICATE_GRACE_MS = 500.0  # after the last planned copy of the trigger hook: time for the service to act
@@ -56,8 +63,14 @@ class IntegrationRunner(Runner):
             trials = [p for p in self.plan.trials if p.guard == service.name]
             if not trials or stop.is_set():
                 continue
+            feed = integ.delivery == "feed"
+            reads = await self._configure_feed(client) if feed else 0
             async with running(service, self.base_url) as hook_url:
-                await self._configure_hook(client, service.name, hook_url)
+                if feed:
+                    await self._await_feed_reader(client, service.name, reads)
+                else:
+                    assert hook_url is not None
+                    await self._configure_hook(client, service.name, hook_url)
                 await self._schedule(client, stop, trials)
 
     async def _configure_hook(self, client: OrdersClient, name: str, hook_url: str) -> None:
@@ -75,6 +88,27 @@ class IntegrationRunner(Runner):
                 raise TargetError(f"service {name!r}: hook configuration at {hook_url} failed: "
                                   f"{event.error or f'HTTP {event.status}: {event.response_body}'}")
             await asyncio.sleep(0.2)
+
+    async def _configure_feed(self, client: OrdersClient) -> int:
+        """An empty feed of `handling` events (the previous service's leftovers deleted); returns the
+        feed reads so far, so the service's first read can be told apart."""
+        await client.call(None, "feed_config", "DELETE", "/api/orders/feed/config")  # 404 when none: fine
+        body = {"filter": {"type": "FromWorkflow", "status": ["handling"]},
+                "queue": {"visibilityTimeoutInSeconds": FEED_VISIBILITY_S,
+                          "MessageRetentionPeriodInSeconds": _FEED_RETENTION_S}}
+        event = await client.call(None, "feed_config", "POST", "/api/orders/feed/config", json=body)
+        if not event.ok:
+            raise TargetError(f"feed configuration failed: {event.error or f'HTTP {event.status}: {event.response_body}'}")
+        return int((await client.admin("GET", "/health")).get("feedReads", 0))
+
+    async def _await_feed_reader(self, client: OrdersClient, name: str, reads_before: int) -> None:
+        """Wait (bounded) until the service reads the feed: its trials must not start before it polls."""
+        deadline = time.monotonic() + SERVICE_START_S
+        while int((await client.admin("GET", "/health")).get("feedReads", 0)) <= reads_before:
+            if time.monotonic() >= deadline:
+                raise TargetError(f"service {name!r} did not read the feed (GET /api/orders/feed) within "
+                                  f"{SERVICE_START_S:.0f} s")
+            await asyncio.sleep(0.1)
 
     async def _trial(self, client: OrdersClient, p: PlannedTrial,
                      start_ns: int) -> tuple[TrialResult, list[dict[str, Any]], dict[str, Any] | None]:
@@ -110,7 +144,7 @@ class IntegrationRunner(Runner):
                                     order_id=order_id, initial_value=initial, change=change, audit=audit,
                                     judged=judged, trigger=recipe.trigger,
                                     t0_ns=t_hook, duration_ms=(self.clock.now_ns() - began) / 1e6,
-                                    tolerance_ms=self.scenario.timing_tolerance_ms)
+                                    tolerance_ms=self.scenario.timing_tolerance_ms, delivery=integ.delivery)
         return result, [e.to_json(p.trial_id, p.guard, t_hook) for e in hist.events], audit
 
     async def _act(self, client: OrdersClient, hist: h.TrialHistory, recipe: Recipe, order_id: str,

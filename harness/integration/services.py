@@ -1,5 +1,6 @@
 """The services under test in integration mode: start one (when the scenario gives its command),
-wait until it listens, stop it. A service is a black box reached by its hook URL."""
+wait until it listens, stop it. A service is a black box reached by its hook URL; a feed-reading
+service has none (it calls the mock itself: the runner waits for its first feed read instead)."""
 
 from __future__ import annotations
 
@@ -29,19 +30,21 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.asynccontextmanager
-async def running(service: Service, api_url: str) -> AsyncIterator[str]:
-    """The service's hook URL, with the service started first when the scenario gives its command."""
+async def running(service: Service, api_url: str) -> AsyncIterator[str | None]:
+    """The service's hook URL (None: it reads the feed), with the service started first when the
+    scenario gives its command."""
     if not service.command:
         yield service.hook_url
         return
     port = str(_free_port())
     values = {"python": sys.executable, "port": port, "api_url": api_url}
     argv = [arg.format(**values) for arg in service.command]
-    hook_url = service.hook_url.replace("{port}", port)
+    hook_url = service.hook_url.replace("{port}", port) if service.hook_url is not None else None
     # Own session, killed with the harness (mock_orders_api.lifeline): Ctrl-C is the harness's to handle.
     proc = spawn(argv, env=child_env(), stdout=subprocess.DEVNULL)
     try:
-        await _wait_listening(hook_url, proc, service.name)
+        if hook_url is not None:
+            await _wait_listening(hook_url, proc, service.name)
         yield hook_url
     finally:
         stop_process(proc, 10.0)

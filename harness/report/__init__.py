@@ -265,6 +265,8 @@ def _written(path: Path | None) -> Path:
 def _offset_label(integration: Any) -> str:
     """The mode's offset definition (docs/model.md, docs/integration.md) for the x axis."""
     if integration:
+        if isinstance(integration, dict) and integration.get("delivery") == "feed":
+            return "planned offset t_change − t_visible (ms)"
         return "planned offset t_change − t_hook (ms)"
     return "planned offset t_invoice − t_change (ms)"
 

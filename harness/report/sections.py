@@ -253,13 +253,15 @@ def _integration_facts(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
     integ = ((meta.get("scenario") or {}).get("target") or {}).get("integration")
     if not integ:
         return []
-    facts = [(f"service {sv.get('name')}", f"hook {sv.get('hook_url')}"
+    feed = integ.get("delivery") == "feed"
+    facts = [(f"service {sv.get('name')}", ("reads Feed v3" if feed else f"hook {sv.get('hook_url')}")
               + (f" (started by the harness: {' '.join(sv['command'])})" if sv.get("command") else ""))
              for sv in integ.get("services") or []]
-    facts.append(("hook delivery plan",
+    facts.append(("feed delivery plan" if feed else "hook delivery plan",
                   f"pinned delay {fmt(integ.get('hook_delay_ms'))} ms; duplicate rate {fmt(integ.get('duplicate_rate', 0))}, "
                   f"extra delay up to {fmt(integ.get('extra_delay_ms', 0))} ms (seeded by the run's seed); "
-                  f"offset = t_change − t_hook"))
+                  + ("offset = t_change − t_visible (the handling event visible in the feed)" if feed
+                     else "offset = t_change − t_hook")))
     return facts
 
 

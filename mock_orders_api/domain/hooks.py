@@ -5,9 +5,9 @@ the notification constants. Delivery (scheduling, retries, journal) is in delive
   `POST /api/orders/hook/config` (pinged first: the URL must answer
   `{"hookConfig": "ping"}` with 200) or at startup (`--hook-url`,
   `MOCK_HOOK_URL`; not pinged, the receiver may start later).
-* Filters: `FromWorkflow` delivers the listed statuses. `FromOrders` stores its
-  JSONata `expression` but does not evaluate it: every status change is
-  delivered (as with `disableSingleFire: true`).
+* Filters (domain/filters.py, shared with the feed): `FromWorkflow` delivers the listed
+  statuses (any status string is accepted); `FromOrders` evaluates its JSONata `expression`
+  over the order JSON at each status change, once per order unless `disableSingleFire`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_statuses, check_hook_url
+from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_url
+from mock_orders_api.domain.filters import OrderFilter, parse_filter
 from mock_orders_api.errors import BadRequest, ConfigError
 
 __all__ = ["HOOK_STATUSES", "HookConfig", "domain_of", "parse_hook_config", "startup_hook"]
@@ -33,7 +34,6 @@ MARKETPLACE_STATES = frozenset({"order-created", "payment-pending", "payment-app
 def domain_of(state: str) -> str:
     return "Marketplace" if state in MARKETPLACE_STATES else "Fulfillment"
 
-FILTER_TYPES = ("FromWorkflow", "FromOrders")
 # `LastState` of the notification sent when an order is created (the mock has no earlier
 # states; in VTEX's workflow ready-for-handling follows window-to-cancel).
 CREATED_LAST_STATE = {"ready-for-handling": "window-to-cancel", "waiting-for-fulfillment": "window-to-cancel",
@@ -45,22 +45,15 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 class HookConfig:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    filter_type: str = "FromWorkflow"
-    statuses: tuple[str, ...] | None = None  # FromWorkflow; None = every status
-    expression: str | None = None  # FromOrders (stored, not evaluated)
-    disable_single_fire: bool = False
+    filter: OrderFilter = field(default_factory=OrderFilter)
 
-    def matches(self, status: str) -> bool:
-        return self.filter_type == "FromOrders" or self.statuses is None or status in self.statuses
+    @property
+    def statuses(self) -> tuple[str, ...] | None:
+        return self.filter.statuses
 
     def view(self) -> dict[str, Any]:
         """The config in the shape `POST /api/orders/hook/config` takes."""
-        if self.filter_type == "FromOrders":
-            flt: dict[str, Any] = {"type": "FromOrders", "expression": self.expression,
-                                   "disableSingleFire": self.disable_single_fire}
-        else:
-            flt = {"type": "FromWorkflow", "status": list(self.statuses or HOOK_STATUSES)}
-        return {"filter": flt, "hook": {"url": self.url, "headers": dict(self.headers)}}
+        return {"filter": self.filter.view(HOOK_STATUSES), "hook": {"url": self.url, "headers": dict(self.headers)}}
 
 
 def parse_hook_config(body: Any) -> HookConfig:
@@ -70,38 +63,7 @@ def parse_hook_config(body: Any) -> HookConfig:
     unknown = set(body) - {"filter", "hook"}
     if unknown:
         raise BadRequest(f"hook config: unknown field(s) {sorted(unknown)}; expected 'filter' and 'hook'")
-    flt, hook = body.get("filter"), body.get("hook")
-    if not isinstance(flt, dict):
-        raise BadRequest(f"filter: required, an object {{type, status | expression}}; got {flt!r}")
-    kind = flt.get("type")
-    if kind not in FILTER_TYPES:
-        raise BadRequest(f"filter.type: expected one of {list(FILTER_TYPES)}; got {kind!r}")
-    statuses: tuple[str, ...] | None = None
-    expression: str | None = None
-    single = False
-    if kind == "FromWorkflow":
-        extra = set(flt) - {"type", "status"}
-        if extra:
-            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromWorkflow "
-                             "(use FromOrders for an expression)")
-        if not isinstance(flt.get("status"), list):
-            raise BadRequest(f"filter.status: required with FromWorkflow, a non-empty list of order statuses; "
-                             f"got {flt.get('status')!r}")
-        try:
-            statuses = check_hook_statuses(flt["status"], "filter.status")
-        except ConfigError as err:
-            raise BadRequest(str(err)) from None
-    else:
-        extra = set(flt) - {"type", "expression", "disableSingleFire"}
-        if extra:
-            raise BadRequest(f"filter: field(s) {sorted(extra)} are not allowed with type FromOrders")
-        expression = flt.get("expression")
-        if not isinstance(expression, str) or not expression.strip():
-            raise BadRequest(f"filter.expression: required with FromOrders, a non-empty JSONata string; "
-                             f"got {expression!r}")
-        single = flt.get("disableSingleFire", False)
-        if not isinstance(single, bool):
-            raise BadRequest(f"filter.disableSingleFire: expected true or false; got {single!r}")
+    flt, hook = parse_filter(body.get("filter")), body.get("hook")
     if not isinstance(hook, dict):
         raise BadRequest(f"hook: required, an object {{url, headers}}; got {hook!r}")
     extra = set(hook) - {"url", "headers"}
@@ -123,11 +85,10 @@ def parse_hook_config(body: Any) -> HookConfig:
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             raise BadRequest(f"hook.headers.{name}: expected a single-line string; got {value!r}")
         headers[name] = value
-    return HookConfig(url=url, headers=headers, filter_type=kind, statuses=statuses, expression=expression,
-                      disable_single_fire=single)
+    return HookConfig(url=url, headers=headers, filter=flt)
 
 
 def startup_hook(config: MockConfig) -> HookConfig | None:
     if config.hook_url is None:
         return None
-    return HookConfig(url=config.hook_url, statuses=config.hook_status)
+    return HookConfig(url=config.hook_url, filter=OrderFilter(statuses=config.hook_status))

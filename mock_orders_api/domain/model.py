@@ -344,6 +344,7 @@ class Order:
     status_history: list[dict[str, Any]] = field(default_factory=list)
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
+    feed: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # Feed v3 events (feed.py)
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
@@ -473,6 +474,7 @@ class Order:
             "workflowIsInError": self.workflow_in_error,
             "faults": list(self.faults),
             "hooks": list(self.hooks),
+            "feed": list(self.feed),
         }
 
 

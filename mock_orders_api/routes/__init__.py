@@ -7,9 +7,9 @@ lists exactly the routes the app serves.
 
 from __future__ import annotations
 
-from mock_orders_api.routes import admin, changes, hooks, invoices, orders
+from mock_orders_api.routes import admin, changes, feed, hooks, invoices, orders
 from mock_orders_api.routes._shared import ApiRoute
 
-ROUTES: tuple[ApiRoute, ...] = (*orders.ROUTES, *invoices.ROUTES, *changes.ROUTES, *hooks.ROUTES, *admin.ROUTES)
+ROUTES: tuple[ApiRoute, ...] = (*orders.ROUTES, *invoices.ROUTES, *changes.ROUTES, *hooks.ROUTES, *feed.ROUTES, *admin.ROUTES)
 
 __all__ = ["ROUTES", "ApiRoute"]

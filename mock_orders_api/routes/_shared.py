@@ -274,5 +274,5 @@ ITEM_SCHEMA: dict[str, Any] = {
                    "price": {"type": "integer", "minimum": 0}},
 }
 HOOK_DELAY_DOC = (wire.HOOK_DELAY_HEADER, {"type": "number", "minimum": 0},
-                  "Mock only: send the order hook notification of this request's status change this many ms "
-                  "after the change (overrides hook_delay_ms).")
+                  "Mock only: send the order hook notification of this request's status change (and make its "
+                  "Feed v3 event visible) this many ms after the change (overrides hook_delay_ms).")

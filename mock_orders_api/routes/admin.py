@@ -60,7 +60,7 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok", "orders": len(state.store), "pendingChanges": state.pending_changes(),
                           "journalEntries": len(state.journal), "journalDropped": state.journal.dropped,
                           "journalBytes": state.journal.bytes, "ordersEvicted": state.evicted,
-                          "policy": state.config.policy, "monotonicNs": state.clock()})
+                          "policy": state.config.policy, "monotonicNs": state.clock(), **state.feed.counters()})
 
 
 def _config_view(state: MockState) -> dict[str, Any]:
@@ -154,7 +154,7 @@ ROUTES = (
              summary="Change mock settings (policy, delay, settle_ms, seed, hook_timeout_s, hook_retries, "
                      "hook_delay_ms)"),
     ApiRoute("POST", wire.ADMIN_RESET, reset, auth="admin",
-             summary="Forget every order, Change, invoice, journal entry and pending hook delivery "
+             summary="Forget every order, Change, invoice, journal entry, pending hook delivery and feed item "
                      "(the hook config stays)"),
     ApiRoute("POST", wire.ADMIN_ORDERS, create_order, auth="admin", summary="Create an order", status=201,
              errors=(409,), body=ORDER_SCHEMA),

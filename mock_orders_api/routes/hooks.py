@@ -24,8 +24,8 @@ HOOK_CONFIG_SCHEMA: dict[str, Any] = {
                                        "description": "statuses to notify; the mock emits "
                                                       + ", ".join(hooks.HOOK_STATUSES)}}},
             {"type": "object", "required": ["type", "expression"], "title": "FromOrders",
-             "description": "the mock stores the JSONata expression but does not evaluate it: "
-                            "every status change is notified",
+             "description": "JSONata over the order JSON (Get order), evaluated at each status change; "
+                            "notified once per order unless disableSingleFire",
              "properties": {"type": {"type": "string", "enum": ["FromOrders"]}, "expression": {"type": "string"},
                             "disableSingleFire": {"type": "boolean", "default": False}}},
         ]},
