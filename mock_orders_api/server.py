@@ -27,7 +27,9 @@ from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.lifeline import spawn
 from mock_orders_api.wire import ADMIN_TOKEN_HEADER
 
-_UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
+# No access log, no proxy-headers layer (the mock binds loopback: no proxy in front);
+# uvloop and httptools are dependencies, so uvicorn's "auto" picks them.
+_UVICORN = {"access_log": False, "proxy_headers": False, "timeout_keep_alive": 60, "backlog": 4096}
 
 
 class ServerError(RaceHarnessError):
@@ -59,6 +61,7 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
                                            timeout_notify=0.5, **_UVICORN))
     mock = app.state.mock
     pacer.busy = lambda: bool(server.server_state.tasks) or mock.timers_armed() > 0
+    app.busy = lambda: len(server.server_state.tasks) > 1  # others in flight: untimed routes yield
     pacer.install()
     logging.getLogger("uvicorn.error").addFilter(_not_a_disconnect)
     try:
