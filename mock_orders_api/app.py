@@ -96,13 +96,14 @@ class MockApp(Starlette):
     were ~20% of the mock's CPU per request, its handlers ~10%.
 
     Untimed routes (reads and the admin API: setup, polls, audits) yield to the loop once
-    before acting when other requests are in flight (`busy`, set by the server), so a timed
-    request whose last byte arrived in the same loop iteration acts first."""
+    before acting while a state-changing request is still waiting for its body (a timed one:
+    the harness holds its last byte), so one whose last byte arrived in the same loop
+    iteration acts first; with none waiting they cost nothing extra."""
 
     def __init__(self, state: MockState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state.mock = state
-        self.busy: Callable[[], bool] = lambda: False
+        self.awaiting_body = 0  # state-changing requests whose body has not fully arrived (timed ones)
         self._mock = state
         self._clock = state.clock
         self._routes: dict[str, list[tuple[re.Pattern[str], ApiRoute]]] = {}
@@ -121,6 +122,7 @@ class MockApp(Starlette):
             req_state = scope["state"] = {}
         req_state["arrival_ns"] = arrival
         status = 0
+        waiter: _AwaitedBody | None = None
         try:
             limit = mock.config.max_body_bytes
             declared = content_length(scope)
@@ -141,8 +143,11 @@ class MockApp(Starlette):
 
                 await super().__call__(scope, receive, _send)
                 return
-            if route.deferrable and self.busy():
-                await asyncio.sleep(0)  # let requests already woken in this iteration act first
+            if route.deferrable:
+                if self.awaiting_body:
+                    await asyncio.sleep(0)  # a timed request's last byte woken in this iteration acts first
+            elif declared:
+                receive = waiter = _AwaitedBody(self, receive)
             scope["path_params"] = match
             request = Request(scope, receive)
             try:
@@ -164,6 +169,8 @@ class MockApp(Starlette):
             status = response.status_code
             await response(scope, receive, send)
         finally:
+            if waiter is not None:
+                waiter.release()
             mock.journal.add(request_entry(scope, status, arrival, self._clock()))
 
     def _match(self, scope: Scope) -> tuple[ApiRoute | None, dict[str, str]]:
@@ -175,6 +182,30 @@ class MockApp(Starlette):
             if m is not None:
                 return route, m.groupdict()
         return None, {}
+
+
+class _AwaitedBody:
+    """`receive` of a state-changing request with a body, counted in `MockApp.awaiting_body`
+    until its last body byte has arrived (or the request ends)."""
+
+    __slots__ = ("_app", "_receive", "pending")
+
+    def __init__(self, app: MockApp, receive: Receive) -> None:
+        self._app = app
+        self._receive = receive
+        self.pending = True
+        app.awaiting_body += 1
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if not message.get("more_body", False):
+            self.release()
+        return message
+
+    def release(self) -> None:
+        if self.pending:
+            self.pending = False
+            self._app.awaiting_body -= 1
 
 
 def create_app(config: MockConfig | None = None, clock: Callable[[], int] = time.monotonic_ns,

@@ -61,7 +61,6 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
                                            timeout_notify=0.5, **_UVICORN))
     mock = app.state.mock
     pacer.busy = lambda: bool(server.server_state.tasks) or mock.timers_armed() > 0
-    app.busy = lambda: len(server.server_state.tasks) > 1  # others in flight: untimed routes yield
     pacer.install()
     logging.getLogger("uvicorn.error").addFilter(_not_a_disconnect)
     try:
