@@ -144,7 +144,7 @@ def acted(request: Request, order_id: str | None = None) -> tuple[int, int]:
 
 
 async def json_body(request: Request, where: str) -> Any:
-    """The request's JSON body (its size is bounded by limits.BodyLimitMiddleware); 400 if it is
+    """The request's JSON body (its size is bounded before the handler runs: limits.py); 400 if it is
     not JSON, nests deeper than MAX_JSON_DEPTH or holds an integer over MAX_INT_DIGITS digits."""
     raw = await request.body()
     if not raw.strip():
