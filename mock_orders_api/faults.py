@@ -125,7 +125,7 @@ async def inject(request: Request, route: str) -> bool:
     """Throttle and draw `route`'s fault for this request, before it acts: raise the 500/503, or
     sleep through the slow response; True when the response must be lost once the request acted
     (the handler then raises `ResponseLost`)."""
-    state = request.app.state.mock
+    state = request.scope["app"].state.mock
     state.throttle(route)
     pinned = request.headers.get(FAULT_HEADER)
     if pinned is not None and pinned not in FAULT_KINDS:

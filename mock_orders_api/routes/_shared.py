@@ -137,10 +137,11 @@ def mock(request: Request) -> MockState:
 def acted(request: Request, order_id: str | None = None) -> tuple[int, int]:
     """Stamp the moment the mock acts; return (arrival_ns, acted_ns)."""
     now = mock(request).clock()
-    request.state.acted_ns = now
+    stamps = request.scope["state"]  # the dict behind request.state (no State object per request)
+    stamps["acted_ns"] = now
     if order_id is not None:
-        request.state.order_id = order_id
-    return request.state.arrival_ns, now
+        stamps["order_id"] = order_id
+    return stamps["arrival_ns"], now
 
 
 async def json_body(request: Request, where: str) -> Any:
