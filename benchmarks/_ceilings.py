@@ -7,7 +7,7 @@ Each answers `GET /` with the same small JSON body, on uvicorn with the mock's s
 * `raw`: a bare ASGI callable (the server's own cost: parsing, two writes per response);
 * `starlette`: a Starlette app with one route returning a `JSONResponse`;
 * `fastapi`: a FastAPI app with one path operation. FastAPI is not a dependency of the
-  project: `pip install fastapi` to measure it; without it the row says so.
+  project (the `bench` extra: `pip install -e '.[bench]'`); without it the row says so.
 
     python benchmarks/_ceilings.py KIND --fd FD   (started by mock_throughput_wrk.py)
 """
@@ -36,7 +36,7 @@ def available(kind: str) -> str | None:
     try:
         import fastapi  # noqa: F401
     except ImportError:
-        return "fastapi not installed (not a project dependency; pip install fastapi to measure it)"
+        return "fastapi not installed (not a project dependency; pip install -e '.[bench]' to measure it)"
     return None
 
 
