@@ -56,6 +56,16 @@ def _tree_ticks(pids: list[int]) -> int:
     return total
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far; 0.0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / _TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class CpuMeter:
     """CPU used during a `with` block: by us (this process, reaped children, `pids`) and by others.
 

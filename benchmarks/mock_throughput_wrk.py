@@ -11,7 +11,11 @@ bottleneck at ~1,500 requests/s. Here wrk does, with a generated Lua script:
    `PATCH /api/order-system/orders/{id}/changes` (the orders accumulate invoices and Changes,
    so their GET bodies grow over the run, as in `mock_throughput.py`);
 2. our mock, `GET /api/oms/pvt/orders/{id}` only;
-3. WireMock standalone, a static stub (`GET /static` -> 200 "ok"), after a warm-up run
+3. what Python allows, on the mock's own uvicorn settings (benchmarks/_ceilings.py): a raw
+   ASGI hello-world, a Starlette one and a FastAPI one (`GET /` -> a small JSON body; FastAPI
+   is not a project dependency: its row says so when it is not installed), so the mock's
+   figures are read against the ceiling of the stack it runs on (--no-ceilings skips them);
+4. WireMock standalone, a static stub (`GET /static` -> 200 "ok"), after a warm-up run
    (the JVM compiles its hot paths over the first requests). The jar: --wiremock-jar, else
    $WIREMOCK_JAR, else `npm install wiremock` into a temp dir. Skipped, with the reason, if
    java/npm are missing.
@@ -36,7 +40,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import CpuMeter, WireMockError, emit, find_wiremock_jar, machine, parse_mix, wiremock
+import _ceilings
+from _common import CpuMeter, WireMockError, emit, find_wiremock_jar, machine, parse_mix, process_cpu_s, wiremock
 
 import httpx  # noqa: E402
 
@@ -108,7 +113,10 @@ end
 
 
 def run_wrk(args: argparse.Namespace, url: str, lua: str, workdir: Path, name: str,
-            duration_s: float | None = None) -> dict[str, Any]:
+            duration_s: float | None = None, server_pid: int | None = None) -> dict[str, Any]:
+    """One wrk run; with `server_pid`, also the server's own CPU per answered request (µs),
+    the figure a loaded machine distorts least (req/s is shared with whatever else runs)."""
+    cpu0 = process_cpu_s(server_pid) if server_pid else 0.0
     script = workdir / f"{name}.lua"
     script.write_text(lua, encoding="utf-8")
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration_s or args.duration_s:g}s",
@@ -120,7 +128,9 @@ def run_wrk(args: argparse.Namespace, url: str, lua: str, workdir: Path, name: s
     r = json.loads(m.group(1))
     dur = r["duration_us"] / 1e6
     errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
-    return {"requests": r["requests"], "rps": r["requests"] / dur, "p50_ms": r["p50_us"] / 1e3,
+    server_cpu = (process_cpu_s(server_pid) - cpu0) if server_pid else None
+    return {"server_cpu_us_per_req": None if server_cpu is None else round(server_cpu / max(r["requests"], 1) * 1e6, 1),
+            "requests": r["requests"], "rps": r["requests"] / dur, "p50_ms": r["p50_us"] / 1e3,
             "p99_ms": r["p99_us"] / 1e3, "max_ms": r["max_us"] / 1e3, "status_2xx": r["s2"], "status_4xx": r["s4"],
             "status_5xx": r["s5"], "socket_errors": errors, "timeouts": r["timeout"], "command": " ".join(cmd)}
 
@@ -149,10 +159,22 @@ def run_wiremock(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                  "delay_header": CHANGE_DELAY_HEADER}
             run_wrk(args, f"{url}/static", lua, workdir, "wiremock-warmup", duration_s=args.wiremock_warmup_s)
             with CpuMeter([pid]) as cpu:
-                res = run_wrk(args, f"{url}/static", lua, workdir, "wiremock")
+                res = run_wrk(args, f"{url}/static", lua, workdir, "wiremock", server_pid=pid)
     except WireMockError as err:
         return {"skipped": str(err)}
     return {**res, "jar": how, "cpu_cores": cpu.result}
+
+
+def run_ceiling(args: argparse.Namespace, kind: str, workdir: Path) -> dict[str, Any]:
+    why_not = _ceilings.available(kind)
+    if why_not is not None:
+        return {"skipped": why_not}
+    lua = _STATIC_LUA % {"w_get": 1, "w_invoice": 0, "w_change": 0, "seed": args.seed, "delay": "0",
+                         "delay_header": CHANGE_DELAY_HEADER}
+    with _ceilings.serve(kind) as (url, pid):
+        with CpuMeter([pid]) as cpu:
+            r = run_wrk(args, f"{url}/", lua, workdir, f"python-{kind}", server_pid=pid)
+    return {**r, "cpu_cores": cpu.result}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,8 +193,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "w_invoice": weights["invoice"], "w_change": weights["change"], "seed": args.seed,
                               "delay": f"{args.change_delay_ms:g}", "delay_header": CHANGE_DELAY_HEADER}
                 with CpuMeter([mock.pid or 0]) as cpu:
-                    r = run_wrk(args, mock.url, lua, workdir, f"ours-{name}")
+                    r = run_wrk(args, mock.url, lua, workdir, f"ours-{name}", server_pid=mock.pid)
                 res["runs"][f"ours_{name}"] = {**r, "cpu_cores": cpu.result}
+        for kind in _ceilings.KINDS:
+            res["runs"][f"python_{kind}"] = ({"skipped": "--no-ceilings"} if args.no_ceilings
+                                             else run_ceiling(args, kind, workdir))
         if args.no_wiremock:
             res["runs"]["wiremock_static"] = {"skipped": "--no-wiremock"}
         else:
@@ -183,14 +208,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def table(res: dict[str, Any]) -> str:
     p, m = res["params"], res["machine"]
     mix = "/".join(f"{v:g}" for v in p["mix"].values())
-    rows = [("our mock", f"get/invoice/change {mix}", res["runs"]["ours_mix"]),
-            ("our mock", "GET order", res["runs"]["ours_get"]),
-            ("WireMock", "static stub GET", res["runs"]["wiremock_static"])]
+    runs = res["runs"]
+    rows = [("our mock", f"get/invoice/change {mix}", runs["ours_mix"]),
+            ("our mock", "GET order", runs["ours_get"]),
+            *(("Python", f"{kind} hello-world GET", runs.get(f"python_{kind}", {"skipped": "not run"}))
+              for kind in _ceilings.KINDS),
+            ("WireMock", "static stub GET", runs["wiremock_static"])]
     lines = [f"wrk -t{p['threads']} -c{p['connections']} -d{p['duration_s']:g}s --timeout={p['timeout_s']:g}s, "
              f"{p['orders']} orders, Change delay {p['change_delay_ms']:g} ms "
              f"(nproc={m['nproc']}, load before={m['loadavg_1m']:.2f}; wrk and the server share the machine)",
              f"{'server':<9} {'workload':<30} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'4xx':>7} "
-             f"{'5xx':>5} {'errors':>6}  cpu ours/others"]
+             f"{'5xx':>5} {'errors':>6} {'µs cpu/req':>10}  cpu ours/others"]
     for server, load, r in rows:
         if "skipped" in r:
             lines.append(f"{server:<9} {load:<30} skipped: {r['skipped']}")
@@ -198,14 +226,23 @@ def table(res: dict[str, Any]) -> str:
         c = r.get("cpu_cores") or {}
         cpu = f"{c['ours_cores']:.2f}/{c['others_cores']:.2f}" if c.get("others_cores") is not None else ""
         lines.append(f"{server:<9} {load:<30} {r['rps']:8.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.1f} "
-                     f"{r['status_4xx']:7d} {r['status_5xx']:5d} {r['socket_errors']:6d}  {cpu}")
-    ours, wm = res["runs"]["ours_get"], res["runs"]["wiremock_static"]
-    if "skipped" not in wm:
-        lines.append(f"for scale: our mock's GET order is {ours['rps'] / wm['rps']:.2f}x WireMock's static stub "
-                     f"(req/s); the mix is {res['runs']['ours_mix']['rps'] / wm['rps']:.2f}x.")
+                     f"{r['status_4xx']:7d} {r['status_5xx']:5d} {r['socket_errors']:6d} "
+                     f"{r['server_cpu_us_per_req'] or float('nan'):10.1f}  {cpu}")
+    for name, ref in [(f"Python {k}", runs.get(f"python_{k}", {"skipped": ""})) for k in _ceilings.KINDS] + \
+            [("WireMock static", runs["wiremock_static"])]:
+        if "skipped" not in ref:
+            lines.append(f"ratio to {name}: req/s GET order {runs['ours_get']['rps'] / ref['rps']:.2f}x, "
+                         f"mix {runs['ours_mix']['rps'] / ref['rps']:.2f}x; server CPU per request "
+                         f"GET order {_ratio(runs['ours_get'], ref)}, mix {_ratio(runs['ours_mix'], ref)}")
     lines.append("4xx = the mock refusing (policy/validation), not failures; errors = wrk socket errors and timeouts. "
-                 "cpu ours = server + wrk.")
+                 "µs cpu/req = the server process's CPU per request (least distorted by other load); "
+                 "cpu ours = server + wrk (cores).")
     return "\n".join(lines)
+
+
+def _ratio(ours: dict[str, Any], ref: dict[str, Any]) -> str:
+    a, b = ours.get("server_cpu_us_per_req"), ref.get("server_cpu_us_per_req")
+    return f"{a / b:.2f}x" if a and b else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wiremock-jar", help="wiremock-standalone jar (default: $WIREMOCK_JAR or npm install)")
     p.add_argument("--wiremock-warmup-s", type=float, default=10.0, help="WireMock warm-up run (default 10)")
     p.add_argument("--no-wiremock", action="store_true")
+    p.add_argument("--no-ceilings", action="store_true", help="skip the Python hello-world rows")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         p.error("wrk not found (Debian: apt-get install wrk)")

@@ -8,6 +8,7 @@ reproducible too.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,7 +23,21 @@ def iso_now() -> str:
     source = DATE_SOURCE.get()
     if source is not None:
         return source()
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return _wall_now()
+
+
+def _wall_now() -> str:
+    """The wall clock's ISO date; the seconds part formatted once per second (every request
+    journals a date: a datetime per call was ~3% of the mock's CPU under load)."""
+    ns = time.time_ns()
+    sec = ns // 1_000_000_000
+    if sec != _wall_cache[0]:
+        _wall_cache[0] = sec
+        _wall_cache[1] = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_wall_cache[1]}.{ns // 1000 % 1_000_000:06d}Z"
+
+
+_wall_cache: list[Any] = [None, ""]
 
 
 def virtual_dates(clock_ns: Callable[[], int], epoch: datetime = datetime(2026, 1, 9, tzinfo=timezone.utc),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Send
 
 from mock_orders_api.errors import ApiError, BadRequest, ConfigError
 from mock_orders_api.ratelimit import ROUTE_NAMES
@@ -127,7 +127,7 @@ async def inject(request: Request, route: str) -> bool:
     """Throttle and draw `route`'s fault for this request, before it acts: raise the 500/503, or
     sleep through the slow response; True when the response must be lost once the request acted
     (the handler then raises `ResponseLost`)."""
-    state = request.app.state.mock
+    state = request.scope["app"].state.mock
     params = request.path_params
     order_id = params.get("orderId", params.get("changeOrderId"))
     state.throttle(route, order_id)
@@ -162,21 +162,9 @@ class ResponseLost(Exception):
     """The operation was applied; its response must never reach the client."""
 
 
-class DropLostResponses:
-    """ASGI middleware: a handler's `ResponseLost` becomes a started response whose connection
-    is then cut (the server sends headers, never a body), so the client sees a broken response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        except ResponseLost:
-            start: Message = {"type": "http.response.start", "status": 200,
-                              "headers": [(b"content-type", b"application/json"), (b"content-length", b"1024")]}
-            await send(start)
-            raise  # the server aborts the half-sent response: the connection drops
+async def send_lost_start(send: Send) -> None:
+    """What a lost response leaves on the wire (app.py, on `ResponseLost`): a started response
+    promising a body that never comes; the server then aborts the connection, so the client
+    sees a broken response."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1024")]})

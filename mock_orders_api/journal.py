@@ -14,25 +14,32 @@ kept truncated, so one entry's size is bounded too.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from mock_orders_api.dates import iso_now
 
 
 MAX_FIELD_CHARS = 1024
 _ENTRY_OVERHEAD = 1200  # bytes of a journal dict with its ints and short strings (measured with tracemalloc)
+_REQUEST_OVERHEAD = 560  # bytes of a request record tuple with its ints and date (measured with tracemalloc)
+_REQUEST_FIELDS = ("method", "path", "query", "status", "arrivalNs", "actedNs", "doneNs", "date", "orderId",
+                   "outcome")
+# method, path, query, status, arrival_ns, acted_ns, done_ns, date, order_id, outcome (see `request_entry`)
+RequestRecord = tuple[str, str, str, int, int, "int | None", int, str, "str | None", "str | None"]
+Entry = dict[str, Any] | RequestRecord
 
 
 class Journal:
-    """A bounded in-memory journal; `dropped` counts entries evicted by either bound."""
+    """A bounded in-memory journal; `dropped` counts entries evicted by either bound.
+
+    Entries are dicts (hook deliveries), or request records kept as tuples and turned into
+    dicts only when queried (a request costs a tuple, not a dict)."""
 
     def __init__(self, maxlen: int, max_bytes: int | None = None) -> None:
-        self._entries: deque[tuple[dict[str, Any], int]] = deque()
+        self._entries: deque[tuple[int, Entry, int]] = deque()
         self._maxlen = maxlen
         self.max_bytes = max_bytes
         self._seq = itertools.count(1)
@@ -42,14 +49,23 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, entry: dict[str, Any]) -> None:
-        entry["seq"] = next(self._seq)
-        size = _ENTRY_OVERHEAD + sum(len(v) for v in entry.values() if isinstance(v, str))
-        self._entries.append((entry, size))
+    def add(self, entry: Entry) -> None:
+        seq = next(self._seq)
+        if isinstance(entry, dict):
+            entry["seq"] = seq
+            size = _ENTRY_OVERHEAD + sum(len(v) for v in entry.values() if isinstance(v, str))
+        else:
+            size = _REQUEST_OVERHEAD + len(entry[1]) + len(entry[2]) + len(entry[8] or "") + len(entry[9] or "")
+        entries = self._entries
+        entries.append((seq, entry, size))
         self.bytes += size
+        if len(entries) > self._maxlen or (self.max_bytes is not None and self.bytes > self.max_bytes):
+            self._evict()
+
+    def _evict(self) -> None:
         while self._entries and (len(self._entries) > self._maxlen
                                  or (self.max_bytes is not None and self.bytes > self.max_bytes)):
-            _, old = self._entries.popleft()
+            _, _, old = self._entries.popleft()
             self.bytes -= old
             self.dropped += 1
 
@@ -60,62 +76,34 @@ class Journal:
 
     def query(self, since: int = 0, limit: int = 1000, order_id: str | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for e, _ in self._entries:
-            if e["seq"] <= since or (order_id is not None and e.get("orderId") != order_id):
+        for seq, e, _ in self._entries:
+            if seq <= since:
                 continue
-            out.append(e)
+            if isinstance(e, dict):
+                if order_id is not None and e.get("orderId") != order_id:
+                    continue
+                out.append(e)
+            else:
+                if order_id is not None and e[8] != order_id:
+                    continue
+                out.append({**dict(zip(_REQUEST_FIELDS, e)), "seq": seq})
             if len(out) >= limit:
                 break
         return out
 
 
-class JournalMiddleware:
-    """Pure ASGI middleware (no per-request task switch, unlike BaseHTTPMiddleware)."""
-
-    def __init__(self, app: ASGIApp, journal: Journal, clock: Callable[[], int] = time.monotonic_ns) -> None:
-        self.app = app
-        self.journal = journal
-        self.clock = clock
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        arrival = self.clock()
-        state = scope.setdefault("state", {})
-        state["arrival_ns"] = arrival
-        status = 0
-
-        async def _send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, _send)
-        finally:
-            self.journal.add(request_entry(scope, status, arrival, self.clock()))
-
-
-def request_entry(scope: Scope, status: int, arrival_ns: int, done_ns: int) -> dict[str, Any]:
-    """The journal entry of one request: its ASGI scope (method, path, query string and the
+def request_entry(scope: Scope, status: int, arrival_ns: int, done_ns: int) -> RequestRecord:
+    """The journal record of one request: its ASGI scope (method, path, query string and the
     `state` the handler stamped: acted_ns, order_id, outcome), its status (0: no response
     started) and its arrival and completion times. The simulated mode's in-process
     dispatch journals through this too."""
     state = scope.get("state", {})
-    return {
-        "method": scope["method"],
-        "path": _clip(scope["path"]),
-        "query": _clip(scope.get("query_string", b"").decode("latin-1")),
-        "status": status,
-        "arrivalNs": arrival_ns,
-        "actedNs": state.get("acted_ns"),
-        "doneNs": done_ns,
-        "date": iso_now(),
-        "orderId": _clip(state["order_id"]) if state.get("order_id") is not None else None,
-        "outcome": state.get("outcome"),
-    }
+    order_id = state.get("order_id")
+    path = scope["path"]
+    query = scope.get("query_string", b"")
+    return (scope["method"], path if len(path) <= MAX_FIELD_CHARS else _clip(path),
+            _clip(query.decode("latin-1")) if query else "", status, arrival_ns, state.get("acted_ns"), done_ns,
+            iso_now(), None if order_id is None else _clip(order_id), state.get("outcome"))
 
 
 def _clip(text: str) -> str:

@@ -27,7 +27,9 @@ from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.lifeline import spawn
 from mock_orders_api.wire import ADMIN_TOKEN_HEADER
 
-_UVICORN = {"access_log": False, "timeout_keep_alive": 60, "backlog": 4096}
+# No access log, no proxy-headers layer (the mock binds loopback: no proxy in front);
+# uvloop and httptools are dependencies, so uvicorn's "auto" picks them.
+_UVICORN = {"access_log": False, "proxy_headers": False, "timeout_keep_alive": 60, "backlog": 4096}
 
 
 class ServerError(RaceHarnessError):

@@ -167,3 +167,46 @@ async def test_concurrent_requests_across_orders_stay_separate(make_api) -> None
     async with httpx.AsyncClient(base_url=str(api.client.base_url), timeout=10) as c:
         health = (await c.get("/_mock/health")).json()
     assert health["orders"] == len(orders) and health["pendingChanges"] == 0
+
+
+async def test_a_read_woken_with_a_timed_last_byte_acts_after_it() -> None:
+    """app.py: while a state-changing request waits for its body (a timed last byte), a read that
+    becomes ready in the same loop iteration yields once, so the timed request acts first."""
+    from mock_orders_api import create_app
+
+    app = create_app(MockConfig())
+    mock = app.state.mock
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock.test") as client:
+        r = await client.post("/_mock/orders", json={"items": [{"id": "a", "quantity": 2, "price": PRICE}],
+                                                      "status": "handling"})
+        oid = r.json()["orderId"]
+    body = json.dumps({"reason": "timed", "remove": {"items": [{"id": "a", "quantity": 1}]}}).encode()
+    last_byte = asyncio.Event()
+
+    async def _receive() -> dict[str, Any]:
+        await last_byte.wait()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def _no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def _send(message: dict[str, Any]) -> None:
+        pass
+
+    def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "root_path": "",
+                "query_string": b"", "headers": [(b"host", b"mock.test"), *headers], "http_version": "1.1",
+                "scheme": "http", "server": ("mock.test", 80), "client": ("127.0.0.1", 1)}
+
+    timed = asyncio.create_task(app(_scope("PATCH", f"/api/order-system/orders/{oid}/changes",
+                                           [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]), _receive, _send))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert app.awaiting_body == 1  # the timed request waits in its body read
+    read = asyncio.create_task(app(_scope("GET", f"/api/oms/pvt/orders/{oid}", []), _no_body, _send))
+    last_byte.set()  # the read and the last byte are ready in the same iteration
+    await asyncio.gather(timed, read)
+    assert app.awaiting_body == 0
+    acted = {e["method"]: e["actedNs"] for e in mock.journal.query() if e["orderId"] == oid}
+    assert acted["PATCH"] < acted["GET"]

@@ -337,6 +337,7 @@ async def test_filter_by_status_and_from_orders_single_fire(hooked, receiver, po
     b = (await api.handling_order())["orderId"]
     assert (await api.invoice(b, ORDER_VALUE)).status_code == 200
     await _wait_states(receiver, poll, b, ["ready-for-handling"])
+    # The receiver sees a delivery before the mock has read its answer and journaled it: settle first.
     assert [e["state"] for e in (await _settled(api, poll))["deliveries"] if e["orderId"] == b] == [
         "ready-for-handling"]
 
