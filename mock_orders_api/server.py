@@ -23,6 +23,7 @@ from mock_orders_api import child_env
 from mock_orders_api.app import create_app
 from mock_orders_api.config import SECRET_ENV, MockConfig
 from mock_orders_api.errors import RaceHarnessError
+from mock_orders_api.faults import ResponseLost
 from mock_orders_api.gc_pacer import GcPacer
 from mock_orders_api.lifeline import spawn
 from mock_orders_api.wire import ADMIN_TOKEN_HEADER
@@ -70,11 +71,12 @@ def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 8080, fd: int
 
 
 def _not_a_disconnect(record: logging.LogRecord) -> bool:
-    """A client that hung up mid-request (a harness stopped by Ctrl-C) is not a server error:
-    uvicorn's "Exception in ASGI application" record of a ClientDisconnect is dropped."""
+    """A client that hung up mid-request (a harness stopped by Ctrl-C) is not a server error, nor is
+    a response the fault schedule cut on purpose (journaled as `response-lost`): uvicorn's
+    "Exception in ASGI application" record of a ClientDisconnect or ResponseLost is dropped."""
     exc = record.exc_info[1] if record.exc_info else None
     while exc is not None:
-        if isinstance(exc, ClientDisconnect):
+        if isinstance(exc, (ClientDisconnect, ResponseLost)):
             return False
         group = getattr(exc, "exceptions", None)  # an ExceptionGroup from a task group
         exc = group[0] if group and len(group) == 1 else exc.__cause__ or exc.__context__
@@ -115,6 +117,7 @@ class ThreadedMock:
         port = self._sock.getsockname()[1]
         self.url = f"http://{host}:{port}"
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", **_UVICORN))
+        logging.getLogger("uvicorn.error").addFilter(_not_a_disconnect)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def __enter__(self) -> ThreadedMock:

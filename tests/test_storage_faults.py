@@ -159,12 +159,13 @@ def test_killed_run_is_interrupted_in_summary_json_too(sim_run: Path, tmp_path: 
     assert "interrupted" in (run_dir / "report.md").read_text().lower()
 
 
-def test_client_disconnect_is_not_logged_as_a_mock_error() -> None:
+def test_client_disconnect_and_a_cut_response_are_not_logged_as_mock_errors() -> None:
     import logging
     import sys
 
     from starlette.requests import ClientDisconnect
 
+    from mock_orders_api.faults import ResponseLost
     from mock_orders_api.server import _not_a_disconnect
 
     def record(exc: BaseException) -> logging.LogRecord:
@@ -175,4 +176,5 @@ def test_client_disconnect_is_not_logged_as_a_mock_error() -> None:
                                      None, sys.exc_info())
 
     assert not _not_a_disconnect(record(ClientDisconnect()))
+    assert not _not_a_disconnect(record(ResponseLost()))  # the fault schedule's `drop`, journaled already
     assert _not_a_disconnect(record(ValueError("a real bug")))
