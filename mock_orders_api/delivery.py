@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 from mock_orders_api.config import MockConfig
 from mock_orders_api.domain.filters import FilterGate
-from mock_orders_api.domain.hooks import ACCOUNT, CREATED_LAST_STATE, ORIGIN_KEY, HookConfig, domain_of, startup_hook
+from mock_orders_api.domain.hooks import (
+    ACCOUNT,
+    ORIGIN_KEY,
+    HookConfig,
+    domain_of,
+    previous_notification,
+    startup_hook,
+)
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest
 from mock_orders_api.journal import Journal
@@ -131,12 +138,7 @@ class HookDispatcher:
         settings = self._settings()
         delay_ms = self.delay_ms()
         history = order.status_history
-        if previous is None:
-            last_state = CREATED_LAST_STATE.get(order.status, "window-to-cancel")
-            last_change = order.created_at
-        else:
-            last_state = previous
-            last_change = history[-2]["date"] if len(history) > 1 else order.created_at
+        last_state, last_change = previous_notification(order, previous)
         payload = {"Domain": domain_of(order.status), "OrderId": order.order_id, "State": order.status,
                    "LastState": last_state, "LastChange": last_change, "CurrentChange": history[-1]["date"],
                    "Origin": {"Account": ACCOUNT, "Key": ORIGIN_KEY}}

@@ -19,12 +19,13 @@ from harness.analysis.stats import load_trials
 from harness.cli import EXIT_INCONCLUSIVE, EXIT_OK, main
 from harness.core.history import RequestEvent
 from harness.core.results import TRIALS_SCHEMA_VERSION, integration_result, trial_result
-from harness.core.scenario import ScenarioError, parse_scenario
+from harness.core.scenario import ScenarioError, load_scenario, parse_scenario
 from harness.core.timing import ConcurrencyController, default_tolerance_ms, is_late, scenario_tolerance_ms
 from harness.report import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD_REGRESSION = ROOT / "scenarios" / "guard-regression.toml"
+IN_FLIGHT = load_scenario(GUARD_REGRESSION).run.concurrency  # the scenario's trials in flight
 
 
 def _scenario(**run: Any) -> dict[str, Any]:
@@ -203,9 +204,9 @@ def test_wide_latency_gives_late_trials_the_warning_and_a_lower_concurrency(
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["trials_schema_version"] == TRIALS_SCHEMA_VERSION == 3
     conc = meta["timing"]["concurrency"]
-    assert conc == timing["concurrency"] and conc["max"] == 40
+    assert conc == timing["concurrency"] and conc["max"] == IN_FLIGHT
     assert 1 <= conc["lowest"] < conc["max"] and conc["lowest"] <= conc["settled"] <= conc["max"]
-    assert f"concurrency: settled at {conc['settled']} of 40 trials in flight" in out
+    assert f"concurrency: settled at {conc['settled']} of {IN_FLIGHT} trials in flight" in out
 
 
 def test_late_trials_make_the_gate_inconclusive_not_a_pass(tmp_path: Path,
@@ -237,9 +238,9 @@ def test_quiet_run_has_no_late_trial_and_keeps_its_concurrency(
     assert {r["late"] for r in _rows(run_dir)} == {"False"}
     timing = json.loads((run_dir / "summary.json").read_text())["timing"]
     assert timing["late"] == 0 and timing["warning"] is None
-    assert timing["concurrency"] == {"max": 40, "settled": 40, "lowest": 40}
+    assert timing["concurrency"] == {"max": IN_FLIGHT, "settled": IN_FLIGHT, "lowest": IN_FLIGHT}
     assert "timing degraded" not in out + err
-    assert "concurrency: settled at 40 of 40 trials in flight\n" in out
+    assert f"concurrency: settled at {IN_FLIGHT} of {IN_FLIGHT} trials in flight\n" in out
 
 
 def test_a_run_from_before_the_late_column_still_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from mock_orders_api.config import HOOK_STATUSES, MockConfig
 from mock_orders_api.domain.filters import FilterGate, OrderFilter, parse_filter
-from mock_orders_api.domain.hooks import CREATED_LAST_STATE, domain_of
+from mock_orders_api.domain.hooks import domain_of, previous_notification
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest
 
@@ -144,12 +144,7 @@ class FeedQueue:
             return
         settings = self._settings()
         history = order.status_history
-        if previous is None:
-            last_state = CREATED_LAST_STATE.get(order.status, "window-to-cancel")
-            last_change = order.created_at
-        else:
-            last_state = previous
-            last_change = history[-2]["date"] if len(history) > 1 else order.created_at
+        last_state, last_change = previous_notification(order, previous)
         event_id = hashlib.sha256(f"{settings.seed}:{order.order_id}:{order.status}:{len(history)}".encode()
                                   ).hexdigest()[:32].upper()
         fields = {"domain": domain_of(order.status), "state": order.status,

@@ -18,9 +18,10 @@ from typing import Any
 
 from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_url
 from mock_orders_api.domain.filters import OrderFilter, parse_filter
+from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest, ConfigError
 
-__all__ = ["HOOK_STATUSES", "HookConfig", "domain_of", "parse_hook_config", "startup_hook"]
+__all__ = ["HOOK_STATUSES", "HookConfig", "domain_of", "parse_hook_config", "previous_notification", "startup_hook"]
 
 ACCOUNT = "mockstore"
 ORIGIN_KEY = "vtexappkey-mockstore"
@@ -39,6 +40,15 @@ def domain_of(state: str) -> str:
 CREATED_LAST_STATE = {"ready-for-handling": "window-to-cancel", "waiting-for-fulfillment": "window-to-cancel",
                       "handling": "ready-for-handling"}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def previous_notification(order: Order, previous: str | None) -> tuple[str, str]:
+    """`LastState` and `LastChange` of the notification for `order`'s current status (hook and feed
+    alike): the status it left and when it entered that one."""
+    if previous is None:
+        return CREATED_LAST_STATE.get(order.status, "window-to-cancel"), order.created_at
+    history = order.status_history
+    return previous, history[-2]["date"] if len(history) > 1 else order.created_at
 
 
 @dataclass(frozen=True)
