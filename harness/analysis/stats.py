@@ -2,7 +2,8 @@
 
 Rates count judged trials only (kinds "race" and "no_race", `harness.core.names.outcome_kind`):
 not-judged (indeterminate, late) and failed (no_invoice, guard_timeout) trials are counted in
-their own columns. Intervals come from `harness.analysis.sequential` (statsmodels).
+their own columns. Intervals come from `harness.analysis.sequential` (closed forms, checked
+against statsmodels in the tests).
 
 Pure pandas/numpy: the only I/O is `load_trials`; the race model lives in
 `harness.analysis.model`, summary.json in `harness.analysis.summary`, plotting
