@@ -200,6 +200,20 @@ def wiremock(jar: Path, workdir: Path, extra: list[str] | None = None,
             stop_process(proc, 15.0)
 
 
+def time_command(cmd: list[str], *, stderr: int | None, timeout_s: float) -> tuple[int, float | None, float]:
+    """Run a race-harness command from the repo root: (exit code, seconds to its `gate: ` line or
+    None, seconds to exit)."""
+    t0 = time.monotonic()
+    verdict_s = None
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("gate: ") and verdict_s is None:
+            verdict_s = time.monotonic() - t0
+    proc.wait(timeout=timeout_s)
+    return proc.returncode, verdict_s, time.monotonic() - t0
+
+
 def emit(result: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> int:
     """Print the result as one JSON line, then its readable table; the script's exit code."""
     print(json.dumps(result, sort_keys=True))

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, CpuMeter, emit, machine
+from _common import ROOT, CpuMeter, emit, machine, time_command
 
 TARGET_S = 1.0
 _FIGURES_TIMEOUT_S = 120.0
@@ -34,24 +34,16 @@ _FIGURES_TIMEOUT_S = 120.0
 
 def _one(scenario: str, out: Path) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", scenario, "--simulate", "--no-progress",
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    verdict_s = None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("gate: ") and verdict_s is None:
-            verdict_s = time.monotonic() - t0
-    proc.wait(timeout=300)
-    exit_s = time.monotonic() - t0
+    rc, verdict_s, exit_s = time_command([sys.executable, "-m", "harness.cli", "run", scenario, "--simulate",
+                                          "--no-progress", "--out", str(out)], stderr=subprocess.DEVNULL,
+                                         timeout_s=300)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
     deadline = time.monotonic() + _FIGURES_TIMEOUT_S
     while (run_dir / "figures.pending").exists() and time.monotonic() < deadline:  # bounded wait
         time.sleep(0.05)
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return {"exit_code": proc.returncode, "to_verdict_s": verdict_s, "to_exit_s": exit_s,
+    return {"exit_code": rc, "to_verdict_s": verdict_s, "to_exit_s": exit_s,
             "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             "runner_wall_s": meta.get("wall_s"), "trials": meta.get("planned_trials")}
 

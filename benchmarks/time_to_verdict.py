@@ -20,11 +20,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, CpuMeter, emit, machine
+from _common import ROOT, CpuMeter, emit, machine, time_command
 
 SCENARIO = ROOT / "scenarios" / "guard-regression.toml"
 GUARDS = ("finished-check", "serialized")
@@ -46,19 +45,11 @@ def _one(mode: str, scenario: Path, out: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "harness.cli", "check", str(scenario), "--no-progress", "--out", str(out)]
     if mode == "simulated":
         cmd.append("--simulate")
-    t0 = time.monotonic()
-    verdict_s = None
     # The verdict line goes to stdout on PASS, stderr otherwise: merge them.
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("gate: ") and verdict_s is None:
-            verdict_s = time.monotonic() - t0
-    proc.wait(timeout=1800)
-    exit_s = time.monotonic() - t0
+    rc, verdict_s, exit_s = time_command(cmd, stderr=subprocess.STDOUT, timeout_s=1800)
     run_dir = max((p for p in out.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return {"mode": mode, "exit_code": proc.returncode, "to_verdict_s": verdict_s, "to_exit_s": exit_s,
+    return {"mode": mode, "exit_code": rc, "to_verdict_s": verdict_s, "to_exit_s": exit_s,
             "trials": summary["run"]["trials"], "verdict": summary["gate"]["verdict"],
             "upper_95": {g: summary["guards"].get(g, {}).get("ci_high") for g in GUARDS}}
 

@@ -36,6 +36,7 @@ from harness.report.scorecard import (
     Scorecard,
     write_html,
 )
+from harness.runfolder import new_run_dir
 
 
 def parse_hazard_list(raw: str | None) -> list[str]:
@@ -58,18 +59,13 @@ def run_scorecard(hazards: Sequence[str], out: Path, *, target_url: str | None =
 
     `trials` overrides each scenario's trials per offset and caps each run at its grid; `overrides` is passed to
     `Scenario.with_overrides` for a team's service (e.g. a feed URL where supported)."""
-    stamp = datetime.now(timezone.utc)
-    folder = out / f"scorecard-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
-    n = 1
-    while folder.exists():
-        n += 1
-        folder = out / f"scorecard-{stamp.strftime('%Y%m%dT%H%M%SZ')}-{n}"
+    folder = new_run_dir(out, "scorecard")  # reports/scorecard-<timestamp>/, like a run folder
     try:
-        (folder / "runs").mkdir(parents=True)
+        (folder / "runs").mkdir()
     except OSError as err:
-        raise StorageError(f"cannot create the scorecard folder {folder}: {err.strerror or err}") from None
+        raise StorageError(f"cannot create {folder / 'runs'}: {err.strerror or err}") from None
     team = hook_url or (overrides or {}).get("feed")
-    card = Scorecard(folder, stamp.isoformat(timespec="seconds"), str(team or "built-in"), [])
+    card = Scorecard(folder, datetime.now(timezone.utc).isoformat(timespec="seconds"), str(team or "built-in"), [])
     began = time.monotonic()
     for hid in hazards:
         hazard = get_hazard(hid)
