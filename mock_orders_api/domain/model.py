@@ -15,6 +15,7 @@ from typing import Any
 
 from mock_orders_api.dates import iso_now
 from mock_orders_api.errors import BadRequest
+from mock_orders_api.rendering import Raw, dumps, dumps_object
 
 # Status ids of the public Orders API that this mock uses.
 READY_FOR_HANDLING = "ready-for-handling"
@@ -92,6 +93,8 @@ class ChangeRecord:
     outcome: str = CHANGE_DONE
     canceled_ns: int | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    # `attachment_view()` rendered, with the finished_date it was rendered for (the rest is fixed).
+    _attachment: tuple[str | None, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -167,6 +170,14 @@ class ChangeRecord:
             "receipt": {"date": self.finished_date, "orderId": self.order_id, "receipt": self.request_id},
         }
 
+    def attachment_json(self) -> bytes:
+        """`attachment_view()` rendered (`dumps`), once per finished_date: what it shows besides
+        that date (spec, ids) never changes."""
+        cached = self._attachment
+        if cached is None or cached[0] != self.finished_date:
+            cached = self._attachment = (self.finished_date, dumps(self.attachment_view()))
+        return cached[1]
+
     def audit_view(self) -> dict[str, Any]:
         return {
             "requestId": self.request_id,
@@ -236,6 +247,15 @@ class InvoiceRecord:
     # `PUT .../invoice/{invoiceNumber}/tracking` (SPEC UpdateTrackingStatus): {status, finished,
     # deliveredDate, data[]} as Get order's `courierStatus` shows it; None until tracking is sent.
     courier_status: dict[str, Any] | None = None
+    # `package_view()` rendered, with the order's item ids it was rendered for; dropped whenever a
+    # field the package shows is assigned (`body`, `tracking` and `courier_status` are replaced,
+    # never changed in place).
+    _package: tuple[tuple[str, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PACKAGE_FIELDS:
+            object.__setattr__(self, "_package", None)
+        object.__setattr__(self, name, value)
 
     def response(self, order_id: str) -> dict[str, Any]:
         return {"date": self.date, "orderId": order_id, "receipt": self.receipt}
@@ -257,6 +277,14 @@ class InvoiceRecord:
         )
         return view
 
+    def package_json(self, item_ids: tuple[str, ...]) -> bytes:
+        """`package_view(item_ids)` rendered (`dumps`), once per change of what it shows."""
+        cached = self._package
+        if cached is None or cached[0] != item_ids:
+            cached = (item_ids, dumps(self.package_view(list(item_ids))))
+            object.__setattr__(self, "_package", cached)
+        return cached[1]
+
     def audit_view(self) -> dict[str, Any]:
         return {
             "invoiceNumber": self.invoice_number,
@@ -271,6 +299,9 @@ class InvoiceRecord:
             "receipt": self.receipt,
             "body": self.body,
         }
+
+
+_PACKAGE_FIELDS = frozenset({"body", "tracking", "courier_status", "type", "invoice_number", "invoice_value"})
 
 
 def _package_item(raw: Any, item_ids: list[str]) -> dict[str, Any]:
@@ -427,8 +458,23 @@ class Order:
     def view(self) -> dict[str, Any]:
         """The order as `GET /api/oms/pvt/orders/{orderId}` returns it."""
         item_ids = [i.id for i in self.items]
-        packages = [inv.package_view(item_ids) for inv in self.invoices if inv.accepted]
         finished = [c for c in self.changes if c.finished]
+        return self._view({"packages": [inv.package_view(item_ids) for inv in self.invoices if inv.accepted]},
+                          {"id": "changeAttachment", "changesData": [c.attachment_view() for c in finished]}
+                          if finished else None)
+
+    def view_json(self) -> bytes:
+        """`dumps(self.view())`, from each invoice's and finished Change's rendering kept on its record:
+        an order's invoices and Changes accumulate, and rendering them all again per request made a
+        GET's cost grow with the order."""
+        item_ids = tuple(i.id for i in self.items)
+        packages = b",".join([inv.package_json(item_ids) for inv in self.invoices if inv.accepted])
+        finished = [c.attachment_json() for c in self.changes if c.finished]
+        changes = (Raw(b'{"id":"changeAttachment","changesData":[' + b",".join(finished) + b"]}")
+                   if finished else None)
+        return dumps_object(self._view(Raw(b'{"packages":[' + packages + b"]}"), changes))
+
+    def _view(self, packages: Any, changes: Any) -> dict[str, Any]:
         return {
             "orderId": self.order_id,
             "sequence": self.order_id.split("-")[0],
@@ -439,12 +485,8 @@ class Order:
             "lastChange": self.status_history[-1]["date"],
             "totals": self.totals(),
             "items": [i.view() for i in self.items],
-            "packageAttachment": {"packages": packages},
-            "changesAttachment": (
-                {"id": "changeAttachment", "changesData": [c.attachment_view() for c in finished]}
-                if finished
-                else None
-            ),
+            "packageAttachment": packages,
+            "changesAttachment": changes,
             "isCompleted": True,
             "workflowIsInError": self.workflow_in_error,
             "invoicedDate": self.invoiced_date,

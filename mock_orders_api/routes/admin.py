@@ -106,7 +106,7 @@ async def create_order(request: Request) -> Response:
     state.evict_orders(now)
     order = state.store.create(body, now)
     request.state.order_id = order.order_id
-    return json_response(order.view(), 201)
+    return json_response(order.view_json(), 201)
 
 
 async def audit(request: Request) -> Response:

@@ -31,7 +31,7 @@ async def get_order(request: Request) -> Response:
     lose_response = await faults.inject(request, "get-order")
     order_id = request.path_params["orderId"]
     _, now = acted(request, order_id)
-    view = mock(request).order(order_id, now).view()
+    view = mock(request).order(order_id, now).view_json()
     if lose_response:
         faults.lose(request)
     return json_response(view)

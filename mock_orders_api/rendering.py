@@ -1,0 +1,40 @@
+"""JSON rendering of the mock's responses.
+
+`dumps` renders exactly as Starlette's `JSONResponse` does (compact separators, UTF-8, no
+`ensure_ascii`, NaN and infinities refused) with one shared encoder instead of one built per
+response. `dumps_object` renders a dict whose top-level values may be `Raw`: JSON rendered
+before (an order's invoices and Changes, each rendered once: domain/model.py), spliced in as it
+is, so its output is byte for byte `dumps` of the same dict with those values parsed back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class Raw(bytes):
+    """A JSON value already rendered by `dumps`."""
+
+
+def dumps(content: Any) -> bytes:
+    return _ENCODE(content).encode("utf-8")
+
+
+def dumps_object(content: dict[str, Any]) -> bytes:
+    """`dumps(content)` with its `Raw` top-level values spliced in as they are."""
+    parts: list[bytes] = []
+    plain: dict[str, Any] = {}
+    for key, value in content.items():
+        if isinstance(value, Raw):
+            if plain:
+                parts.append(dumps(plain)[1:-1])
+                plain = {}
+            parts.append(dumps(key) + b":" + value)
+        else:
+            plain[key] = value
+    if plain:
+        parts.append(dumps(plain)[1:-1])
+    return b"{" + b",".join(parts) + b"}"
