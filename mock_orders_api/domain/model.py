@@ -249,12 +249,13 @@ class InvoiceRecord:
     courier_status: dict[str, Any] | None = None
     # `package_view()` rendered, with the order's item ids it was rendered for; dropped whenever a
     # field the package shows is assigned (`body`, `tracking` and `courier_status` are replaced,
-    # never changed in place).
+    # never changed in place), which also ends every order's kept list of packages (`_EPOCH`).
     _package: tuple[tuple[str, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _PACKAGE_FIELDS:
+        if name in _PACKAGE_FIELDS and self.__dict__.get("_package") is not None:
             object.__setattr__(self, "_package", None)
+            _EPOCH[0] += 1
         object.__setattr__(self, name, value)
 
     def response(self, order_id: str) -> dict[str, Any]:
@@ -302,6 +303,9 @@ class InvoiceRecord:
 
 
 _PACKAGE_FIELDS = frozenset({"body", "tracking", "courier_status", "type", "invoice_number", "invoice_value"})
+# Bumped when a rendered invoice's package changes: an order's kept packages rendering
+# (`Order._packages`) is valid only for the epoch it was made in.
+_EPOCH = [0]
 
 
 def _package_item(raw: Any, item_ids: list[str]) -> dict[str, Any]:
@@ -376,6 +380,10 @@ class Order:
     listeners: list[StatusListener] = field(default_factory=list, repr=False, compare=False)
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
     feed: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # Feed v3 events (feed.py)
+    # The accepted invoices' packages rendered (`view_json`), for (item ids, the first n invoices,
+    # the invoice epoch): `invoices` only grows and a record's `accepted` is set before it is added.
+    _packages: tuple[tuple[str, ...], int, int, bytes] | None = field(default=None, init=False, repr=False,
+                                                                       compare=False)
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
@@ -468,11 +476,25 @@ class Order:
         an order's invoices and Changes accumulate, and rendering them all again per request made a
         GET's cost grow with the order."""
         item_ids = tuple(i.id for i in self.items)
-        packages = b",".join([inv.package_json(item_ids) for inv in self.invoices if inv.accepted])
+        packages = self._packages_json(item_ids)
         finished = [c.attachment_json() for c in self.changes if c.finished]
         changes = (Raw(b'{"id":"changeAttachment","changesData":[' + b",".join(finished) + b"]}")
                    if finished else None)
         return dumps_object(self._view(Raw(b'{"packages":[' + packages + b"]}"), changes))
+
+    def _packages_json(self, item_ids: tuple[str, ...]) -> bytes:
+        """The accepted invoices' packages, rendered and joined; the kept rendering is extended
+        with the invoices added since, remade whole when the item ids or the epoch changed."""
+        n, epoch, kept = len(self.invoices), _EPOCH[0], self._packages
+        if kept is not None and kept[0] == item_ids and kept[2] == epoch and kept[1] <= n:
+            joined = kept[3]
+            new = [inv.package_json(item_ids) for inv in self.invoices[kept[1]:] if inv.accepted]
+            if new:
+                joined = b",".join([joined, *new]) if joined else b",".join(new)
+        else:
+            joined = b",".join([inv.package_json(item_ids) for inv in self.invoices if inv.accepted])
+        self._packages = (item_ids, n, epoch, joined)
+        return joined
 
     def _view(self, packages: Any, changes: Any) -> dict[str, Any]:
         return {

@@ -82,8 +82,10 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     if len(order.unfinished_changes()) >= state.config.max_pending_changes:
         raise Conflict(f"order {order_id} already has {state.config.max_pending_changes} pending Changes "
                        f"(max_pending_changes); wait for one to finish", code="TooManyPendingChanges")
-    rng_state = None if state.deterministic else state.rng.getstate()  # deterministic: a fresh RNG per Change
     pinned = 0.0 if synchronous else pinned_ms(request, wire.CHANGE_DELAY_HEADER)
+    # The shared RNG's state, to undo a delay draw if the Change is refused (none when the delay is
+    # pinned; deterministic: a fresh RNG per Change).
+    rng_state = None if state.deterministic or pinned is not None else state.rng.getstate()
     pinned_outcome = CHANGE_DONE if synchronous else request.headers.get(wire.CHANGE_OUTCOME_HEADER)
     if pinned_outcome is not None and pinned_outcome not in CHANGE_OUTCOMES:
         raise BadRequest(f"header {wire.CHANGE_OUTCOME_HEADER.lower()}: expected one of {list(CHANGE_OUTCOMES)}; "

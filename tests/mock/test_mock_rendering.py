@@ -71,6 +71,10 @@ async def test_every_change_to_an_order_shows_in_the_next_get(clocked: _Clocked)
     view = await m.order(oid)
     assert [p["invoiceNumber"] for p in _packages(view)] == ["NF-1", "NF-2"]
     assert _packages(view)[1]["items"][0]["itemIndex"] is None
+    refused = await m.c.post(f"/api/orders/pvt/document/{oid}/invoices", json={  # a return above the invoiced
+        "type": "Input", "issuedDate": "2026-01-09", "invoiceNumber": "NF-R", "invoiceValue": 9000,
+        "items": [{"itemIndex": 0, "price": 9000, "quantity": 1}]})
+    assert refused.status_code == 400 and len(_packages(await m.order(oid))) == 2  # kept in the audit, not shown
 
     # tracking number, then tracking events, on the rendered package
     await m.ok(m.c.patch(f"/api/oms/pvt/orders/{oid}/invoice/NF-1", json={
