@@ -10,7 +10,10 @@ is, so its output is byte for byte `dumps` of the same dict with those values pa
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+import orjson
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
@@ -24,17 +27,32 @@ def dumps(content: Any) -> bytes:
 
 
 def dumps_object(content: dict[str, Any]) -> bytes:
-    """`dumps(content)` with its `Raw` top-level values spliced in as they are."""
+    """`dumps(content)` with its `Raw` top-level values spliced in as they are.
+
+    The other values must hold no float: they are rendered by orjson, whose output equals the
+    standard encoder's for strings, ints, bools, None, lists and dicts but not for floats
+    (`1e+16` vs `1e16`); what orjson refuses (ints beyond 64 bits, lone surrogates) goes
+    through `dumps`, which renders or refuses it as before."""
     parts: list[bytes] = []
     plain: dict[str, Any] = {}
     for key, value in content.items():
         if isinstance(value, Raw):
             if plain:
-                parts.append(dumps(plain)[1:-1])
+                parts.append(_float_free(plain)[1:-1])
                 plain = {}
-            parts.append(dumps(key) + b":" + value)
+            parts.append(b'"' + key.encode() + b'":' + value if _PLAIN_KEY.match(key) else dumps(key) + b":" + value)
         else:
             plain[key] = value
     if plain:
-        parts.append(dumps(plain)[1:-1])
+        parts.append(_float_free(plain)[1:-1])
     return b"{" + b",".join(parts) + b"}"
+
+
+def _float_free(content: Any) -> bytes:
+    try:
+        return orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a lone surrogate, a non-str key
+        return dumps(content)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+\Z")  # a key JSON renders as itself in quotes

@@ -123,3 +123,8 @@ def test_dumps_object_splices_raw_values_in_place() -> None:
     assert json.loads(dumps_object(content)) == {"a": 1, "b": {"x": [1, "é"]}, "c": None, "d": [], "e": "z"}
     assert dumps_object(content) == dumps({**content, "b": {"x": [1, "é"]}, "d": []})
     assert dumps_object({}) == b"{}" and dumps_object({"r": Raw(b"1")}) == b'{"r":1}'
+    # what orjson refuses or renders otherwise goes through the standard encoder, as before
+    odd = {"big": 10**29, "neg": -(2**63) - 1, "s": "\u2028é\x00\"", "k é\"": Raw(b"[]"), "n": [None, True]}
+    assert dumps_object(odd) == dumps({**odd, 'k é"': []})
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate: refused by both, as by Starlette
+        dumps_object({"s": "\ud800"})
