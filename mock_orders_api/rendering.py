@@ -2,15 +2,14 @@
 
 `dumps` renders exactly as Starlette's `JSONResponse` does (compact separators, UTF-8, no
 `ensure_ascii`, NaN and infinities refused) with one shared encoder instead of one built per
-response. `dumps_object` renders a dict whose top-level values may be `Raw`: JSON rendered
-before (an order's invoices and Changes, each rendered once: domain/model.py), spliced in as it
-is, so its output is byte for byte `dumps` of the same dict with those values parsed back.
+response. `dumps_object` renders a float-free dict whose top-level values may be `Raw`: JSON
+rendered before (an order's invoices and Changes, each rendered once: domain/model.py), spliced
+in as it is, so its output is byte for byte `dumps` of the same dict with those values parsed back.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -18,8 +17,13 @@ import orjson
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-class Raw(bytes):
+class Raw:
     """A JSON value already rendered by `dumps`."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, rendered: bytes) -> None:
+        self.json = rendered
 
 
 def dumps(content: Any) -> bytes:
@@ -33,26 +37,26 @@ def dumps_object(content: dict[str, Any]) -> bytes:
     standard encoder's for strings, ints, bools, None, lists and dicts but not for floats
     (`1e+16` vs `1e16`); what orjson refuses (ints beyond 64 bits, lone surrogates) goes
     through `dumps`, which renders or refuses it as before."""
+    try:
+        return orjson.dumps(content, default=_fragment)
+    except TypeError:  # orjson.JSONEncodeError
+        pass
     parts: list[bytes] = []
     plain: dict[str, Any] = {}
     for key, value in content.items():
         if isinstance(value, Raw):
             if plain:
-                parts.append(_float_free(plain)[1:-1])
+                parts.append(dumps(plain)[1:-1])
                 plain = {}
-            parts.append(b'"' + key.encode() + b'":' + value if _PLAIN_KEY.match(key) else dumps(key) + b":" + value)
+            parts.append(dumps(key) + b":" + value.json)
         else:
             plain[key] = value
     if plain:
-        parts.append(_float_free(plain)[1:-1])
+        parts.append(dumps(plain)[1:-1])
     return b"{" + b",".join(parts) + b"}"
 
 
-def _float_free(content: Any) -> bytes:
-    try:
-        return orjson.dumps(content)
-    except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a lone surrogate, a non-str key
-        return dumps(content)
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+\Z")  # a key JSON renders as itself in quotes
+def _fragment(value: Any) -> orjson.Fragment:
+    if isinstance(value, Raw):
+        return orjson.Fragment(value.json)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
