@@ -25,6 +25,7 @@ from starlette.types import Send
 
 from mock_orders_api.errors import ApiError, BadRequest, ConfigError
 from mock_orders_api.ratelimit import ROUTE_NAMES
+from mock_orders_api.request_headers import header
 
 FAULT_HEADER = "X-Mock-Fault"
 FAULT_KINDS: tuple[str, ...] = ("500", "503", "slow", "drop")
@@ -131,7 +132,7 @@ async def inject(request: Request, route: str) -> bool:
     params = request.path_params
     order_id = params.get("orderId", params.get("changeOrderId"))
     state.throttle(route, order_id)
-    pinned = request.headers.get(FAULT_HEADER)
+    pinned = header(request, FAULT_HEADER)
     if pinned is not None and pinned not in FAULT_KINDS:
         raise BadRequest(f"header {FAULT_HEADER.lower()}: expected one of {list(FAULT_KINDS)}; got {pinned!r}")
     rule = state.config.faults.get(route)

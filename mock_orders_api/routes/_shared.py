@@ -29,6 +29,7 @@ from mock_orders_api import wire
 from mock_orders_api.config import check_ms, short_repr
 from mock_orders_api.errors import ApiError, BadRequest, ConfigError, Forbidden, Unauthorized
 from mock_orders_api.rendering import dumps
+from mock_orders_api.request_headers import header
 from mock_orders_api.state import MockState
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -103,17 +104,17 @@ def check_browser_safe(request: Request) -> None:
     requests a browser sends from any page); a bodyless request a browser marks as
     cross-site (`Sec-Fetch-Site`, or an `Origin` that is not this host) gets 403. The mock
     sends no CORS headers, so a preflighted request from a page is refused by the browser."""
-    headers = request.headers
-    content_type = headers.get("content-type")
-    has_body = headers.get("transfer-encoding") is not None or headers.get("content-length", "0").strip() != "0"
+    content_type = header(request, "content-type")
+    has_body = (header(request, "transfer-encoding") is not None
+                or (header(request, "content-length") or "0").strip() != "0")
     if content_type is not None or has_body:
         media = (content_type or "").split(";")[0].strip().lower()
         if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
             raise UnsupportedMediaType(f"{request.method} {request.url.path}: expected Content-Type: "
                                        f"application/json; got {short_repr(content_type or 'none')}")
-    site = headers.get("sec-fetch-site")
-    origin = headers.get("origin")
-    host = headers.get("host")
+    site = header(request, "sec-fetch-site")
+    origin = header(request, "origin")
+    host = header(request, "host")
     if site == "cross-site" or (origin is not None and (host is None or origin.split("://", 1)[-1] != host)):
         raise Forbidden(f"{request.method} {request.url.path}: cross-origin browser requests are refused "
                         f"(Origin {short_repr(origin)}); call the mock from a client, not a web page",
@@ -172,7 +173,11 @@ async def json_body(request: Request, where: str) -> Any:
     if not raw.strip():
         raise BadRequest(f"{where}: a JSON body is required")
     try:
-        body = json.loads(raw, parse_int=_bounded_int)
+        # The digit bound needs a call per integer; without a run of more than MAX_INT_DIGITS digits
+        # anywhere in a UTF-8 body (strings included; UTF-16/32 JSON has a NUL in its first 4 bytes)
+        # no integer can break it.
+        bounded = b"\x00" in raw[:4] or _LONG_DIGITS.search(raw) is not None
+        body = json.loads(raw, parse_int=_bounded_int) if bounded else json.loads(raw)
     except _IntTooLong as err:
         raise BadRequest(f"{where}: an integer has {err.digits} digits; at most {MAX_INT_DIGITS} are accepted",
                          code="MalformedJson") from None
@@ -180,9 +185,14 @@ async def json_body(request: Request, where: str) -> Any:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson") from None
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
         raise BadRequest(f"{where}: malformed JSON ({str(err)[:200]})", code="MalformedJson") from None
-    if _depth(body) > MAX_JSON_DEPTH:
+    # Each level opens a bracket: with no more brackets than the bound (counted in C, strings
+    # included) the body cannot nest deeper, and the walk is skipped.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels", code="MalformedJson")
     return body
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 
 
 class _IntTooLong(ValueError):
@@ -232,13 +242,13 @@ def json_response(content: Any, status: int = 200) -> JSONResponse:
     return _Json(content, status)
 
 
-def pinned_ms(request: Request, header: str) -> float | None:
+def pinned_ms(request: Request, name: str) -> float | None:
     """A mock header that pins a delay in ms (None: not sent); 400 if it is not a valid ms value."""
-    pinned = request.headers.get(header)
+    pinned = header(request, name)
     if pinned is None:
         return None
     try:
-        return check_ms(pinned, f"header {header.lower()}")
+        return check_ms(pinned, f"header {name.lower()}")
     except ConfigError as err:
         raise BadRequest(str(err)) from None
 
@@ -256,8 +266,8 @@ def vtex_auth(request: Request) -> None:
     cfg = mock(request).config
     if cfg.app_key is None:
         return
-    key = request.headers.get(wire.APP_KEY_HEADER)
-    token = request.headers.get(wire.APP_TOKEN_HEADER)
+    key = header(request, wire.APP_KEY_HEADER)
+    token = header(request, wire.APP_TOKEN_HEADER)
     if key is None or token is None:
         raise Unauthorized(f"missing {wire.APP_KEY_HEADER} / {wire.APP_TOKEN_HEADER} headers")
     if _matches(key, cfg.app_key) and _matches(token, cfg.app_token):
@@ -277,8 +287,8 @@ def admin_auth(request: Request) -> None:
             raise Unauthorized("admin API: VTEX credentials are set, so /_mock needs an admin token; "
                                "start the mock with MOCK_ADMIN_TOKEN (or --admin-token-file)")
         return
-    given = request.headers.get(wire.ADMIN_TOKEN_HEADER)
-    auth = request.headers.get("authorization", "")
+    given = header(request, wire.ADMIN_TOKEN_HEADER)
+    auth = header(request, "authorization") or ""
     if given is None and auth.lower().startswith("bearer "):
         given = auth[7:]
     if given is None:

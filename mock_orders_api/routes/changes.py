@@ -17,6 +17,7 @@ from mock_orders_api.routes._shared import (
     ITEM_SCHEMA,
     ApiRoute,
     acted,
+    header,
     json_body,
     json_response,
     mock,
@@ -62,6 +63,11 @@ _CHANGE_OUTCOME_DOC = (wire.CHANGE_OUTCOME_HEADER, {"type": "string", "enum": li
 _ACCOUNT_DOC = ("an", {"type": "string", "default": "mockstore"}, "account name")
 
 
+def _account(request: Request) -> str:
+    """The `an` query parameter (default `mockstore`); most requests carry no query string at all."""
+    return request.query_params.get("an", "mockstore") if request.scope.get("query_string") else "mockstore"
+
+
 async def _change(request: Request, order_id: str, spec_of: Callable[[Any], ChangeSpec],
                   endpoint: str) -> ChangeRecord:
     """Accept (or refuse) a Change. The v2 (order-system) one is asynchronous; the v1 (OMS) one is
@@ -86,7 +92,7 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     # The shared RNG's state, to undo a delay draw if the Change is refused (none when the delay is
     # pinned; deterministic: a fresh RNG per Change).
     rng_state = None if state.deterministic or pinned is not None else state.rng.getstate()
-    pinned_outcome = CHANGE_DONE if synchronous else request.headers.get(wire.CHANGE_OUTCOME_HEADER)
+    pinned_outcome = CHANGE_DONE if synchronous else header(request, wire.CHANGE_OUTCOME_HEADER)
     if pinned_outcome is not None and pinned_outcome not in CHANGE_OUTCOMES:
         raise BadRequest(f"header {wire.CHANGE_OUTCOME_HEADER.lower()}: expected one of {list(CHANGE_OUTCOMES)}; "
                          f"got {pinned_outcome!r}")
@@ -95,7 +101,7 @@ async def _change(request: Request, order_id: str, spec_of: Callable[[Any], Chan
     try:
         record = changes.register(
             order, spec, policy=state.config.policy, delay_ms=delay, arrival_ns=arrival, now_ns=now,
-            endpoint=endpoint, account=request.query_params.get("an", "mockstore"),
+            endpoint=endpoint, account=_account(request),
             autostart=state.pool is None or synchronous, new_id=state.new_ids(order, "change"),
             outcome=state.change_outcome(order, pinned_outcome),
         )

@@ -18,6 +18,7 @@ from mock_orders_api.routes._shared import (
     HOOK_DELAY_DOC,
     ApiRoute,
     acted,
+    header,
     json_body,
     json_response,
     mock,
@@ -69,7 +70,7 @@ async def cancel_order(request: Request) -> Response:
     vtex_auth(request)  # before the body is judged
     reason = await _cancel_reason(request)
     delay = pinned_ms(request, wire.CANCEL_DELAY_HEADER)
-    outcome = request.headers.get(wire.CANCEL_OUTCOME_HEADER)
+    outcome = header(request, wire.CANCEL_OUTCOME_HEADER)
     if outcome is not None and outcome not in cancellation.CANCEL_OUTCOMES:
         raise BadRequest(f"header {wire.CANCEL_OUTCOME_HEADER.lower()}: expected one of "
                          f"{list(cancellation.CANCEL_OUTCOMES)}; got {outcome!r}")
