@@ -125,16 +125,16 @@ def post_invoice(
     """Validate and record an invoice. A refusal is recorded in the audit, then raised.
 
     `new_id` makes the receipt (default: a random uuid4 hex)."""
-    for prior in order.invoices:
-        if prior.accepted and prior.invoice_number == spec.invoice_number:
-            if route == "pii":  # PII-SPEC: "not allowed to use the same invoiceNumber in more than one request"
-                raise Conflict(f"invoice number {spec.invoice_number!r} was already used on order {order.order_id}",
-                               code="InvoiceAlreadyExists")
-            # SPEC (OMS invoice notification): a re-send gets a new receipt that overrides the previous
-            # one; its other fields cannot change, so the invoice keeps its value and type.
-            prior.receipt = new_id() if new_id is not None else uuid.uuid4().hex
-            prior.date = iso_now()
-            return prior
+    prior = order.accepted_invoice(spec.invoice_number)
+    if prior is not None:
+        if route == "pii":  # PII-SPEC: "not allowed to use the same invoiceNumber in more than one request"
+            raise Conflict(f"invoice number {spec.invoice_number!r} was already used on order {order.order_id}",
+                           code="InvoiceAlreadyExists")
+        # SPEC (OMS invoice notification): a re-send gets a new receipt that overrides the previous
+        # one; its other fields cannot change, so the invoice keeps its value and type.
+        prior.receipt = new_id() if new_id is not None else uuid.uuid4().hex
+        prior.date = iso_now()
+        return prior
     record = InvoiceRecord(
         invoice_number=spec.invoice_number,
         type=spec.type,
@@ -153,12 +153,12 @@ def post_invoice(
         record.status = err.status
         record.reason = err.message
         record.body = _kept_body(spec.body)
-        order.invoices.append(record)
+        order.add_invoice(record)
         raise
     record.accepted = True
     record.status = 200
     record.receipt = new_id() if new_id is not None else uuid.uuid4().hex
-    order.invoices.append(record)
+    order.add_invoice(record)
     if order.status == CANCEL:
         cancellation.invoice_accepted(order)  # KI-1400005: the order stays `cancel`, in error
         return record

@@ -253,6 +253,9 @@ class InvoiceRecord:
     _package: tuple[tuple[str, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FILED_FIELDS and self.__dict__.get("_filed"):
+            raise AttributeError(f"InvoiceRecord.{name} is fixed once the invoice is filed (Order.add_invoice): "
+                                 "the order's invoiced total and number index depend on it")
         if name in _PACKAGE_FIELDS and self.__dict__.get("_package") is not None:
             object.__setattr__(self, "_package", None)
             _EPOCH[0] += 1
@@ -303,6 +306,7 @@ class InvoiceRecord:
 
 
 _PACKAGE_FIELDS = frozenset({"body", "tracking", "courier_status", "type", "invoice_number", "invoice_value"})
+_FILED_FIELDS = frozenset({"accepted", "type", "invoice_number", "invoice_value"})
 # Bumped when a rendered invoice's package changes: an order's kept packages rendering
 # (`Order._packages`) is valid only for the epoch it was made in.
 _EPOCH = [0]
@@ -384,6 +388,9 @@ class Order:
     # the invoice epoch): `invoices` only grows and a record's `accepted` is set before it is added.
     _packages: tuple[tuple[str, ...], int, int, bytes] | None = field(default=None, init=False, repr=False,
                                                                        compare=False)
+    # Kept by `add_invoice` (the one way in): the accepted invoices by number, and their net total.
+    _accepted: dict[str, InvoiceRecord] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _invoiced: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.initial_value = self.value
@@ -423,11 +430,20 @@ class Order:
     @property
     def invoiced_total(self) -> int:
         """Net accepted invoice value: Output invoices minus Input (return) invoices."""
-        total = 0
-        for inv in self.invoices:
-            if inv.accepted:
-                total += inv.invoice_value if inv.type == "Output" else -inv.invoice_value
-        return total
+        return self._invoiced
+
+    def add_invoice(self, record: InvoiceRecord) -> None:
+        """File an invoice, accepted or refused (the audit keeps both); what the order's invoiced
+        total and number index read of it is fixed from now on (`InvoiceRecord.__setattr__`)."""
+        self.invoices.append(record)
+        object.__setattr__(record, "_filed", True)
+        if record.accepted:
+            self._accepted.setdefault(record.invoice_number, record)
+            self._invoiced += record.invoice_value if record.type == "Output" else -record.invoice_value
+
+    def accepted_invoice(self, number: str) -> InvoiceRecord | None:
+        """The accepted invoice with this number, if any."""
+        return self._accepted.get(number)
 
     def unfinished_changes(self) -> list[ChangeRecord]:
         """Changes still in progress (neither done nor canceled)."""

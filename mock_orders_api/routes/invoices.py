@@ -110,7 +110,7 @@ async def _tracking(request: Request, where: str) -> tuple[InvoiceRecord, dict[s
     order_id, number = request.path_params["orderId"], request.path_params["invoiceNumber"]
     _, now = acted(request, order_id)
     order = mock(request).order(order_id, now)
-    record = next((i for i in order.invoices if i.accepted and i.invoice_number == number), None)
+    record = order.accepted_invoice(number)
     if record is None:
         raise NotFound(f"invoice {number!r} not found on order {order_id}", code="InvoiceNotFound")
     return record, body, lose

@@ -128,3 +128,16 @@ def test_dumps_object_splices_raw_values_in_place() -> None:
     assert dumps_object(odd) == dumps({**odd, 'k é"': []})
     with pytest.raises(UnicodeEncodeError):  # a lone surrogate: refused by both, as by Starlette
         dumps_object({"s": "\ud800"})
+
+
+async def test_a_filed_invoice_keeps_what_the_order_totals_read(clocked: _Clocked) -> None:
+    m = clocked
+    oid = (await m.ok(m.c.post("/_mock/orders", json={"items": ITEMS, "status": "handling"}))).json()["orderId"]
+    body = {"type": "Output", "issuanceDate": "2026-01-09T00:00:00Z", "invoiceNumber": "NF-1", "invoiceValue": 1000,
+            "items": [{"id": "sku-1", "price": 1000, "quantity": 1}]}
+    await m.ok(m.c.post(f"/api/oms/pvt/orders/{oid}/invoice", json=body))
+    await m.ok(m.c.post(f"/api/oms/pvt/orders/{oid}/invoice", json=body))  # a re-send: a new receipt, same invoice
+    order = m.app.state.mock.store.get(oid)
+    assert len(order.invoices) == 1 and order.invoiced_total == 1000 == sum(i.invoice_value for i in order.invoices)
+    with pytest.raises(AttributeError, match="fixed once the invoice is filed"):
+        order.invoices[0].invoice_value = 1
