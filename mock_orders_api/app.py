@@ -31,6 +31,7 @@ from mock_orders_api.faults import ResponseLost
 from mock_orders_api.journal import request_entry
 from mock_orders_api.limits import bounded_receive, check_declared, content_length
 from mock_orders_api.routes import ROUTES, ApiRoute
+from mock_orders_api.routes._shared import json_response
 from mock_orders_api.state import MockState
 
 
@@ -38,7 +39,7 @@ def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSON
     headers = {**(err.headers or {}), **(headers or {})}
     if err.status == 413 or err.status >= 500:
         headers["connection"] = "close"  # 413: the rest of the body is unread; 5xx: state unknown
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+    return json_response(err.body(), err.status, headers)
 
 
 async def _api_error(request: Request, err: Exception) -> Response:
@@ -105,6 +106,7 @@ class MockApp(Starlette):
         self.state.mock = state
         self.awaiting_body = 0  # state-changing requests waiting in their body read (a timed last byte)
         self._mock = state
+        self.mock = state  # what the routes read (`routes._shared.mock`): app.state.mock without State's lookup
         self._clock = state.clock
         self._routes: dict[str, list[tuple[re.Pattern[str], ApiRoute]]] = {}
         for route in ROUTES:

@@ -128,7 +128,7 @@ async def inject(request: Request, route: str) -> bool:
     """Throttle and draw `route`'s fault for this request, before it acts: raise the 500/503, or
     sleep through the slow response; True when the response must be lost once the request acted
     (the handler then raises `ResponseLost`)."""
-    state = request.scope["app"].state.mock
+    state = request.scope["app"].mock
     params = request.path_params
     order_id = params.get("orderId", params.get("changeOrderId"))
     state.throttle(route, order_id)

@@ -153,7 +153,7 @@ def _operation(path: str, method: str, *, auth: Auth, summary: str, status: int,
 
 
 def mock(request: Request) -> MockState:
-    return request.scope["app"].state.mock  # type: ignore[no-any-return]
+    return request.scope["app"].mock  # type: ignore[no-any-return]
 
 
 def acted(request: Request, order_id: str | None = None) -> tuple[int, int]:
@@ -227,19 +227,23 @@ class _Json(JSONResponse):
     assembly was ~2% of the mock's CPU per request) and its body rendered by the shared
     encoder (`rendering.dumps`: Starlette's output); same body, same headers."""
 
-    def __init__(self, content: Any, status: int = 200) -> None:
+    def __init__(self, content: Any, status: int, headers: dict[str, str] | None) -> None:
         self.status_code = status
         self.background = None
         self.body = content if isinstance(content, bytes) else dumps(content)
-        self.raw_headers = [(b"content-length", str(len(self.body)).encode()), _JSON_TYPE]
+        own = [(b"content-length", str(len(self.body)).encode()), _JSON_TYPE]
+        # Starlette's order: the given headers (lowercased), then length and type.
+        self.raw_headers = ([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] + own
+                            if headers else own)
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
 
 
-def json_response(content: Any, status: int = 200) -> JSONResponse:
-    """`content` as JSON; bytes are JSON already rendered (`rendering.dumps`), sent as they are."""
-    return _Json(content, status)
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """`content` as JSON; bytes are JSON already rendered (`rendering.dumps`), sent as they are.
+    `headers` must not set the length or type (those are the body's)."""
+    return _Json(content, status, headers)
 
 
 def pinned_ms(request: Request, name: str) -> float | None:

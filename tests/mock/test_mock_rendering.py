@@ -141,3 +141,21 @@ async def test_a_filed_invoice_keeps_what_the_order_totals_read(clocked: _Clocke
     assert len(order.invoices) == 1 and order.invoiced_total == 1000 == sum(i.invoice_value for i in order.invoices)
     with pytest.raises(AttributeError, match="fixed once the invoice is filed"):
         order.invoices[0].invoice_value = 1
+
+
+@pytest.mark.parametrize("status_extra", [(409, None), (429, None), (413, {"Allow": "GET"}), (503, None)])
+def test_error_responses_are_starlettes_own(status_extra: tuple[int, dict[str, str] | None]) -> None:
+    """Body, status and headers (order included) as Starlette's JSONResponse built them."""
+    from starlette.responses import JSONResponse
+
+    from mock_orders_api.app import error_response
+    from mock_orders_api.errors import ApiError, TooManyRequests
+
+    status, extra = status_extra
+    err = TooManyRequests("slow down é", 1.5) if status == 429 else ApiError("nope é", code="Code")
+    err.status = status
+    headers = {**(err.headers or {}), **(extra or {})}
+    if status == 413 or status >= 500:
+        headers["connection"] = "close"
+    ours, theirs = error_response(err, extra), JSONResponse(err.body(), status_code=status, headers=headers)
+    assert (ours.status_code, ours.body, ours.raw_headers) == (theirs.status_code, theirs.body, theirs.raw_headers)
