@@ -247,18 +247,14 @@ class InvoiceRecord:
     # `PUT .../invoice/{invoiceNumber}/tracking` (SPEC UpdateTrackingStatus): {status, finished,
     # deliveredDate, data[]} as Get order's `courierStatus` shows it; None until tracking is sent.
     courier_status: dict[str, Any] | None = None
-    # `package_view()` rendered, with the order's item ids it was rendered for; dropped whenever a
-    # field the package shows is assigned (`body`, `tracking` and `courier_status` are replaced,
-    # never changed in place), which also ends every order's kept list of packages (`_EPOCH`).
-    _package: tuple[tuple[str, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FILED_FIELDS and self.__dict__.get("_filed"):
-            raise AttributeError(f"InvoiceRecord.{name} is fixed once the invoice is filed (Order.add_invoice): "
-                                 "the order's invoiced total and number index depend on it")
-        if name in _PACKAGE_FIELDS and self.__dict__.get("_package") is not None:
-            object.__setattr__(self, "_package", None)
-            _EPOCH[0] += 1
+        if self.__dict__.get("_filed"):  # filed: an order's invoiced total, index and packages read it
+            if name in _FILED_FIELDS:
+                raise AttributeError(f"InvoiceRecord.{name} is fixed once the invoice is filed (Order.add_invoice): "
+                                     "the order's invoiced total and number index depend on it")
+            if name in _PACKAGE_FIELDS:  # replaced, never changed in place: ends every kept packages rendering
+                _EPOCH[0] += 1
         object.__setattr__(self, name, value)
 
     def response(self, order_id: str) -> dict[str, Any]:
@@ -281,14 +277,6 @@ class InvoiceRecord:
         )
         return view
 
-    def package_json(self, item_ids: tuple[str, ...]) -> bytes:
-        """`package_view(item_ids)` rendered (`dumps`), once per change of what it shows."""
-        cached = self._package
-        if cached is None or cached[0] != item_ids:
-            cached = (item_ids, dumps(self.package_view(list(item_ids))))
-            object.__setattr__(self, "_package", cached)
-        return cached[1]
-
     def audit_view(self) -> dict[str, Any]:
         return {
             "invoiceNumber": self.invoice_number,
@@ -305,9 +293,9 @@ class InvoiceRecord:
         }
 
 
-_PACKAGE_FIELDS = frozenset({"body", "tracking", "courier_status", "type", "invoice_number", "invoice_value"})
+_PACKAGE_FIELDS = frozenset({"body", "tracking", "courier_status"})  # what a filed invoice's package may change by
 _FILED_FIELDS = frozenset({"accepted", "type", "invoice_number", "invoice_value"})
-# Bumped when a rendered invoice's package changes: an order's kept packages rendering
+# Bumped when a filed invoice's package changes: an order's kept packages rendering
 # (`Order._packages`) is valid only for the epoch it was made in.
 _EPOCH = [0]
 
@@ -385,7 +373,8 @@ class Order:
     hooks: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # hook delivery attempts
     feed: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # Feed v3 events (feed.py)
     # The accepted invoices' packages rendered (`view_json`), for (item ids, the first n invoices,
-    # the invoice epoch): `invoices` only grows and a record's `accepted` is set before it is added.
+    # the invoice epoch): `invoices` only grows (`add_invoice`), and a filed invoice's package
+    # changes only by a reassigned body, tracking or courier status, which bumps the epoch.
     _packages: tuple[tuple[str, ...], int, int, bytes] | None = field(default=None, init=False, repr=False,
                                                                        compare=False)
     # Kept by `add_invoice` (the one way in): the accepted invoices by number, and their net total.
@@ -488,9 +477,9 @@ class Order:
                           if finished else None)
 
     def view_json(self) -> bytes:
-        """`dumps(self.view())`, from each invoice's and finished Change's rendering kept on its record:
-        an order's invoices and Changes accumulate, and rendering them all again per request made a
-        GET's cost grow with the order."""
+        """`dumps(self.view())`, from the packages rendering the order keeps (`_packages_json`) and each
+        finished Change's kept on its record: an order's invoices and Changes accumulate, and rendering
+        them all again per request made a GET's cost grow with the order."""
         item_ids = tuple(i.id for i in self.items)
         packages = self._packages_json(item_ids)
         finished = [c.attachment_json() for c in self.changes if c.finished]
@@ -502,13 +491,14 @@ class Order:
         """The accepted invoices' packages, rendered and joined; the kept rendering is extended
         with the invoices added since, remade whole when the item ids or the epoch changed."""
         n, epoch, kept = len(self.invoices), _EPOCH[0], self._packages
+        ids = list(item_ids)
         if kept is not None and kept[0] == item_ids and kept[2] == epoch and kept[1] <= n:
             joined = kept[3]
-            new = [inv.package_json(item_ids) for inv in self.invoices[kept[1]:] if inv.accepted]
+            new = [dumps(inv.package_view(ids)) for inv in self.invoices[kept[1]:] if inv.accepted]
             if new:
                 joined = b",".join([joined, *new]) if joined else b",".join(new)
         else:
-            joined = b",".join([inv.package_json(item_ids) for inv in self.invoices if inv.accepted])
+            joined = b",".join([dumps(inv.package_view(ids)) for inv in self.invoices if inv.accepted])
         self._packages = (item_ids, n, epoch, joined)
         return joined
 
