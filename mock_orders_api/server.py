@@ -40,7 +40,7 @@ class _OneWrite:
     `close()` first writes a held head, so a response cut after its start (a `ResponseLost`, a bug
     after the start) leaves the same bytes on the wire as before: a head and then the drop."""
 
-    __slots__ = ("_transport", "_head")
+    __slots__ = ("_head", "_transport")
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
