@@ -3,7 +3,7 @@
 `dumps` renders exactly as Starlette's `JSONResponse` does (compact separators, UTF-8, no
 `ensure_ascii`, NaN and infinities refused) with one shared encoder instead of one built per
 response. `dumps_object` renders a float-free dict whose top-level values may be `Raw`: JSON
-rendered before (an order's invoices and Changes, each rendered once: domain/model.py), spliced
+rendered before (an order's invoice packages and finished Changes, kept: domain/model.py), spliced
 in as it is, so its output is byte for byte `dumps` of the same dict with those values parsed back.
 """
 
