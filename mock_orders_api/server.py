@@ -37,6 +37,7 @@ class _OneWrite:
     `http.response.body`; under wrk (GET order) the second syscall was ~15% of the mock's CPU.
 
     Only a final response's head is held (`HTTP/1.1 1xx`, e.g. 100 Continue, goes out at once);
+    a response that completes without a body write (HEAD) has its head written at completion;
     `close()` first writes a held head, so a response cut after its start (a `ResponseLost`, a bug
     after the start) leaves the same bytes on the wire as before: a head and then the drop."""
 
@@ -56,10 +57,14 @@ class _OneWrite:
         else:
             self._transport.write(data)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Write a held head now (a response that ends without a body write: HEAD)."""
         head, self._head = self._head, None
         if head is not None and not self._transport.is_closing():
             self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
@@ -71,6 +76,11 @@ class _OneWriteProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(_OneWrite(transport))
+
+    def on_response_complete(self) -> None:
+        # uvicorn writes no body for HEAD: without this its head would wait for the next response.
+        self.transport.flush()
+        super().on_response_complete()
 
 
 # No access log, no proxy-headers layer (the mock binds loopback: no proxy in front); uvloop and

@@ -120,3 +120,18 @@ def test_one_write_joins_a_head_with_its_body_and_flushes_it_on_close() -> None:
     w.close()
     assert t.writes[-1] == b"HTTP/1.1 200 OK\r\ncontent-length: 1024\r\n\r\n" and t.closed
     assert w.is_closing()  # the rest is the transport's own
+
+
+def test_a_head_request_gets_its_head_and_the_connection_stays_usable(mock: ThreadedMock) -> None:
+    # uvicorn writes no body for HEAD, so a held head must go out when the response completes.
+    with _connect(mock) as s:
+        s.sendall(b"HEAD /openapi.json HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed after {data!r}"
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        assert data.endswith(b"\r\n\r\n")  # a head, no body
+        s.sendall(_request("GET", "/_mock/health"))
+        assert _read_response(s).startswith(b"HTTP/1.1 200")
