@@ -41,6 +41,10 @@ from mock_orders_api.routes import ROUTES, ApiRoute
 SIM_URL = "http://mock"
 _NOT_PARSED = object()
 _JSON_HEADERS = {"content-type": "application/json"}
+_JSON_TYPE = (b"content-type", b"application/json")
+# The mock renders JSON as UTF-8 (Starlette's JSONResponse): decoding it as such and parsing the text is
+# what `json.loads(bytes)` does after sniffing the encoding.
+_decode_json = json.JSONDecoder().decode
 
 # The random stream of the trial the current task works for (None: outside any trial).
 _TRIAL_RNG: contextvars.ContextVar[random.Random | None] = contextvars.ContextVar("sim_trial_rng", default=None)
@@ -90,7 +94,7 @@ class DirectRequest:
     method: str
     path: str
     content: bytes
-    headers: dict[str, str]  # lower-case names
+    raw_headers: list[tuple[bytes, bytes]]  # as an ASGI scope carries them: lower-case names, latin-1
 
 
 class DirectResponse:
@@ -150,11 +154,11 @@ class DirectClient:
     # httpx.AsyncClient's interface, as far as OrdersClient uses it ---------------------
     def build_request(self, method: str, path: str, *, json: Any = None,
                       headers: dict[str, str] | None = None) -> DirectRequest:
-        content = b"" if json is None else json_dumps_like_httpx(json)
-        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
-        if json is not None:
-            hdrs["content-type"] = "application/json"
-        return DirectRequest(method, path, content, hdrs)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
+        if json is None:
+            return DirectRequest(method, path, b"", raw)
+        raw.append(_JSON_TYPE)
+        return DirectRequest(method, path, json_dumps_like_httpx(json), raw)
 
     async def send(self, request: DirectRequest) -> DirectResponse:
         await self.clock.sleep_ns(self.latency.draw_ns())
@@ -189,28 +193,32 @@ class DirectClient:
         arrival = mock.clock()
         scope: dict[str, Any] = {
             "type": "http", "method": request.method, "path": path, "query_string": query.encode("latin-1"),
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
-            "app": self.app, "state": {"arrival_ns": arrival}, "path_params": path_params,
+            "headers": request.raw_headers, "app": self.app, "state": {"arrival_ns": arrival},
+            "path_params": path_params,
         }
         body = request.content
 
         async def _receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
+        handler_request = Request(scope, _receive)
+        # Starlette's own cache of the read body: `body()` returns it without running the receive
+        # stream (an async generator per request); `_receive` serves it should that ever change.
+        handler_request._body = body
         status = 0
         try:
             try:
-                result = await route.handler(Request(scope, _receive))
+                result = await route.handler(handler_request)
             except ApiError as err:
                 status = err.status
                 return DirectResponse(status, None, {**_JSON_HEADERS, **(err.headers or {})}, parsed=err.body())
             except ResponseLost:  # the mock applied the request and cut the connection (fault schedule)
                 raise httpx.RemoteProtocolError("server disconnected without sending a response") from None
             status = result.status_code
-            content = bytes(result.body)
+            content = result.body
             if content and result.media_type == "application/json":
-                return DirectResponse(status, content, _JSON_HEADERS, parsed=json.loads(content))
-            return DirectResponse(status, content, dict(result.headers))
+                return DirectResponse(status, content, _JSON_HEADERS, parsed=_decode_json(content.decode("utf-8")))
+            return DirectResponse(status, bytes(content), dict(result.headers))
         except httpx.RemoteProtocolError:
             raise  # a lost response reaches the client as a broken connection
         except Exception as err:  # what the server's error middleware answers (the journal sees status 0)
@@ -221,7 +229,7 @@ class DirectClient:
 
     async def _via_asgi(self, request: DirectRequest) -> DirectResponse:
         hreq = httpx.Request(request.method, SIM_URL + request.path, content=request.content,
-                             headers=request.headers)
+                             headers=request.raw_headers)
         response = await self._asgi.handle_async_request(hreq)
         content = await response.aread()
         return DirectResponse(response.status_code, content, dict(response.headers))
