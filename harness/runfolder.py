@@ -91,15 +91,19 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-# json.dumps(x, allow_nan=False) builds an encoder per call; trial data are trees of JSON values
-# (requests, responses, audits), so one encoder serves them all, without the cycle check.
+# json.dumps(x, allow_nan=False) builds an encoder per call (JSONEncoder.encode builds the C one
+# per call too); trial data are trees of JSON values (requests, responses, audits), so one C encoder,
+# made once with json.dumps's own settings (no cycle check), serves them all: the same text.
+_c_encoder = (json.encoder.c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
+                                          None, ": ", ", ", False, False, False)
+              if json.encoder.c_make_encoder is not None else None)
 _encode = json.JSONEncoder(allow_nan=False, check_circular=False).encode
 
 
 def _dumps(x: Any) -> str:
     """json.dumps(_jsonable(x)), without walking `x` when it holds no NaN/inf (the usual case)."""
     try:
-        return _encode(x)
+        return "".join(_c_encoder(x, 0)) if _c_encoder is not None else _encode(x)
     except ValueError:
         return json.dumps(_jsonable(x))
 

@@ -102,6 +102,7 @@ class Runner:
         self.stats = RunStats(planned=len(plan.trials))
         self._change_body = change_body(scenario)
         self._order_spec = order_spec(scenario)
+        self._tolerance_ms = scenario.timing_tolerance_ms  # a property computed from the sweep: once, not per trial
 
     async def run(self, stop: asyncio.Event | None = None) -> RunStats:
         """Run every planned trial, then each `next_round` (or until `stop` is set); returns the counts."""
@@ -318,7 +319,7 @@ class Runner:
             initial_value=initial, change=ctx.change_event, invoice=ctx.invoice_event,
             invoice_value=ctx.invoice_value, invoice_number=ctx.invoice_number, guard_error=ctx.guard_error,
             planned_delay_ms=p.change_delay_ms, t0_ns=t0, audit=audit,
-            duration_ms=(self.clock.now_ns() - began) / 1e6, tolerance_ms=self.scenario.timing_tolerance_ms,
+            duration_ms=(self.clock.now_ns() - began) / 1e6, tolerance_ms=self._tolerance_ms,
             events=ctx.hist.events,
         )
 
