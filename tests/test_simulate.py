@@ -213,7 +213,7 @@ def test_same_seed_gives_identical_trials_and_summary(tmp_path: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes()
     meta = json.loads((a / "run.json").read_text())
     assert meta["target"]["kind"] == "simulated"
-    assert meta["simulate"]["virtual_s"] > 1.0
+    assert meta["simulate"]["virtual_s"] > 0.8  # at least a trial's lead (500 ms) + the largest offset (300 ms)
     assert len(trials(a)) == 7 * 4 * 3
 
     c = cli_run(tmp_path / "c", "--trials", "4", "--seed", "12345")
