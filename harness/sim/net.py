@@ -45,7 +45,17 @@ _JSON_HEADERS = {"content-type": "application/json"}
 _JSON_TYPE = (b"content-type", b"application/json")
 # The mock renders JSON as UTF-8 (Starlette's JSONResponse): decoding it as such and parsing the text is
 # what `json.loads(bytes)` does after sniffing the encoding.
-_decode_json = json.JSONDecoder().decode
+_DECODER = json.JSONDecoder()
+
+
+def _parse_json(text: str) -> Any:
+    """`json.loads(text)`: the decoder's scanner straight on a body that starts with its value and
+    ends with it (how the mock renders), `decode` (whitespace, errors) otherwise."""
+    try:
+        value, end = _DECODER.scan_once(text, 0)
+    except StopIteration:  # no value at position 0 (leading whitespace, or not JSON)
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 # The random stream of the trial the current task works for (None: outside any trial).
 _TRIAL_RNG: contextvars.ContextVar[random.Random | None] = contextvars.ContextVar("sim_trial_rng", default=None)
@@ -216,7 +226,7 @@ class DirectClient:
             status = result.status_code
             content = result.body
             if content and result.media_type == "application/json":
-                return DirectResponse(status, content, _JSON_HEADERS, parsed=_decode_json(content.decode("utf-8")))
+                return DirectResponse(status, content, _JSON_HEADERS, parsed=_parse_json(content.decode("utf-8")))
             return DirectResponse(status, bytes(content), dict(result.headers))
         except httpx.RemoteProtocolError:
             raise  # a lost response reaches the client as a broken connection
