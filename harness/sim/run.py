@@ -12,7 +12,10 @@ What differs from a live run, on purpose:
   trial's start would depend on the others;
 * each trial's order id is derived from its trial id, and its latency draws
   from (seed, trial id), so `harness.sim.replay` can re-run one trial alone and
-  get the same row.
+  get the same row;
+* nothing is warmed before the first trial (a live run opens its connection
+  pool and sends a warm-up order through every path): in-process, on a virtual
+  clock, there is nothing to warm and nothing can be late.
 """
 
 from __future__ import annotations
