@@ -297,3 +297,18 @@ async def test_interrupted_run_keeps_finished_trials_and_rebuilds_a_report(tmp_p
     assert summary["run"]["trials"] == k - 1
     assert summary["run"]["skipped_trial_lines"] == 1
     assert any("trials.csv" in w for w in summary["warnings"])
+
+
+def test_history_lines_are_json_dumps_of_each_event_with_null_for_non_finite(tmp_path: Path) -> None:
+    """history.jsonl / audits.jsonl lines are exactly `json.dumps` of the record (default separators,
+    ASCII escapes), a non-finite number written as null (JSON has no NaN)."""
+    from harness.runfolder import _dumps
+
+    event = {"trial_id": 7, "guard": "none", "planned_ms": None, "sent_ms": -0.25, "response_ms": 1e-07,
+             "status": 201, "request_body": {"items": [{"id": "1", "price": 5000}], "note": "café \x7f \"q\" \n"},
+             "response_body": {"value": 23000, "big": 10 ** 30, "list": [True, False, None, 1.5]}, "error": ""}
+    assert _dumps(event) == json.dumps(event)
+    assert _dumps({"a": float("nan"), "b": [1.0, float("-inf")]}) == '{"a": null, "b": [1.0, null]}'
+    assert _dumps("text") == json.dumps("text")
+    with pytest.raises(TypeError):
+        _dumps({"x": object()})

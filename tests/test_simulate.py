@@ -213,7 +213,7 @@ def test_same_seed_gives_identical_trials_and_summary(tmp_path: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes()
     meta = json.loads((a / "run.json").read_text())
     assert meta["target"]["kind"] == "simulated"
-    assert meta["simulate"]["virtual_s"] > 1.0
+    assert meta["simulate"]["virtual_s"] > 0.8  # at least a trial's lead (500 ms) + the largest offset (300 ms)
     assert len(trials(a)) == 7 * 4 * 3
 
     c = cli_run(tmp_path / "c", "--trials", "4", "--seed", "12345")
@@ -229,6 +229,9 @@ def test_results_do_not_depend_on_workers_or_transport(tmp_path: Path) -> None:
     asgi, _ = run_simulated(scenario, tmp_path / "asgi", workers=1, transport="asgi")
     rows = (one / "trials.csv").read_bytes()
     assert rows == (two / "trials.csv").read_bytes() == (asgi / "trials.csv").read_bytes()
+    # The direct dispatch is the ASGI app minus HTTP: the same requests, answers and audits, to the byte.
+    for name in ("history.jsonl", "audits.jsonl"):
+        assert (one / name).read_bytes() == (asgi / name).read_bytes(), name
     assert [int(r["seq"]) for r in trials(one)] == list(range(scenario.n_trials))
     assert not (two / "parts").exists()
     assert len((two / "history.jsonl").read_text().splitlines()) == len((one / "history.jsonl").read_text().splitlines())
@@ -358,3 +361,40 @@ def test_a_lost_invoice_response_makes_the_trial_indeterminate(tmp_path: Path) -
     assert rows and all(r["outcome"] == "indeterminate" for r in rows), [(r["outcome"], r["error"]) for r in rows]
     audits = [json.loads(line) for line in (run_dir / "audits.jsonl").read_text().splitlines()]
     assert any(inv.get("accepted") for a in audits for inv in (a.get("audit") or a).get("invoices", []))
+
+
+def test_direct_dispatch_picks_the_route_the_app_would() -> None:
+    """DirectClient matches all of a method's routes in one regex: the route it picks (and its path
+    parameters) is the first in the app's routing order whose path matches, as Starlette's router does."""
+    from harness.sim.net import _routers
+    from mock_orders_api.routes import ROUTES
+
+    routers = _routers(ROUTES)
+    samples = ["1000001-01", "NF-1", "a.b", "%20x", "-"]
+    paths = [re.sub(r"\(\?P<\w+>\[\^/\]\+\)", value, route.path_regex.pattern.strip("^$").replace("\\-", "-"))
+             for route in ROUTES for value in samples]
+    paths += ["/", "/nope", "/api/oms/pvt/orders/", "/api/oms/pvt/orders/1/2", "/_mock/orders/x/audit/",
+              "/api/oms/pvt/orders//start-handling"]
+    for method in {route.method for route in ROUTES} | {"HEAD"}:
+        for path in paths:
+            expected = next(((route, m.groupdict()) for route in ROUTES if route.method == method
+                             for m in [route.path_regex.match(path)] if m is not None), None)
+            router = routers.get(method)
+            m = router.pattern.match(path) if router is not None else None
+            got = None
+            if m is not None:
+                route, params = router.routes[m.lastgroup]
+                got = (route, {name: m.group(group) for group, name in params})
+            assert got == expected, (method, path)
+    # Overlapping paths: the earlier route wins, whichever is more specific.
+    from types import SimpleNamespace
+
+    overlapping = tuple(SimpleNamespace(method="GET", path_regex=re.compile(pattern), name=name) for name, pattern in
+                        (("any", r"^/a/(?P<x>[^/]+)$"), ("b", r"^/a/b$"), ("deep", r"^/a/(?P<x>[^/]+)/(?P<y>[^/]+)$")))
+    router = _routers(overlapping)["GET"]  # type: ignore[arg-type]
+    for path, name, params in (("/a/b", "any", {"x": "b"}), ("/a/c/d", "deep", {"x": "c", "y": "d"})):
+        m = router.pattern.match(path)
+        assert m is not None
+        route, groups = router.routes[m.lastgroup]
+        assert (route.name, {n: m.group(g) for g, n in groups}) == (name, params)
+

@@ -178,3 +178,68 @@ def test_client_disconnect_and_a_cut_response_are_not_logged_as_mock_errors() ->
     assert not _not_a_disconnect(record(ClientDisconnect()))
     assert not _not_a_disconnect(record(ResponseLost()))  # the fault schedule's `drop`, journaled already
     assert _not_a_disconnect(record(ValueError("a real bug")))
+
+
+def _parts(tmp_path: Path, n_parts: int, per_part: int) -> list[Path]:
+    """Part folders as simulation workers leave them, trial k in part k % n_parts."""
+    parts = [tmp_path / "parts" / f"1-{k}" for k in range(n_parts)]
+    writers = []
+    for part in parts:
+        part.mkdir(parents=True)
+        writers.append(RunWriter(part, {"planned_trials": per_part}))
+    for k in range(n_parts * per_part):
+        t = make_trial(k, "none", 100.0)
+        writers[k % n_parts].add(t, [{"trial_id": k, "kind": "invoice", "note": "café " * 50}], {"verdict": "clean"})
+    for w in writers:
+        w.close(interrupted=False, wall_s=1.0)
+    return parts
+
+
+@pytest.mark.parametrize("copy", ["kernel", "read-write"])
+def test_merged_parts_are_the_parts_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy: str) -> None:
+    """Merging parts appends their history and audit bytes as they are, part after part, whether the
+    kernel copies them or (a file system without copy_file_range) they go through read/write."""
+    parts = _parts(tmp_path, 3, 4)
+    if copy == "read-write":
+        def _unsupported(*args: Any, **kwargs: Any) -> int:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        monkeypatch.setattr(os, "copy_file_range", _unsupported, raising=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    writer = RunWriter(run, {"planned_trials": 12})
+    writer.append_parts(parts)
+    writer.add(make_trial(12, "none", 100.0), [{"trial_id": 12}], None)  # appends after the merged bytes
+    writer.close(interrupted=False, wall_s=1.0)
+    for name in ("history.jsonl", "audits.jsonl"):
+        merged = b"".join((part / name).read_bytes() for part in parts)
+        assert (run / name).read_bytes().startswith(merged) and (run / name).read_bytes() != merged
+    assert [int(r["trial_id"]) for r in _consistent(run)] == list(range(13))
+
+
+@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="the kernel copy path needs copy_file_range")
+def test_disk_full_while_merging_parts_keeps_the_run_folder_consistent(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = _parts(tmp_path, 2, 3)
+    run = tmp_path / "run"
+    run.mkdir()
+    writer = RunWriter(run, {"planned_trials": 7})
+    writer.add(make_trial(100, "none", 100.0), [{"trial_id": 100}], {"verdict": "clean"})
+    real = os.copy_file_range
+    audits_fd = os.open(run / "audits.jsonl", os.O_RDONLY)  # to recognise the writer's audits file
+    audits = os.fstat(audits_fd)
+    os.close(audits_fd)
+
+    def _fills_up(src: int, dst: int, count: int, *args: Any) -> int:
+        st = os.fstat(dst)
+        if (st.st_dev, st.st_ino) == (audits.st_dev, audits.st_ino):  # every part's history is in by now
+            real(src, dst, 10)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, count, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", _fills_up)
+    with pytest.raises(StorageError) as info:
+        writer.append_parts(parts)
+    assert str(run / "audits.jsonl") in str(info.value) and "ENOSPC" in str(info.value)
+    writer.close(interrupted=False, wall_s=1.0)
+    assert [int(r["trial_id"]) for r in _consistent(run)] == [100]  # the merge is all or nothing
+    assert len((run / "history.jsonl").read_text().splitlines()) == 1

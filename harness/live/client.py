@@ -29,19 +29,6 @@ DEFAULT_RETRY_BUDGET_S = 90.0  # total waiting per call: VTEX's 1-minute back-of
 _UNPARSED = object()
 
 
-class _NoSlot:
-    """No rate limit: a no-op async context manager (cheaper than an asynccontextmanager per request)."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: Any) -> None:
-        return None
-
-
-_NO_SLOT = _NoSlot()
-
-
 @dataclass(frozen=True)
 class Credentials:
     app_key: str | None = None
@@ -85,10 +72,6 @@ class OrdersClient:
         self._vtex = credentials.vtex_headers()
         self._admin = credentials.admin_headers()
 
-    def _slot(self) -> Any:
-        """The rate limit's slot for one request (a throttler is an async context manager)."""
-        return _NO_SLOT if self._throttler is None else self._throttler
-
     async def call(
         self,
         hist: h.TrialHistory | None,
@@ -103,12 +86,13 @@ class OrdersClient:
         shard: int | None = None,
     ) -> h.RequestEvent:
         """Send one request (at `deadline_ns` if given) and record it; never raises for HTTP errors."""
-        all_headers = dict(self._admin if admin else self._vtex)
+        all_headers = self._admin if admin else self._vtex
         if headers:
-            all_headers.update(headers)
+            all_headers = {**all_headers, **headers}  # a new dict: the credentials' stay as they are
         if shard is None:
             shard = hist.shard if hist is not None else 0
-        http = self.shards[shard % len(self.shards)]
+        shards = self.shards
+        http = shards[shard % len(shards)] if len(shards) > 1 else shards[0]
         request = http.build_request(method, path, json=json, headers=all_headers)
         timed = deadline_ns is not None
         attempts = 0
@@ -116,21 +100,21 @@ class OrdersClient:
         while True:
             attempts += 1
             retry_after: str | None = None
-            async with self._slot():
-                if deadline_ns is not None and attempts == 1 and self.timed is not None:
-                    event, retry_after = await self._timed(kind, method, path, json, all_headers, deadline_ns)
+            if self._throttler is not None:
+                await self._throttler.acquire()  # the rate limit's slot (what `async with throttler` takes)
+            if deadline_ns is not None and attempts == 1 and self.timed is not None:
+                event, retry_after = await self._timed(kind, method, path, json, all_headers, deadline_ns)
+                response = None
+            else:
+                if deadline_ns is not None and attempts == 1:
+                    await self.clock.sleep_until(deadline_ns)
+                event = h.RequestEvent(kind, method, path, deadline_ns, self.clock.now_ns(), request_body=json,
+                                       attempts=attempts)
+                try:
+                    response = _unlink(await http.send(request))
+                except httpx.HTTPError as err:
+                    event.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
                     response = None
-                else:
-                    if deadline_ns is not None and attempts == 1:
-                        await self.clock.sleep_until(deadline_ns)
-                    sent = self.clock.now_ns()
-                    event = h.RequestEvent(kind, method, path, deadline_ns, sent, request_body=json,
-                                           attempts=attempts)
-                    try:
-                        response = _unlink(await http.send(request))
-                    except httpx.HTTPError as err:
-                        event.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-                        response = None
             event.attempts = attempts
             if response is not None:
                 event.response_ns = self.clock.now_ns()
@@ -146,7 +130,7 @@ class OrdersClient:
             waited_s += delay_s
             await asyncio.sleep(delay_s)
         if hist is not None:
-            hist.add(event)
+            hist.events.append(event)
         return event
 
     async def _timed(self, kind: str, method: str, path: str, json: Any, headers: dict[str, str],

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,20 @@ from mock_orders_api.routes import ROUTES, ApiRoute
 SIM_URL = "http://mock"
 _NOT_PARSED = object()
 _JSON_HEADERS = {"content-type": "application/json"}
+_JSON_TYPE = (b"content-type", b"application/json")
+# The mock renders JSON as UTF-8 (Starlette's JSONResponse): decoding it as such and parsing the text is
+# what `json.loads(bytes)` does after sniffing the encoding.
+_DECODER = json.JSONDecoder()
+
+
+def _parse_json(text: str) -> Any:
+    """`json.loads(text)`: the decoder's scanner straight on a body that starts with its value and
+    ends with it (how the mock renders), `decode` (whitespace, errors) otherwise."""
+    try:
+        value, end = _DECODER.scan_once(text, 0)
+    except StopIteration:  # no value at position 0 (leading whitespace, or not JSON)
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 # The random stream of the trial the current task works for (None: outside any trial).
 _TRIAL_RNG: contextvars.ContextVar[random.Random | None] = contextvars.ContextVar("sim_trial_rng", default=None)
@@ -90,7 +105,7 @@ class DirectRequest:
     method: str
     path: str
     content: bytes
-    headers: dict[str, str]  # lower-case names
+    raw_headers: list[tuple[bytes, bytes]]  # as an ASGI scope carries them: lower-case names, latin-1
 
 
 class DirectResponse:
@@ -140,21 +155,18 @@ class DirectClient:
         self.latency = latency
         self.clock = clock
         self._asgi = httpx.ASGITransport(app=app)
-        # Per method, in the app's routing order: the first whose path matches is the one the app would run.
-        self._routes: dict[str, list[ApiRoute]] = {}
-        for route in ROUTES:
-            self._routes.setdefault(route.method, []).append(route)
+        self._routers = _routers(ROUTES)
         self.direct_calls = 0
         self.asgi_calls = 0
 
     # httpx.AsyncClient's interface, as far as OrdersClient uses it ---------------------
     def build_request(self, method: str, path: str, *, json: Any = None,
                       headers: dict[str, str] | None = None) -> DirectRequest:
-        content = b"" if json is None else json_dumps_like_httpx(json)
-        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
-        if json is not None:
-            hdrs["content-type"] = "application/json"
-        return DirectRequest(method, path, content, hdrs)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
+        if json is None:
+            return DirectRequest(method, path, b"", raw)
+        raw.append(_JSON_TYPE)
+        return DirectRequest(method, path, json_dumps_like_httpx(json), raw)
 
     async def send(self, request: DirectRequest) -> DirectResponse:
         await self.clock.sleep_ns(self.latency.draw_ns())
@@ -174,11 +186,12 @@ class DirectClient:
     # dispatch ---------------------------------------------------------------------------
     async def _dispatch(self, request: DirectRequest) -> DirectResponse:
         path, _, query = request.path.partition("?")
-        for route in self._routes.get(request.method, ()):
-            m = route.path_regex.match(path)
-            if m is not None:
-                self.direct_calls += 1
-                return await self._call(route, m.groupdict(), path, query, request)
+        router = self._routers.get(request.method)
+        m = router.pattern.match(path) if router is not None else None
+        if m is not None:
+            route, params = router.routes[m.lastgroup]  # type: ignore[index]
+            self.direct_calls += 1
+            return await self._call(route, {name: m.group(group) for group, name in params}, path, query, request)
         # Unknown path or method: the app's own 404 / 405.
         self.asgi_calls += 1
         return await self._via_asgi(request)
@@ -189,28 +202,32 @@ class DirectClient:
         arrival = mock.clock()
         scope: dict[str, Any] = {
             "type": "http", "method": request.method, "path": path, "query_string": query.encode("latin-1"),
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()],
-            "app": self.app, "state": {"arrival_ns": arrival}, "path_params": path_params,
+            "headers": request.raw_headers, "app": self.app, "state": {"arrival_ns": arrival},
+            "path_params": path_params,
         }
         body = request.content
 
         async def _receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
+        handler_request = Request(scope, _receive)
+        # Starlette's own cache of the read body: `body()` returns it without running the receive
+        # stream (an async generator per request); `_receive` serves it should that ever change.
+        handler_request._body = body
         status = 0
         try:
             try:
-                result = await route.handler(Request(scope, _receive))
+                result = await route.handler(handler_request)
             except ApiError as err:
                 status = err.status
                 return DirectResponse(status, None, {**_JSON_HEADERS, **(err.headers or {})}, parsed=err.body())
             except ResponseLost:  # the mock applied the request and cut the connection (fault schedule)
                 raise httpx.RemoteProtocolError("server disconnected without sending a response") from None
             status = result.status_code
-            content = bytes(result.body)
+            content = result.body
             if content and result.media_type == "application/json":
-                return DirectResponse(status, content, _JSON_HEADERS, parsed=json.loads(content))
-            return DirectResponse(status, content, dict(result.headers))
+                return DirectResponse(status, content, _JSON_HEADERS, parsed=_parse_json(content.decode("utf-8")))
+            return DirectResponse(status, bytes(content), dict(result.headers))
         except httpx.RemoteProtocolError:
             raise  # a lost response reaches the client as a broken connection
         except Exception as err:  # what the server's error middleware answers (the journal sees status 0)
@@ -221,10 +238,42 @@ class DirectClient:
 
     async def _via_asgi(self, request: DirectRequest) -> DirectResponse:
         hreq = httpx.Request(request.method, SIM_URL + request.path, content=request.content,
-                             headers=request.headers)
+                             headers=request.raw_headers)
         response = await self._asgi.handle_async_request(hreq)
         content = await response.aread()
         return DirectResponse(response.status_code, content, dict(response.headers))
+
+
+@dataclass(frozen=True, slots=True)
+class _Router:
+    """One method's routes as one regex: `(?P<r0>route 0)|(?P<r1>route 1)|...`, tried in the app's
+    routing order, so the route that matches is the one the app would run (the first whose path
+    matches), found in one `match` instead of one per route. Each route's path parameters are
+    renamed `r<i>_<name>` (names repeat across routes); `routes` maps the route's group to the
+    route and its (group, parameter name) pairs."""
+
+    pattern: re.Pattern[str]
+    routes: dict[str, tuple[ApiRoute, tuple[tuple[str, str], ...]]]
+
+
+def _routers(routes: tuple[ApiRoute, ...]) -> dict[str, _Router]:
+    by_method: dict[str, list[ApiRoute]] = {}
+    for route in routes:
+        by_method.setdefault(route.method, []).append(route)
+    routers = {}
+    for method, rs in by_method.items():
+        parts, table = [], {}
+        for i, route in enumerate(rs):
+            inner = route.path_regex.pattern.removeprefix("^").removesuffix("$")
+            params = tuple((f"r{i}_{name}", name) for name in route.path_regex.groupindex)
+            inner = _PARAM_GROUP.sub(lambda m, i=i: f"(?P<r{i}_{m.group(1)}>", inner)
+            parts.append(f"(?P<r{i}>{inner})")
+            table[f"r{i}"] = (route, params)
+        routers[method] = _Router(re.compile(f"^(?:{'|'.join(parts)})$"), table)
+    return routers
+
+
+_PARAM_GROUP = re.compile(r"\(\?P<(\w+)>")
 
 
 def json_dumps_like_httpx(obj: Any) -> bytes:
