@@ -265,11 +265,15 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     )
     for name, values in extra.items():
         work[name] = np.asarray(values, dtype="float64")
+    # Per bin on plain arrays (a DataFrame per bin costs ~0.2 ms each, most of a report's analysis).
+    det_all, race_all, failed_all = (work[c].to_numpy() for c in ("det", "race", "failed"))
+    extra_all = {name: work[name].to_numpy() for name in extra}
     rows: list[dict[str, Any]] = []
-    for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):
-        det = grp[grp["det"]]
+    for (guard, offset), idx in work.groupby(["guard", "offset_ms"], sort=False).indices.items():
+        det = idx[det_all[idx]]
         n = len(det)
-        k = int(det["race"].sum())
+        k = int(race_all[det].sum())
+        failed = int(failed_all[idx].sum())
         low, high = wilson_interval(k, n)
         row: dict[str, Any] = {
             "guard": guard,
@@ -279,11 +283,12 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
             "rate": k / n if n else math.nan,
             "ci_low": low,
             "ci_high": high,
-            "not_judged": int(len(grp) - n - grp["failed"].sum()),
-            "failed": int(grp["failed"].sum()),
+            "not_judged": len(idx) - n - failed,
+            "failed": failed,
         }
-        for name in extra:
-            row[name] = float(det[name].mean()) if n and det[name].notna().all() else math.nan
+        for name, values in extra_all.items():
+            v = values[det]
+            row[name] = float(v.mean()) if n and not np.isnan(v).any() else math.nan
         rows.append(row)
     rows.sort(key=lambda r: (_guard_key(r["guard"]), r["offset_ms"]))
     out = pd.DataFrame(rows, columns=cols)
