@@ -21,6 +21,9 @@ from harness.core.thresholds import VERDICT_EXIT_CODES
 from harness.errors import RaceHarnessError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.core.adaptive import Cell
     from harness.core.scenario import Scenario
     from harness.rounds import RoundLoop
 from harness.core.adaptive import CHECK_BUDGET_GRIDS
@@ -419,11 +422,16 @@ def _round_loop(scenario: Scenario, max_trials: int | None, gate: bool) -> Round
         max_trials = scenario.gate.max_trials
     if not gate and max_trials is None:
         return None
-    from harness.analysis.rounds import threshold_decide  # pandas: only a run in rounds needs it here
     from harness.rounds import RoundLoop
     budget = max_trials if max_trials is not None else CHECK_BUDGET_GRIDS * scenario.n_trials
-    return RoundLoop(scenario, threshold_decide(scenario.thresholds, scenario.gate), max_trials=budget,
-                     early_stop=gate)
+
+    def decide(df: pd.DataFrame) -> tuple[bool, list[Cell]]:
+        # Imported (pandas) at the first look, after the first round, not before the run starts.
+        from harness.analysis.rounds import threshold_decide
+
+        return threshold_decide(scenario.thresholds, scenario.gate)(df)
+
+    return RoundLoop(scenario, decide, max_trials=budget, early_stop=gate)
 
 
 class _Progress:
