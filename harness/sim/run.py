@@ -318,7 +318,7 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
             while_running()
         if queue is not None:
             stats = RunStats(planned=sum(len(s.trials) for s in shards))
-            while True:
+            while stats.done < stats.planned:  # one item per trial: the last one ends the wait at once
                 try:
                     item = queue.get(timeout=0.2)
                 except Empty:
