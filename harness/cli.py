@@ -359,6 +359,10 @@ def _run(args: argparse.Namespace, gate: bool) -> int:
         else:
             from harness.live.run import run_scenario
 
+            if rounds is not None:
+                # The looks' analysis (pandas) imported now, before the runner freezes the heap for
+                # the timed trials, not at the first look between rounds (its heap unfrozen then).
+                import harness.analysis.rounds  # noqa: F401
             run_dir, interrupted = run_scenario(scenario, args.out, progress=bar.update if bar else None,
                                                 handle_sigint=True, rounds=rounds)
     finally:
@@ -426,7 +430,7 @@ def _round_loop(scenario: Scenario, max_trials: int | None, gate: bool) -> Round
     budget = max_trials if max_trials is not None else CHECK_BUDGET_GRIDS * scenario.n_trials
 
     def decide(df: pd.DataFrame) -> tuple[bool, list[Cell]]:
-        # Imported (pandas) at the first look, after the first round, not before the run starts.
+        # Imported (pandas) at the first look: a simulated run has it by then (`_import_report`).
         from harness.analysis.rounds import threshold_decide
 
         return threshold_decide(scenario.thresholds, scenario.gate)(df)

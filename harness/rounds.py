@@ -98,8 +98,9 @@ class RoundLoop:
         """The next round after the trials in `run_dir`, or None: decided, out of budget, or nothing to add."""
         if self.max_trials is None:
             return None
-        # The analysis (pandas) is imported at the first look, after the first round: a simulated
-        # run imports it while that round's workers run (harness.sim.run, `while_running`).
+        # The analysis (pandas) is imported here, at the first look, unless the caller did it already:
+        # a simulated run while the first round's workers run (harness.sim.run `while_running`), a
+        # live one before its timed trials (the CLI), so that no import falls between rounds.
         from harness.analysis.rounds import cell_counts
         from harness.analysis.stats import load_trials
 
