@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from harness.analysis.rounds import Decide, cell_counts
-from harness.analysis.stats import load_trials
 from harness.core.adaptive import batch_reps, next_cells, resolution_ms
 from harness.core.plan import Plan, build_plan, grid_batch, round_plan
 from harness.core.scenario import Scenario
+
+if TYPE_CHECKING:
+    from harness.analysis.rounds import Decide
 
 
 def _say(msg: str) -> None:
@@ -97,6 +98,12 @@ class RoundLoop:
         """The next round after the trials in `run_dir`, or None: decided, out of budget, or nothing to add."""
         if self.max_trials is None:
             return None
+        # The analysis (pandas) is imported here, at the first look, unless the caller did it already:
+        # a simulated run while the first round's workers run (harness.sim.run `while_running`), a
+        # live one before its timed trials (the CLI), so that no import falls between rounds.
+        from harness.analysis.rounds import cell_counts
+        from harness.analysis.stats import load_trials
+
         df = load_trials(run_dir)
         stop, undecided = self.decide(df) if self.decide is not None else (False, [])
         if stop and self.early_stop:

@@ -367,3 +367,26 @@ def test_faults_injected_by_the_mock_get_a_section_only_when_there_were_any(tmp_
     assert "Faults injected by the mock: 3" in md
     section = md[md.index("Faults injected"):]
     assert "| get-order | 1 | 0 | 0 |" in section and "| invoice | 0 | 1 | 1 |" in section
+
+
+def test_one_pass_over_audits_tolerates_a_damaged_file(tmp_path: Path) -> None:
+    from harness.report.evidence import scan_audits
+
+    change = {"accepted": True, "actedNs": 3_000_000_000, "delayMs": 250, "queueWaitMs": 4}
+    path = tmp_path / "audits.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"trial_id": 1, "audit": {"changes": [change], "faults": [{"route": "invoice", "kind": "429"}]}}),
+        "",  # blank: not a line
+        json.dumps([1, 2]),  # parsable, not a record
+        json.dumps({"trial_id": 2}),  # no audit: still the trial's record
+        json.dumps({"trial_id": 2, "audit": {"changes": [{**change, "actedNs": 1_000_000_000, "accepted": False}]}}),
+        '{"trial_id": 2, "audit": {"chan',  # cut by a crash
+    ]))
+    scan = scan_audits(path, 2)
+    assert (scan.stats.exists, scan.stats.lines, scan.stats.bad) == (True, 5, 1)
+    assert [r.get("audit") for r in scan.trial] == [None, {"changes": [{**change, "actedNs": 1_000_000_000,
+                                                                          "accepted": False}]}]
+    assert scan.delays == [(0.0, 250.0, 4.0)]  # the refused Change is not drawn
+    assert scan.faults == {"invoice": {"429": 1}}
+    missing = scan_audits(tmp_path / "none.jsonl", 2)
+    assert not missing.stats.exists and missing.trial == [] and missing.delays == [] and missing.faults == {}

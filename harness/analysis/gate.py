@@ -101,11 +101,13 @@ def _window(df: pd.DataFrame, t: Threshold) -> pd.Series:
 def _bins(df: pd.DataFrame, kind: pd.Series, t: Threshold, bin_ms: float | None) -> list[tuple[float, int, int]]:
     """(offset_ms, races, judged trials) per bin of the window, in offset order."""
     mask = _window(df, t) if not df.empty else pd.Series(dtype=bool)
-    sub = pd.DataFrame({"offset_ms": bin_offsets(df.loc[mask, "offset_ms"], bin_ms), "kind": kind[mask]})
+    offsets = bin_offsets(df.loc[mask, "offset_ms"], bin_ms).to_numpy()
+    k = kind[mask].to_numpy()
+    race, no_race = k == "race", k == "no_race"
     out = []
-    for offset, grp in sub.groupby("offset_ms", sort=True):
-        races = int((grp["kind"] == "race").sum())
-        out.append((float(offset), races, races + int((grp["kind"] == "no_race").sum())))
+    for offset, idx in sorted(pd.Series(offsets).groupby(offsets).indices.items()):  # positions, per bin
+        races = int(race[idx].sum())
+        out.append((float(offset), races, races + int(no_race[idx].sum())))
     return out
 
 

@@ -25,11 +25,11 @@ def cell_counts(df: pd.DataFrame) -> dict[Cell, tuple[int, int]]:
     if df.empty:
         return {}
     kind = kinds(df)
-    judged = df[kind.isin(("race", "no_race"))]
-    out: dict[Cell, tuple[int, int]] = {}
-    for (guard, offset), g in judged.groupby(["guard", "offset_ms"], sort=True):
-        out[(str(guard), float(offset))] = (int((kind[g.index] == "race").sum()), len(g))
-    return out
+    mask = kind.isin(("race", "no_race")).to_numpy()
+    races = (kind == "race").to_numpy()[mask]
+    cells = df.loc[mask, ["guard", "offset_ms"]].groupby(["guard", "offset_ms"]).indices  # positions in `races`
+    return {(str(guard), float(offset)): (int(races[idx].sum()), len(idx))
+            for (guard, offset), idx in sorted(cells.items())}
 
 
 def threshold_decide(thresholds: Sequence[Threshold], policy: GatePolicy | None = None) -> Decide:

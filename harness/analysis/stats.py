@@ -69,6 +69,7 @@ def _to_bool(s: str) -> bool:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {"int": _to_int, "float": _to_float, "bool": _to_bool, "str": str}
+_BUILTIN_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
 _DTYPES: dict[str, Any] = {"int": "int64", "float": "float64", "bool": "bool", "str": str}
 
 
@@ -87,6 +88,32 @@ def _decode_cut(data: bytes) -> str:
         if err.reason != "unexpected end of data":
             raise
         return data[:err.start].decode("utf-8")
+
+
+def _parse_columns(rows: list[list[str]], width: int, index: Mapping[str, int], types: Mapping[str, str],
+                   defaults: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    """Every row parsed column by column (the common case, ~2x faster than row by row), or None
+    when a row is unparsable: the caller then goes row by row to tell a cut tail from corruption."""
+    if any(len(rec) != width for rec in rows):
+        return None
+    by_column = list(zip(*rows)) or [()] * width
+    try:
+        return {name: _parse_column(by_column[index[name]], t) if name in index else [defaults[name]] * len(rows)
+                for name, t in types.items()}
+    except (ValueError, KeyError):
+        return None
+
+
+def _parse_column(values: Sequence[str], kind: str) -> list[Any]:
+    # int() / float() give what _to_int / _to_float give wherever they accept the text, at C speed;
+    # a column with an empty float or an int written as 3.0 takes the full parser.
+    builtin = _BUILTIN_PARSERS.get(kind)
+    if builtin is not None:
+        try:
+            return list(map(builtin, values))
+        except ValueError:
+            pass
+    return list(map(_PARSERS.get(kind, str), values))
 
 
 def load_trials(run_dir: Path | str) -> pd.DataFrame:
@@ -133,23 +160,25 @@ def load_trials(run_dir: Path | str) -> pd.DataFrame:
         )
     index = {name: header.index(name) for name in types if name not in defaults}
 
-    columns: dict[str, list[Any]] = {name: [] for name in types}
+    columns = _parse_columns([rec for _, rec in records[1:] if rec], len(header), index, types, defaults)
     bad: list[int] = []  # line numbers of unparsable records
-    for line_no, rec in records[1:]:
-        if not rec:
-            continue  # blank line
-        try:
-            if len(rec) != len(header):
-                raise ValueError("wrong field count")
-            parsed = {name: _PARSERS.get(t, str)(rec[index[name]]) if name in index else defaults[name]
-                      for name, t in types.items()}
-        except (ValueError, KeyError):
-            bad.append(line_no)
-            continue
-        if bad:
-            raise ReportError(f"{path}: line {bad[0]}: unparsable row followed by valid rows (file corrupted)")
-        for name, value in parsed.items():
-            columns[name].append(value)
+    if columns is None:  # some row is unparsable: row by row, to tell a cut tail from corruption
+        columns = {name: [] for name in types}
+        for line_no, rec in records[1:]:
+            if not rec:
+                continue  # blank line
+            try:
+                if len(rec) != len(header):
+                    raise ValueError("wrong field count")
+                parsed = {name: _PARSERS.get(t, str)(rec[index[name]]) if name in index else defaults[name]
+                          for name, t in types.items()}
+            except (ValueError, KeyError):
+                bad.append(line_no)
+                continue
+            if bad:
+                raise ReportError(f"{path}: line {bad[0]}: unparsable row followed by valid rows (file corrupted)")
+            for name, value in parsed.items():
+                columns[name].append(value)
 
     skipped = len(bad) + (1 if truncated_tail else 0)
     if skipped:
@@ -265,11 +294,15 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
     )
     for name, values in extra.items():
         work[name] = np.asarray(values, dtype="float64")
+    # Per bin on plain arrays (a DataFrame per bin costs ~0.2 ms each, most of a report's analysis).
+    det_all, race_all, failed_all = (work[c].to_numpy() for c in ("det", "race", "failed"))
+    extra_all = {name: work[name].to_numpy() for name in extra}
     rows: list[dict[str, Any]] = []
-    for (guard, offset), grp in work.groupby(["guard", "offset_ms"], sort=False):
-        det = grp[grp["det"]]
+    for (guard, offset), idx in work.groupby(["guard", "offset_ms"], sort=False).indices.items():
+        det = idx[det_all[idx]]
         n = len(det)
-        k = int(det["race"].sum())
+        k = int(race_all[det].sum())
+        failed = int(failed_all[idx].sum())
         low, high = wilson_interval(k, n)
         row: dict[str, Any] = {
             "guard": guard,
@@ -279,11 +312,12 @@ def rate_table(df: pd.DataFrame, bin_ms: float | None = None, model: RaceModel |
             "rate": k / n if n else math.nan,
             "ci_low": low,
             "ci_high": high,
-            "not_judged": int(len(grp) - n - grp["failed"].sum()),
-            "failed": int(grp["failed"].sum()),
+            "not_judged": len(idx) - n - failed,
+            "failed": failed,
         }
-        for name in extra:
-            row[name] = float(det[name].mean()) if n and det[name].notna().all() else math.nan
+        for name, values in extra_all.items():
+            v = values[det]
+            row[name] = float(v.mean()) if n and not np.isnan(v).any() else math.nan
         rows.append(row)
     rows.sort(key=lambda r: (_guard_key(r["guard"]), r["offset_ms"]))
     out = pd.DataFrame(rows, columns=cols)

@@ -31,9 +31,8 @@ from harness.report.evidence import (
     audit_records,
     build_evidence,
     change_delay_informative,
-    change_delays,
-    fault_counts,
     pick_evidence,
+    scan_audits,
     scan_jsonl,
 )
 from harness.report.junit import junit_xml
@@ -165,13 +164,13 @@ def build_report(run_dir: Path | str, *, figures: bool = True) -> Report:
 
     row = pick_evidence(df)
     tid = int(row["trial_id"]) if row is not None else None
-    hist_stats, audit_stats = JsonlStats(), JsonlStats()
+    hist_stats = JsonlStats()
     history = list(scan_jsonl(run_dir / "history.jsonl", tid, hist_stats))
-    audit_objs = list(scan_jsonl(run_dir / "audits.jsonl", tid, audit_stats))
+    audit_scan = scan_audits(run_dir / "audits.jsonl", tid)
+    audit_objs, audit_stats, delays = audit_scan.trial, audit_scan.stats, audit_scan.delays
     audit = audit_objs[0].get("audit") if audit_objs and isinstance(audit_objs[0].get("audit"), dict) else None
     evidence = build_evidence(row, audit, history) if row is not None else None
     integration = (meta.get("scenario") or {}).get("target", {}).get("integration")
-    delays = change_delays(run_dir / "audits.jsonl")
     calibration = _read_calibration(run_dir)
     summary = build_summary(
         df, meta, gate=results, evidence=evidence, warnings=_warnings(df, hist_stats, audit_stats),
@@ -188,7 +187,7 @@ def build_report(run_dir: Path | str, *, figures: bool = True) -> Report:
     rates_path = run_dir / "rates.csv"
     rates.to_csv(rates_path, index=False, lineterminator="\n")
 
-    faults = fault_counts(run_dir / "audits.jsonl")
+    faults = audit_scan.faults
 
     def document(figures_pending: bool) -> Any:
         return build_document(summary=summary, meta=meta, run_dir=run_dir,

@@ -28,6 +28,13 @@ class JsonlStats:
 def scan_jsonl(path: Path, trial_id: int | None, stats: JsonlStats) -> Iterator[dict[str, Any]]:
     """Yield the objects of `path` that belong to `trial_id`, counting lines and
     unparsable ones. Streams: history.jsonl of a long run can be large."""
+    for obj in _parsed(path, stats):
+        if isinstance(obj, dict) and trial_id is not None and obj.get("trial_id") == trial_id:
+            yield obj
+
+
+def _parsed(path: Path, stats: JsonlStats) -> Iterator[Any]:
+    """Every parsable line's value, counting lines and unparsable ones in `stats`."""
     if not path.exists():
         return
     stats.exists = True
@@ -37,12 +44,37 @@ def scan_jsonl(path: Path, trial_id: int | None, stats: JsonlStats) -> Iterator[
                 continue
             stats.lines += 1
             try:
-                obj = json.loads(line)
+                yield json.loads(line)
             except json.JSONDecodeError:
                 stats.bad += 1  # a crash can cut the last line
-                continue
-            if isinstance(obj, dict) and trial_id is not None and obj.get("trial_id") == trial_id:
-                yield obj
+
+
+@dataclass
+class AuditScan:
+    """What the report takes from audits.jsonl, in one pass (a long run's file is large)."""
+
+    stats: JsonlStats
+    trial: list[dict[str, Any]]  # the records of the evidence trial (as `scan_jsonl` yields them)
+    # (s since the first Change, processing ms, queue wait ms) of every accepted Change
+    delays: list[tuple[float, float, float]]
+    faults: dict[str, dict[str, int]]  # {route: {kind: count}} of the faults and 429s the mock injected
+
+
+def scan_audits(path: Path, trial_id: int | None) -> AuditScan:
+    """audits.jsonl read once: the evidence trial's records and the line counts (as `scan_jsonl`), the
+    accepted Changes' delays (the Change-delay figure) and the injected faults (empty when none)."""
+    scan = AuditScan(JsonlStats(), [], [], {})
+    changes: list[tuple[int, float, float]] = []
+    for record in _parsed(path, scan.stats):
+        if not isinstance(record, dict):
+            continue
+        if trial_id is not None and record.get("trial_id") == trial_id:
+            scan.trial.append(record)
+        if isinstance(record.get("audit"), dict):
+            changes.extend(_accepted_changes(record["audit"]))
+            _count_faults(record["audit"], scan.faults)
+    scan.delays = _since_first(changes)
+    return scan
 
 
 def audit_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -59,26 +91,15 @@ def audit_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def audits(path: Path) -> Iterator[dict[str, Any]]:
-    """Every trial's audit in audits.jsonl (streamed; unparsable or empty ones skipped)."""
-    for record in audit_records(path):
-        yield record["audit"]
-
-
 # The kinds of fault an order audit's `faults` lists (the mock's faults.py and rate limits), in report order.
 FAULT_KINDS = ("429", "fault-500", "fault-503", "slow", "response-lost")
 
 
-def fault_counts(path: Path) -> dict[str, dict[str, int]]:
-    """{route: {kind: count}} of the faults and 429s the mock injected on the trials' orders (their
-    audits' `faults`); empty when there were none."""
-    counts: dict[str, dict[str, int]] = {}
-    for audit in audits(path):
-        for f in audit.get("faults") or []:
-            if isinstance(f, dict) and f.get("kind") in FAULT_KINDS:
-                route = counts.setdefault(str(f.get("route")), {})
-                route[f["kind"]] = route.get(f["kind"], 0) + 1
-    return counts
+def _count_faults(audit: Mapping[str, Any], counts: dict[str, dict[str, int]]) -> None:
+    for f in audit.get("faults") or []:
+        if isinstance(f, dict) and f.get("kind") in FAULT_KINDS:
+            route = counts.setdefault(str(f.get("route")), {})
+            route[f["kind"]] = route.get(f["kind"], 0) + 1
 
 
 def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bool:
@@ -90,13 +111,14 @@ def change_delay_informative(points: Sequence[tuple[float, float, float]]) -> bo
     return any(p[2] > 0.5 for p in points) or max(processing) - min(processing) > 0.5
 
 
-def change_delays(path: Path) -> list[tuple[float, float, float]]:
-    """(s since the first Change, processing ms, queue wait ms) of every accepted Change in the audits."""
-    raw: list[tuple[int, float, float]] = []
-    for audit in audits(path):
-        for c in audit.get("changes") or []:
-            if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
-                raw.append((c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)))
+def _accepted_changes(audit: Mapping[str, Any]) -> Iterator[tuple[int, float, float]]:
+    """(acted ns, processing ms, queue wait ms) of the audit's accepted Changes."""
+    for c in audit.get("changes") or []:
+        if c.get("accepted") and c.get("actedNs") is not None and c.get("delayMs") is not None:
+            yield c["actedNs"], float(c["delayMs"]), float(c.get("queueWaitMs") or 0.0)
+
+
+def _since_first(raw: list[tuple[int, float, float]]) -> list[tuple[float, float, float]]:
     if not raw:
         return []
     t0 = min(r[0] for r in raw)
@@ -174,4 +196,4 @@ def build_evidence(row: pd.Series, audit: Mapping[str, Any] | None, history: lis
     }
 
 
-__all__ = ["JsonlStats", "audit_records", "audits", "build_evidence", "change_delays", "pick_evidence", "scan_jsonl"]
+__all__ = ["AuditScan", "JsonlStats", "audit_records", "build_evidence", "pick_evidence", "scan_audits", "scan_jsonl"]

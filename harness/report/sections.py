@@ -419,7 +419,7 @@ def build_document(*, summary: Mapping[str, Any], meta: Mapping[str, Any], run_d
                    history: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any] | None,
                    faults: Mapping[str, Mapping[str, int]] | None = None,
                    figures_pending: bool = False) -> Document:
-    """Every section of the report, in order, as data (`faults`: see evidence.fault_counts).
+    """Every section of the report, in order, as data (`faults`: see evidence.AuditScan).
     `figures_pending`: the figures are being rendered (the HTML leaves out those not written yet and is
     rewritten once they are)."""
     interrupted = bool(meta.get("interrupted")) or meta.get("finished_at") is None

@@ -33,7 +33,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from queue import Empty
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.plan import Plan, PlannedTrial, build_plan
 from harness.core.results import TrialResult
@@ -43,7 +43,6 @@ from harness.core.guards import TrialContext
 from harness.live.client import OrdersClient
 from harness.live.runner import Runner, RunStats
 from harness.live.targets import credentials_from_env, mock_config
-from harness.rounds import RoundLoop
 from harness.runfolder import RunWriter, check_writable, new_run_dir, run_meta
 from harness.sim.clock import VirtualClock, run_virtual
 from harness.sim.net import SIM_URL, DirectClient, Latency, SimTransport
@@ -51,6 +50,9 @@ from mock_orders_api.delays import parse_delay
 from mock_orders_api.errors import ConfigError
 from mock_orders_api.lifeline import die_with_parent
 from mock_orders_api.dates import DATE_SOURCE, virtual_dates
+
+if TYPE_CHECKING:  # the loop and its analysis (pandas) come with `rounds`; a one-round run never imports them
+    from harness.rounds import RoundLoop
 
 TRANSPORTS = ("direct", "asgi")
 _MAX_WORKERS = 8
@@ -159,9 +161,14 @@ def default_workers(n_trials: int) -> int:
 
 def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunStats], None] | None = None,
                   transport: str = "direct", workers: int | None = None,
-                  rounds: RoundLoop | None = None) -> tuple[Path, bool]:
+                  rounds: RoundLoop | None = None,
+                  while_running: Callable[[], None] | None = None) -> tuple[Path, bool]:
     """Run every planned trial in simulated mode (with `rounds`: round after round, harness.rounds);
     returns (run folder, interrupted). No report here.
+
+    `while_running` is called once in this process while the first round's worker processes run
+    (after they are forked: e.g. the caller's imports for the report, which would otherwise wait
+    for the trials; before the fork they would be copied into every worker for nothing).
 
     Each round's trials are split over `workers` processes (default: `default_workers` of the
     grid), each with its own virtual clock and mock: trials are independent, so the rows do not
@@ -204,7 +211,8 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
             round_no += 1
             total.planned = total.done + len(plan.trials)
             if not _run_round(part_scenario, plan, run_dir / "parts", round_no, min(n, len(plan.trials)), writer,
-                              transport, _progress if progress is not None else None, virtual, timings):
+                              transport, _progress if progress is not None else None, virtual, timings,
+                              while_running if round_no == 1 else None):
                 break
             plan = rounds.next(run_dir) if rounds is not None else None
         else:
@@ -223,15 +231,18 @@ def run_simulated(scenario: Scenario, out: Path, progress: Callable[[Any, RunSta
 
 
 def _run_round(scenario: Scenario, plan: Plan, parts_dir: Path, round_no: int, n: int, writer: RunWriter,
-               transport: str, progress: Any, virtual: list[float], timings: list[Any]) -> bool:
+               transport: str, progress: Any, virtual: list[float], timings: list[Any],
+               while_running: Callable[[], None] | None) -> bool:
     """One round over `n` processes (every n-th trial each), merged into `writer`; True if it finished."""
     parts = [parts_dir / f"{round_no}-{k}" for k in range(n)]
     shards = [Plan(plan.scenario_name, plan.seed, plan.trials[k::n]) for k in range(n)]
     try:
         if n == 1:
             _run_part(scenario, shards[0], parts[0], transport, progress)
+            if while_running is not None:  # nothing to overlap with in one process
+                while_running()
         else:
-            _run_forked(scenario, shards, parts, transport, progress)
+            _run_forked(scenario, shards, parts, transport, progress, while_running)
     finally:
         part_meta = [_read_json(part / "run.json") for part in parts]
         writer.append_parts(parts)
@@ -300,7 +311,8 @@ async def _execute_part(scenario: Scenario, plan: Plan, part: Path, transport: s
                             "timing": runner.stats.timing(scenario.timing_tolerance_ms, scenario.run.concurrency)})
 
 
-def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], transport: str, progress: Any) -> None:
+def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], transport: str, progress: Any,
+                while_running: Callable[[], None] | None) -> None:
     """One forked process per shard (fork: no re-import, the children start at once).
 
     The children ignore Ctrl-C; the parent stops them (their finished trials are on disk in
@@ -314,9 +326,11 @@ def _run_forked(scenario: Scenario, shards: list[Plan], parts: list[Path], trans
     for proc in procs:
         proc.start()
     try:
+        if while_running is not None:
+            while_running()
         if queue is not None:
             stats = RunStats(planned=sum(len(s.trials) for s in shards))
-            while True:
+            while stats.done < stats.planned:  # one item per trial: the last one ends the wait at once
                 try:
                     item = queue.get(timeout=0.2)
                 except Empty:
