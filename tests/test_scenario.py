@@ -61,7 +61,7 @@ def test_ticket_scenario_values() -> None:
     assert len(s.sweep.offsets_ms) == 41
     assert s.sweep.trials_per_offset == 8
     assert s.guards.names == ("none", "finished-check", "serialized")
-    assert s.run.concurrency == 300
+    assert s.run.concurrency == 400
     assert s.thresholds == (
         Threshold(guard="finished-check", max_upper=0.05, min_abs_offset_ms=200.0),
         Threshold(guard="serialized", max_upper=0.05, min_abs_offset_ms=50.0),
