@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mock_orders_api.config import HOOK_STATUSES, MockConfig
-from mock_orders_api.domain.filters import FilterGate, OrderFilter, parse_filter
+from mock_orders_api.domain.filters import FilterGate, OrderFilter, config_object, parse_filter
 from mock_orders_api.domain.hooks import domain_of, previous_notification
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest
@@ -73,11 +73,7 @@ class FeedConfig:
 
 def parse_feed_config(body: Any) -> FeedConfig:
     """Validate a `POST /api/orders/feed/config` body; BadRequest names the field."""
-    if not isinstance(body, dict):
-        raise BadRequest(f"feed config: expected a JSON object with 'filter' and 'queue'; got {type(body).__name__}")
-    unknown = set(body) - {"filter", "queue"}
-    if unknown:
-        raise BadRequest(f"feed config: unknown field(s) {sorted(unknown)}; expected 'filter' and 'queue'")
+    body = config_object(body, "feed config", ("filter", "queue"))
     flt = parse_filter(body.get("filter"))
     queue = body.get("queue")
     if not isinstance(queue, dict):

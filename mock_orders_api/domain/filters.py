@@ -79,6 +79,17 @@ class FilterGate:
         self._fired.clear()
 
 
+def config_object(body: Any, where: str, fields: tuple[str, str]) -> dict[str, Any]:
+    """A hook or feed config body: a JSON object with no field but `fields`; BadRequest otherwise."""
+    expected = f"'{fields[0]}' and '{fields[1]}'"
+    if not isinstance(body, dict):
+        raise BadRequest(f"{where}: expected a JSON object with {expected}; got {type(body).__name__}")
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise BadRequest(f"{where}: unknown field(s) {sorted(unknown)}; expected {expected}")
+    return body
+
+
 def parse_filter(flt: Any, where: str = "filter") -> OrderFilter:
     """Validate a config's `filter` object; BadRequest names the field."""
     if not isinstance(flt, dict):

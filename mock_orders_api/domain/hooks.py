@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mock_orders_api.config import HOOK_STATUSES, MockConfig, check_hook_url
-from mock_orders_api.domain.filters import OrderFilter, parse_filter
+from mock_orders_api.domain.filters import OrderFilter, config_object, parse_filter
 from mock_orders_api.domain.model import Order
 from mock_orders_api.errors import BadRequest, ConfigError
 
@@ -68,11 +68,7 @@ class HookConfig:
 
 def parse_hook_config(body: Any) -> HookConfig:
     """Validate a `POST /api/orders/hook/config` body; BadRequest names the field."""
-    if not isinstance(body, dict):
-        raise BadRequest(f"hook config: expected a JSON object with 'filter' and 'hook'; got {type(body).__name__}")
-    unknown = set(body) - {"filter", "hook"}
-    if unknown:
-        raise BadRequest(f"hook config: unknown field(s) {sorted(unknown)}; expected 'filter' and 'hook'")
+    body = config_object(body, "hook config", ("filter", "hook"))
     flt, hook = parse_filter(body.get("filter")), body.get("hook")
     if not isinstance(hook, dict):
         raise BadRequest(f"hook: required, an object {{url, headers}}; got {hook!r}")
